@@ -1,0 +1,322 @@
+"""The ``forklift`` command line: ``forklift <verb> [group=option ...] [key=value ...]``.
+
+Verbs live in a registry (:data:`VERBS`, :func:`register_verb`); ``run`` is the first,
+``eval``, ``train``, ``export``, ``bridge`` and ``sim-robot`` plug in the same way. Every
+verb gets a composed, validated, read-only :class:`agent.config.AppConfig` and an output
+directory (hydra's run dir, ``hydra.run.dir=...`` overrides it).
+
+Hydra stays at this edge: configs are composed with hydra's compose API from the
+repository's ``configs/`` so that this module controls every error. Bad input prints ONE
+line ``forklift: error: <field>=<value>: <what is allowed>`` on stderr and exits with code
+2, before anything is written.
+
+Examples:
+    forklift run                                  # 2 episodes x 300 s, 4 robots, small warehouse
+    forklift run scenario=exceptions episodes=3 video=true
+    forklift run layout=medium n_robots=8 hydra.run.dir=outputs/medium
+    forklift run --cfg                            # print the composed config and exit
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from agent.config import AppConfig, ConfigError, build_app_config, to_baseline_config, to_run_config
+
+__all__ = ["CONFIGS_DIR", "VERBS", "Invocation", "Verb", "compose_config", "main", "register_verb"]
+
+CONFIGS_DIR: Path = Path(__file__).resolve().parents[1] / "configs"
+PROG = "forklift"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What a verb handler receives.
+
+    Attributes:
+        verb: the verb name.
+        app: the validated, frozen config.
+        config: the composed config as a plain dict (saved as ``config.yaml``).
+        out_dir: output directory (not yet created).
+    """
+
+    verb: str
+    app: AppConfig
+    config: dict
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class Verb:
+    """A ``forklift`` sub-command.
+
+    Attributes:
+        name: the verb.
+        summary: one line for ``forklift --help``.
+        handler: runs the verb; returns the exit code.
+        config_name: primary config in ``configs/``.
+    """
+
+    name: str
+    summary: str
+    handler: Callable[[Invocation], int]
+    config_name: str = "config"
+
+
+VERBS: dict[str, Verb] = {}
+
+
+def register_verb(name: str, summary: str, *, config_name: str = "config"
+                  ) -> Callable[[Callable[[Invocation], int]], Callable[[Invocation], int]]:
+    """Decorator registering ``handler`` as ``forklift <name>``."""
+    def deco(handler: Callable[[Invocation], int]) -> Callable[[Invocation], int]:
+        VERBS[name] = Verb(name, summary, handler, config_name)
+        return handler
+    return deco
+
+
+# ---- errors ------------------------------------------------------------------------------
+
+def _fail(message: str) -> NoReturn:
+    line = " ".join(str(message).split())  # exactly one line
+    print(f"{PROG}: error: {line}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _group_options(group: str) -> list[str]:
+    d = CONFIGS_DIR / group
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def _groups() -> list[str]:
+    return sorted(p.name for p in CONFIGS_DIR.iterdir() if p.is_dir() and any(p.glob("*.yaml")))
+
+
+def _schema_keys(path: str) -> list[str] | None:
+    """Allowed keys under a dotted config path, from the schemas (None if unknown)."""
+    from agent.baseline import BaselineConfig
+
+    parts = [p for p in path.split(".") if p]
+    node: Any = AppConfig
+    extra: list[str] = []
+    drop: set[str] = set()
+    if parts[:1] == ["agent"]:  # flat agent YAML: kind + the controller's own fields
+        node, parts = BaselineConfig, parts[1:]
+        if not parts:
+            extra, drop = ["kind"], {"localization"}
+    for part in parts:
+        hints = dict(fields_of(node)) if is_dataclass(node) else {}
+        if part not in hints:
+            return None
+        node = hints[part]
+    if not is_dataclass(node):
+        return None
+    return extra + [n for n, _ in fields_of(node) if n not in drop]
+
+
+def fields_of(cls: Any) -> list[tuple[str, Any]]:
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name]) for f in fields(cls) if f.init]
+
+
+def _hydra_error(exc: Exception) -> str:
+    """One line for a hydra / omegaconf composition error."""
+    msg = str(exc)
+    m = re.search(r"Could not find '([^']+)/([^'/]+)'", msg)
+    if m:
+        group, option = m.group(1), m.group(2)
+        allowed = _group_options(group)
+        return f"{group}={option}: unknown option; allowed: {', '.join(allowed) or '(none)'}"
+    m = re.search(r"Could not override '([^']+)'", msg) or re.search(r"Key '([^']+)' is not in struct", msg)
+    if m:
+        key = m.group(1)
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        allowed = _schema_keys(parent)
+        hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+        return f"{key}: unknown key{hint}"
+    first = next((ln.strip() for ln in msg.splitlines() if ln.strip()), type(exc).__name__)
+    return first
+
+
+_OVERRIDE = re.compile(r"^(\+\+|\+|~)?[A-Za-z_][\w.\-/@]*(=.*)?$")
+
+
+def _check_override_syntax(arg: str) -> None:
+    if not _OVERRIDE.match(arg) or ("=" not in arg and not arg.startswith("~")):
+        _fail(f"{arg}: bad override; expected key=value or group=option (see `{PROG} run --help`)")
+
+
+# ---- composition -------------------------------------------------------------------------
+
+def compose_config(overrides: Sequence[str], *, config_name: str = "config") -> tuple[dict, Path]:
+    """Compose ``configs/<config_name>.yaml`` with ``overrides`` (hydra compose API).
+
+    Returns:
+        (the config as a plain resolved dict without the ``hydra`` node, the run dir).
+
+    Raises:
+        ConfigError: a composition error (unknown group option or key, bad override).
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIGS_DIR), version_base="1.3", job_name=PROG):
+            cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+            OmegaConf.set_readonly(cfg, True)
+            run_dir = str(OmegaConf.select(cfg, "hydra.run.dir"))
+            raw = OmegaConf.to_container(cfg, resolve=False)
+            assert isinstance(raw, dict)
+            raw.pop("hydra", None)
+            job = OmegaConf.create(raw)
+            OmegaConf.set_readonly(job, True)
+            plain = OmegaConf.to_container(job, resolve=True)
+    except (OmegaConfBaseException, Exception) as e:  # hydra raises several unrelated types
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise ConfigError("", _hydra_error(e)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    assert isinstance(plain, dict)
+    return plain, Path(run_dir)
+
+
+def prepare(verb: Verb, overrides: Sequence[str]) -> Invocation:
+    """Compose and validate; raises :class:`ConfigError` (one line) on bad input."""
+    plain, run_dir = compose_config(overrides, config_name=verb.config_name)
+    app = build_app_config(plain, configs_dir=CONFIGS_DIR)
+    return Invocation(verb=verb.name, app=app, config=plain, out_dir=run_dir)
+
+
+# ---- help --------------------------------------------------------------------------------
+
+def _usage() -> str:
+    lines = [f"usage: {PROG} <verb> [group=option ...] [key=value ...] [--cfg] [-h]", "", "verbs:"]
+    lines += [f"  {v.name:<10} {v.summary}" for v in VERBS.values()]
+    lines += ["", f"`{PROG} <verb> --help` lists the config groups, options and top-level keys."]
+    return "\n".join(lines)
+
+
+def _verb_help(verb: Verb) -> str:
+    import yaml
+
+    top = yaml.safe_load((CONFIGS_DIR / f"{verb.config_name}.yaml").read_text())
+    defaults = {}
+    for d in top.get("defaults", []):
+        if isinstance(d, dict):
+            defaults.update(d)
+    lines = [f"usage: {PROG} {verb.name} [group=option ...] [key=value ...] [--cfg] [-h]", "",
+             verb.summary, "", "config groups (default in brackets):"]
+    for g in _groups():
+        opts = [f"[{o}]" if defaults.get(g) == o else o for o in _group_options(g)]
+        prefix = "+" if g not in defaults else ""
+        lines.append(f"  {prefix + g:<14} {', '.join(opts)}")
+    lines += ["", "top-level keys:"]
+    lines += [f"  {k}={v}" for k, v in top.items() if k not in ("defaults", "hydra")]
+    lines += ["", "any field can be overridden with its dotted path, e.g. agent.nav.recovery.patience_s=8",
+              "outputs go to hydra.run.dir (default outputs/<date>/<time>): config.yaml, report.json,",
+              "trajectories.png, episode_0.gif (video=true)", "",
+              "examples:", f"  {PROG} {verb.name}", f"  {PROG} {verb.name} scenario=exceptions episodes=3 video=true",
+              f"  {PROG} {verb.name} layout=medium n_robots=8 hydra.run.dir=outputs/medium"]
+    return "\n".join(lines)
+
+
+# ---- main --------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``forklift`` console script.
+
+    Returns:
+        0 on success. Bad input raises ``SystemExit(2)`` after one line on stderr.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print(_usage(), file=sys.stderr)
+        raise SystemExit(2)
+    if args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if args[0] == "--version":
+        from agent.report import versions
+
+        print(f"{PROG} {versions()['forklift']}")
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in VERBS:
+        _fail(f"unknown verb {name!r}; allowed: {', '.join(VERBS)}")
+    verb = VERBS[name]
+    if "-h" in rest or "--help" in rest:
+        print(_verb_help(verb))
+        return 0
+    show_cfg = "--cfg" in rest
+    overrides = [a for a in rest if a != "--cfg"]
+    for a in overrides:
+        if a.startswith("-"):
+            _fail(f"unknown option {a!r}; allowed: --cfg, -h/--help")
+        _check_override_syntax(a)
+    try:
+        inv = prepare(verb, overrides)
+    except ConfigError as e:
+        _fail(str(e))
+    if show_cfg:
+        import yaml
+
+        print(yaml.safe_dump(inv.config, sort_keys=False), end="")
+        return 0
+    return verb.handler(inv)
+
+
+# ---- verbs -------------------------------------------------------------------------------
+
+def controller_factory(app: AppConfig) -> Callable[[], Any]:
+    """The controller of ``agent.kind`` (a fresh one per episode)."""
+    if app.agent.kind == "baseline":
+        from agent.baseline import BaselineController
+
+        return functools.partial(BaselineController, to_baseline_config(app))
+    raise ConfigError("agent.kind", f"{app.agent.kind!r} is not available")  # pragma: no cover
+
+
+@register_verb("run", "run simulated warehouse episodes with a controller; KPI table and report")
+def run_verb(inv: Invocation) -> int:
+    """``forklift run``: episodes -> KPI table, report.json, trajectories.png, episode_0.gif."""
+    import yaml
+    from rich.console import Console
+
+    from agent.report import build_report, kpi_table, save_gif, save_trajectory_plot, write_report
+    from agent.runner import run_episodes
+
+    console = Console()
+    cfg = to_run_config(inv.app)
+    factory = controller_factory(inv.app)
+    out = inv.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(inv.config, sort_keys=False))
+    result = run_episodes(cfg, factory, progress=True)
+    console.print(kpi_table([result]))
+    write_report(out / "report.json", build_report([result], inv.config, seeds=cfg.seeds))
+    save_trajectory_plot(result, out / "trajectories.png")
+    written = ["config.yaml", "report.json", "trajectories.png"]
+    frames = result.episodes[0].frames if result.episodes else ()
+    if cfg.video and frames:
+        save_gif(frames, out / "episode_0.gif", fps=inv.app.sim.world.control_hz / cfg.video_every)
+        written.append("episode_0.gif")
+    ticks = sum(e.ticks for e in result.episodes)
+    console.print(f"{len(result.episodes)} episode(s), {ticks} control ticks in {result.wall_s:.1f} s wall "
+                  f"({ticks / max(result.wall_s, 1e-9):.0f} ticks/s); wrote {', '.join(written)} to {out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

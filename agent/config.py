@@ -1,0 +1,377 @@
+"""Typed, validated application config: the bridge from hydra's tree to typed constructors.
+
+Only :mod:`agent.cli` composes hydra configs. It hands the plain (resolved) dict to
+:func:`build_app_config`, which checks every key, type, choice and range against the
+frozen dataclass schemas below (the simulator's own ``sim.config`` dataclasses are the
+schema of the sim part: the YAML mirrors them field by field) and returns an
+:class:`AppConfig`; :func:`to_sim_config` / :func:`to_run_config` map it to the library's
+constructor arguments. The library never sees a ``DictConfig``.
+
+Bad input raises :class:`ConfigError` whose message is ONE line naming the field, the
+value and what is allowed, e.g. ``episodes=-1: must be >= 1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.baseline import BaselineConfig
+from agent.control import LocalizationKind
+from sim.config import FaultsConfig, OrdersConfig, RobotConfig, SensorsConfig, SimConfig, WorldConfig
+from sim.config import validate as validate_sim
+from sim.layout import LayoutConfig, LayoutError, generate_layout
+
+__all__ = ["AppConfig", "ConfigError", "build_app_config", "check_layout", "to_run_config", "to_sim_config"]
+
+
+class ConfigError(ValueError):
+    """One-line configuration error: ``<field>[=<value>]: <what is allowed>``."""
+
+    def __init__(self, path: str, message: str, value: Any = dataclasses.MISSING) -> None:
+        shown = path if value is dataclasses.MISSING else f"{path}={_fmt(value)}"
+        super().__init__(f"{shown}: {message}" if path else message)
+        self.path = path
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_fmt(x) for x in v) + "]"
+    return "null" if v is None else str(v)
+
+
+# ---- schemas (sections without a library dataclass) ---------------------------------------
+
+@dataclass(frozen=True)
+class SimSection:
+    """The ``sim`` group: everything of ``SimConfig`` that has no group of its own."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    orders: OrdersConfig = field(default_factory=OrdersConfig)
+    pick_tolerance: float = 0.3
+    pick_max_speed: float = 0.1
+
+
+@dataclass(frozen=True)
+class ScenarioSection:
+    """The ``scenario`` group: the name recorded in reports and the exception injection."""
+
+    name: Literal["nominal", "exceptions"] = "nominal"
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
+
+
+@dataclass(frozen=True)
+class LocalizationSection:
+    """The ``localization`` group: pose source of the agent."""
+
+    kind: LocalizationKind = "ground_truth"
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    """The ``agent`` group: which controller, and its parameters (by kind)."""
+
+    kind: Literal["baseline"] = "baseline"
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+
+@dataclass(frozen=True)
+class PlannerSection:
+    """The ``planner`` group (MCTS of the full stack; placeholder until it lands)."""
+
+    algorithm: Literal["gumbel", "puct"] = "gumbel"
+    num_simulations: int = 16
+    max_depth: int = 24
+    c_puct: float = 1.25
+    gumbel_scale: float = 1.0
+    n_outcome_samples: int = 1
+    discount: float = 0.99
+
+
+@dataclass(frozen=True)
+class PerceptionSection:
+    """The ``perception`` group (obstacle detection and fusion; placeholder)."""
+
+    fusion: Literal["attention", "none"] = "attention"
+    blockage_decay_s: float = 30.0
+    occupancy_resolution_m: float = 0.1
+
+
+@dataclass(frozen=True)
+class LearningSection:
+    """The ``learning`` group (networks and online learning; placeholder)."""
+
+    online: bool = False
+    adapter: Literal["lora", "full"] = "lora"
+    lora_rank: int = 8
+    ewc_lambda: float = 100.0
+    replay_size: int = 100_000
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """The ``train`` group (RLlib driver; placeholder)."""
+
+    mode: Literal["local", "cluster"] = "local"
+    address: str | None = None
+    iterations: int = 100
+    num_env_runners: int = 2
+    num_learners: int = 0
+    checkpoint_every: int = 10
+    lr: float = 3e-4
+    resume: str | None = None
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The whole validated config of one ``forklift`` invocation.
+
+    Attributes:
+        episodes: episodes to run; seed: base seed (episode k uses ``seed + k``).
+        duration_s: sim seconds per episode; n_robots: fleet size.
+        video: write ``episode_0.gif``; video_every: render every k control ticks;
+        video_width: GIF width (px).
+    """
+
+    episodes: int = 2
+    seed: int = 0
+    duration_s: float = 300.0
+    n_robots: int = 4
+    video: bool = False
+    video_every: int = 4
+    video_width: int = 320
+    sim: SimSection = field(default_factory=SimSection)
+    sensors: SensorsConfig = field(default_factory=SensorsConfig)
+    scenario: ScenarioSection = field(default_factory=ScenarioSection)
+    layout: LayoutConfig = field(default_factory=LayoutConfig)
+    agent: AgentSection = field(default_factory=AgentSection)
+    localization: LocalizationSection = field(default_factory=LocalizationSection)
+    planner: PlannerSection = field(default_factory=PlannerSection)
+    perception: PerceptionSection = field(default_factory=PerceptionSection)
+    learning: LearningSection = field(default_factory=LearningSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+
+# ---- ranges -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Range:
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+
+    def check(self, path: str, v: float) -> None:
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            op = ">" if self.lo_open else ">="
+            rng = f"in [{_fmt(self.lo)}, {_fmt(self.hi)}]" if self.hi is not None and not self.lo_open else f"{op} {_fmt(self.lo)}"
+            raise ConfigError(path, f"must be {rng}", v)
+        if self.hi is not None and v > self.hi:
+            raise ConfigError(path, f"must be in [{_fmt(self.lo)}, {_fmt(self.hi)}]", v)
+
+
+POS = Range(0, lo_open=True)
+NONNEG = Range(0)
+#: first matching pattern wins; every number not matched must be >= 0.
+RANGES: tuple[tuple[str, Range], ...] = (
+    ("episodes", Range(1)), ("n_robots", Range(1)), ("duration_s", POS), ("video_every", Range(1)),
+    ("video_width", Range(32)),
+    ("sim.world.*", POS), ("sim.robot.*", POS), ("sim.pick_*", POS),
+    ("sim.orders.order_deadline_s", POS), ("sim.orders.load_*", POS), ("sim.orders.max_open", Range(1)),
+    ("*_prob", Range(0, 1)), ("*.lidar.n_beams", Range(1)), ("*.lidar.range_max", POS), ("*.lidar.fov", POS),
+    ("*.camera.width", Range(1)), ("*.camera.height", Range(1)), ("*.camera.every_k", Range(1)),
+    ("*.camera.fov_deg", Range(0, 180, lo_open=True)),
+    ("agent.nav.follower.yaw_align_exit", NONNEG),
+    ("agent.nav.follower.*", POS), ("agent.nav.safety.*", POS),
+    ("agent.nav.planner.step_s", POS), ("agent.nav.planner.horizon_steps", Range(1)),
+    ("agent.nav.recovery.max_replans", NONNEG), ("agent.nav.recovery.patience_s", POS),
+    ("agent.nav.recovery.progress_*", POS), ("agent.dispatch_period_s", POS),
+    ("agent.pick_attempts", Range(1)),
+    ("planner.num_simulations", Range(1)), ("planner.max_depth", Range(1)), ("planner.n_outcome_samples", Range(1)),
+    ("planner.discount", Range(0, 1)), ("train.iterations", Range(1)), ("train.checkpoint_every", Range(1)),
+    ("train.lr", POS), ("learning.lora_rank", Range(1)),
+    ("*", NONNEG),
+)
+
+
+def _range_for(path: str) -> Range:
+    for pat, rng in RANGES:
+        if fnmatch.fnmatchcase(path, pat):
+            return rng
+    return NONNEG
+
+
+# ---- generic builder -----------------------------------------------------------------------
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert it (lists -> tuples)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, path)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+            raise ConfigError(path, "must be one of " + ", ".join(map(str, choices)), value)
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, path)
+    if origin is tuple:
+        return _convert_tuple(tp, value, path)
+    return _convert_scalar(tp, value, path)
+
+
+def _convert_tuple(tp: Any, value: Any, path: str) -> tuple:
+    args = typing.get_args(tp)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(path, "must be a list", value)
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_convert(args[0], v, f"{path}[{k}]") for k, v in enumerate(value))
+    if len(value) != len(args):
+        raise ConfigError(path, f"must be a list of {len(args)} values", value)
+    out = tuple(_convert(a, v, f"{path}[{k}]") for k, (a, v) in enumerate(zip(args, value)))
+    if len(out) == 2 and all(isinstance(x, (int, float)) for x in out) and out[0] > out[1]:
+        raise ConfigError(path, "must be [min, max] with min <= max", value)
+    return out
+
+
+def _convert_scalar(tp: Any, value: Any, path: str) -> Any:
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, "must be true or false", value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, "must be an integer", value)
+        _range_for(path).check(path, value)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, "must be a number", value)
+        _range_for(path).check(path, value)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, "must be a string", value)
+        return value
+    raise ConfigError(path, f"unsupported schema type {tp!r}")
+
+
+def build(cls: type, data: Any, path: str = "") -> Any:
+    """Build the frozen dataclass ``cls`` from a plain dict, checking every field.
+
+    Raises:
+        ConfigError: unknown key, wrong type, value out of range or not an allowed choice.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(path or "config", "must be a mapping (group of keys)", data)
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(_join(path, str(unknown[0])), "unknown key; allowed: " + ", ".join(names))
+    kwargs = {k: _convert(hints[k], data[k], _join(path, k)) for k in names if k in data}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:  # a library __post_init__ check
+        raise ConfigError(path or cls.__name__, str(e).splitlines()[0]) from None
+
+
+# ---- the application config ------------------------------------------------------------------
+
+def build_app_config(data: dict, *, configs_dir: Path | None = None) -> AppConfig:
+    """Validate the composed (resolved, plain) config tree and build :class:`AppConfig`.
+
+    Args:
+        data: ``OmegaConf.to_container(cfg, resolve=True)`` without the ``hydra`` node.
+        configs_dir: resolves a relative ``layout.movingai_map`` that is not found from the
+            working directory.
+
+    Raises:
+        ConfigError: any invalid field (one-line message).
+    """
+    data = dict(data)
+    layout = data.get("layout")
+    if isinstance(layout, dict) and layout.get("movingai_map") and configs_dir is not None:
+        p = Path(str(layout["movingai_map"]))
+        if not p.is_absolute() and not p.exists() and (configs_dir / p).exists():
+            data["layout"] = {**layout, "movingai_map": str(configs_dir / p)}
+    agent_data = data.pop("agent", None)
+    app = build(AppConfig, data)
+    app = dataclasses.replace(app, agent=build_agent_section(agent_data))
+    try:
+        validate_sim(to_sim_config(app))
+    except ValueError as e:  # sim's cross-field checks name SimConfig fields: map to our paths
+        msg = str(e).splitlines()[0]
+        for lib, ours in (("world.", "sim.world."), ("robot.", "sim.robot."), ("orders.", "sim.orders."),
+                          ("faults.", "scenario.faults.")):
+            if msg.startswith(lib):
+                msg = ours + msg[len(lib):]
+                break
+        raise ConfigError("", msg) from None
+    check_layout(app)
+    return app
+
+
+#: controller kind -> schema of its parameters (the ``agent`` group YAML is flat: kind + fields).
+AGENT_SCHEMAS: dict[str, type] = {"baseline": BaselineConfig}
+
+
+def build_agent_section(data: Any) -> AgentSection:
+    """Validate the flat ``agent`` group (``kind`` plus the controller's own fields)."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError("agent", "must be a mapping (group of keys)", data)
+    kind = _convert(typing.get_type_hints(AgentSection)["kind"], data.get("kind", "baseline"), "agent.kind")
+    params = {k: v for k, v in data.items() if k != "kind"}
+    if "localization" in params:
+        raise ConfigError("agent.localization", "unknown key; choose the pose source with "
+                          "localization=ground_truth|ekf|ukf")
+    return AgentSection(kind=kind, baseline=build(AGENT_SCHEMAS[kind], params, "agent"))
+
+
+def check_layout(app: AppConfig) -> None:
+    """Generate the layout now (fail fast with the layout's one-line error)."""
+    try:
+        generate_layout(app.layout).validate(app.n_robots)
+    except LayoutError as e:
+        raise ConfigError(e.field, str(e).split(": ", 1)[-1]) from None
+
+
+def to_sim_config(app: AppConfig) -> SimConfig:
+    """Map the validated config to ``sim.config.SimConfig``."""
+    s = app.sim
+    return SimConfig(layout=app.layout, n_robots=app.n_robots, duration_s=app.duration_s, world=s.world,
+                     robot=s.robot, sensors=app.sensors, orders=s.orders, faults=app.scenario.faults,
+                     pick_tolerance=s.pick_tolerance, pick_max_speed=s.pick_max_speed,
+                     scenario=app.scenario.name)
+
+
+def to_baseline_config(app: AppConfig) -> BaselineConfig:
+    """The baseline's config with the chosen pose source."""
+    return dataclasses.replace(app.agent.baseline, localization=app.localization.kind)
+
+
+def to_run_config(app: AppConfig):  # -> agent.runner.RunConfig (import kept lazy: no cycle)
+    """Map the validated config to the runner's :class:`agent.runner.RunConfig`."""
+    from agent.runner import RunConfig
+
+    return RunConfig(sim=to_sim_config(app), episodes=app.episodes, seed=app.seed, video=app.video,
+                     video_every=app.video_every, video_width=app.video_width)

@@ -1,0 +1,177 @@
+"""Lidar-based safety layer (a small Nav2 ``collision_monitor``): slow down / stop before
+anything inside the robot's swept footprint, and check the rotation circle before turning
+in place. Pure numpy over one scan.
+
+Robot frame: x forward, y left (REP 103/117). The lidar sits at the robot centre.
+
+Example:
+    >>> import numpy as np
+    >>> pts = np.array([[1.0, 0.0]])            # obstacle 1 m straight ahead
+    >>> cap = safe_speed(pts, SafetyConfig(), check_len_m=2.0, dt=0.05)
+    >>> 0.0 < cap < 1.5
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.follower import stopping_speed
+from sim.layout import Layout
+from sim.types import LidarScan
+
+__all__ = ["SafetyConfig", "StaticRaster", "forward_obstacle", "rotation_clear", "safe_speed", "scan_points",
+           "static_mask"]
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Footprint and stopping parameters (SI).
+
+    Attributes:
+        footprint_m: square robot side (m).
+        lateral_margin_m: extra half-width of the forward corridor (m).
+        stop_margin_m: gap kept to an obstacle after braking (m).
+        brake_decel: deceleration assumed for the stopping distance (m/s^2).
+        rotate_margin_m: extra radius of the in-place rotation circle (m).
+        blind_speed_cap: speed limit (m/s) while the lidar is absent (failed): creep on the
+            reserved route instead of driving blind at full speed.
+        static_tolerance_m: scan points within this distance of a static map cell are
+            walls/shelves (ignored by the rotation check; the grid keeps them clear).
+    """
+
+    footprint_m: float = 0.6
+    lateral_margin_m: float = 0.04
+    stop_margin_m: float = 0.15
+    brake_decel: float = 1.0
+    rotate_margin_m: float = 0.03
+    blind_speed_cap: float = 0.3
+    static_tolerance_m: float = 0.08
+
+
+def scan_points(scan: LidarScan | None) -> np.ndarray | None:
+    """Valid returns of ``scan`` as robot-frame points [N, 2] (m); None if the scan is absent."""
+    if scan is None:
+        return None
+    r = np.asarray(scan.ranges, dtype=np.float64)
+    ok = np.isfinite(r) & (r < scan.range_max)
+    a = np.asarray(scan.angles, dtype=np.float64)[ok]
+    return np.stack([r[ok] * np.cos(a), r[ok] * np.sin(a)], axis=-1)
+
+
+def to_world(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Robot-frame points [N, 2] -> world frame [N, 2] for ``pose`` (x, y, yaw)."""
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    rot = np.array([[c, -s], [s, c]])
+    return points @ rot.T + pose[:2]
+
+
+def static_mask(points_world: np.ndarray, layout: Layout, tol: float) -> np.ndarray:
+    """[N] bool: the point lies on or within ``tol`` m of a static (wall/shelf) cell."""
+    out = np.zeros(len(points_world), dtype=bool)
+    for dx, dy in ((0.0, 0.0), (tol, 0.0), (-tol, 0.0), (0.0, tol), (0.0, -tol)):
+        cells = layout.xy_to_cell(points_world + np.array([dx, dy]))
+        inside = layout.in_bounds(cells)
+        occ = np.ones(len(cells), dtype=bool)  # outside the grid = wall
+        occ[inside] = layout.occupancy[cells[inside, 0], cells[inside, 1]]
+        out |= occ
+    return out
+
+
+class StaticRaster:
+    """A fine raster of "near a wall/shelf" for fast :func:`static_mask` lookups.
+
+    A raster pixel of side ``res`` m is static if any point of it lies within ``tol`` m
+    (box distance) of an occupied grid cell; built once per (layout, tol).
+    """
+
+    _cache: dict[tuple[int, float], tuple[Layout, StaticRaster]] = {}
+
+    def __init__(self, layout: Layout, tol: float, res: float = 0.05) -> None:
+        h, w = layout.shape
+        cs = layout.cell_size
+        self.res = res
+        nx, ny = int(np.ceil(w * cs / res)), int(np.ceil(h * cs / res))
+        xs = (np.arange(nx) + 0.5) * res
+        ys = (np.arange(ny) + 0.5) * res
+        gx, gy = np.meshgrid(xs, ys)
+        pts = np.stack([gx.ravel(), gy.ravel()], axis=-1)
+        self.mask = static_mask(pts, layout, tol + res).reshape(ny, nx)  # [ny, nx]
+
+    @classmethod
+    def of(cls, layout: Layout, tol: float) -> StaticRaster:
+        key = (id(layout), float(tol))
+        hit = cls._cache.get(key)
+        if hit is None or hit[0] is not layout:  # the cache keeps the layout alive: ids stay unique
+            if len(cls._cache) > 16:
+                cls._cache.clear()
+            hit = cls._cache[key] = (layout, cls(layout, tol))
+        return hit[1]
+
+    def near(self, points_world: np.ndarray) -> np.ndarray:
+        """[N] bool: world points [N, 2] near a static cell (outside the map counts)."""
+        ij = np.floor(np.asarray(points_world)[:, ::-1] / self.res).astype(np.int64)
+        ny, nx = self.mask.shape
+        inside = (ij[:, 0] >= 0) & (ij[:, 0] < ny) & (ij[:, 1] >= 0) & (ij[:, 1] < nx)
+        out = np.ones(len(ij), dtype=bool)
+        out[inside] = self.mask[ij[inside, 0], ij[inside, 1]]
+        return out
+
+
+def forward_obstacle(points: np.ndarray, cfg: SafetyConfig, check_len_m: float) -> tuple[float, np.ndarray]:
+    """Nearest obstacle in the forward corridor.
+
+    Args:
+        points: robot-frame points [N, 2] (m).
+        cfg: safety parameters.
+        check_len_m: corridor length beyond the robot's front (m).
+
+    Returns:
+        (gap from the robot's front to the nearest point in the corridor (m), ``inf`` if
+        none; the corridor points [M, 2]).
+    """
+    half = cfg.footprint_m / 2
+    front = half
+    sel = (points[:, 0] > 0.0) & (np.abs(points[:, 1]) <= half + cfg.lateral_margin_m) & (
+        points[:, 0] <= front + check_len_m)
+    hits = points[sel]
+    if len(hits) == 0:
+        return float("inf"), hits
+    return float(hits[:, 0].min() - front), hits
+
+
+def safe_speed(points: np.ndarray | None, cfg: SafetyConfig, *, check_len_m: float, dt: float) -> float:
+    """Forward-speed cap (m/s) that stops ``stop_margin_m`` short of the nearest obstacle.
+
+    Args:
+        points: robot-frame scan points [N, 2] (m); None = lidar absent.
+        cfg: safety parameters.
+        check_len_m: how far ahead of the front to look (m): the stopping distance at the
+            current speed, limited by the route (the next turn or the goal).
+        dt: control period (s).
+
+    Returns:
+        ``inf`` if the corridor is clear, 0 if an obstacle is within the stop margin.
+    """
+    if points is None:
+        return cfg.blind_speed_cap
+    gap, _ = forward_obstacle(points, cfg, check_len_m)
+    if not np.isfinite(gap):
+        return float("inf")
+    return stopping_speed(gap - cfg.stop_margin_m, cfg.brake_decel, dt)
+
+
+def rotation_clear(points: np.ndarray | None, cfg: SafetyConfig) -> bool:
+    """Whether turning in place is safe: no (non-static) point inside the swept circle.
+
+    Args:
+        points: robot-frame points [N, 2] (m), static map points already removed; None =
+            lidar absent (then rotation is allowed: the grid keeps shelves clear).
+        cfg: safety parameters.
+    """
+    if points is None or len(points) == 0:
+        return True
+    radius = cfg.footprint_m / np.sqrt(2.0) + cfg.rotate_margin_m
+    return bool(np.all(np.hypot(points[:, 0], points[:, 1]) > radius))

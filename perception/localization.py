@@ -1,0 +1,771 @@
+"""Multi-sensor localization of one robot: EKF / UKF (filterpy) or dead reckoning.
+
+One :class:`Localizer` per robot; feed it every :class:`~sim.types.SensorFrame` of that
+robot in time order and read the returned :class:`~sim.types.Pose`::
+
+    loc = Localizer(layout, LocalizerConfig(kind="ekf"), initial_pose)
+    for frame in frames:                # 20 Hz
+        pose = loc.update(frame)        # x, y, yaw, cov [3, 3], health, stamp
+    loc.stats                           # accepted / rejected / malformed / ... counters
+
+Filter (state in :mod:`perception.motion`): [x, y, yaw, v, w, gyro_bias, wheel_scale].
+Per frame: random-walk half-step of (v, w, biases); odometry ``(v, w) * wheel_scale``
+and gyro ``w + gyro_bias`` updates; arc propagation of the pose with the fresh (v, w)
+(so prediction is driven by odometry and IMU); then exteroceptive updates: floor
+fiducial (direct pose), lidar scan match against the map (pose with Hessian
+covariance, at ``lidar_period_s``), UWB ranges (3D range model, tag height).
+``kind="dead_reckoning"`` runs the same filter on odometry and IMU only.
+
+Robustness (what robot_localization users expect):
+
+* **Gating before the update.** Every measurement's innovation and Mahalanobis distance
+  are computed from the prior (filterpy computes them only inside ``update``); vector
+  sensors whose components are independent (odometry, gyro, UWB ranges) are gated per
+  component, pose measurements jointly (chi-square quantiles ``gate_*``). Rejections
+  are counted per sensor.
+* **Malformed readings** (NaN, wrong lengths, negative ranges, unknown anchor/marker
+  ids) are dropped and counted in ``stats.malformed``; they never raise.
+* **Late data: buffer-and-replay.** The last ``history_s`` seconds of frames are kept
+  with the filter state before each; a frame older than the newest is inserted in
+  order and the later frames are re-filtered (``stats.late_replayed``). Older than the
+  history, or a duplicate stamp: dropped (``stats.late_dropped``). ``history_s=0``
+  turns replay off (reject-with-count).
+* **Time-outs.** A sensor seen before and silent for longer than its time-out is
+  reported in ``stats.timed_out`` (counted on each transition) and makes health
+  "degraded" (fiducials are intermittent by nature and have no time-out).
+* **Health**: "lost" when the position std exceeds ``lost_pos_std`` or the yaw std
+  ``lost_yaw_std`` or when ``kidnap_rejections`` consecutive frames had exteroceptive
+  data and all of it was rejected (kidnapping / divergence); "degraded" above
+  ``degraded_pos_std`` / ``degraded_yaw_std``, after ``degraded_rejections`` such
+  frames, or with a timed-out sensor; else "ok".
+* **Relocalization** when lost: a floor fiducial gives the full pose, checked against
+  the lidar (scan fit) and UWB (range residuals) when present; otherwise robust UWB
+  multilateration (:mod:`perception.relocalization`) plus a lidar yaw search
+  (:func:`perception.scan_match.search_yaw`). Without lidar the yaw stays unknown
+  (large variance) until a fiducial is read.
+* **Numerics.** P is symmetrised after every step, checked by Cholesky, repaired by
+  eigenvalue clamping; a non-finite state or a failed linear algebra step restores the
+  last good estimate with inflated covariance (``stats.numerical_resets``). NaN never
+  leaves :meth:`Localizer.update`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, Mapping
+
+import numpy as np
+from scipy.stats import chi2
+
+from perception import motion as mm
+from perception.ekf import EkfBackend, FilterBackend
+from perception.readings import check_fiducial, check_imu, check_lidar, check_odom, check_uwb
+from perception.relocalization import multilaterate
+from perception.scan_match import MapField, ScanMatchConfig, match_scan, scan_points, search_yaw
+from perception.ukf import UkfBackend
+from sim.layout import Layout
+from sim.types import Health, Pose, SensorFrame
+
+SENSOR_NAMES: tuple[str, ...] = ("odom", "imu", "lidar", "uwb", "fiducial")
+_KINDS = ("ekf", "ukf", "dead_reckoning")
+_ODOM_ROWS = {2: np.array([True, True]), 3: np.array([True, True, False])}
+_NUMERIC_ERRORS = (np.linalg.LinAlgError, ValueError, FloatingPointError, ZeroDivisionError)
+
+
+@dataclass(frozen=True)
+class LocalizerConfig:
+    """Typed configuration of a :class:`Localizer` (SI units; PSD = power spectral density)."""
+
+    kind: Literal["ekf", "ukf", "dead_reckoning"] = "ekf"
+    # process noise
+    accel_psd: float = 0.05  # (m/s)^2/s, forward acceleration (no IMU accel)
+    use_accel: bool = True  # drive v with the IMU's forward acceleration when present
+    imu_accel_sigma: float = 0.2  # m/s^2, accelerometer noise + vibration
+    aided_accel_psd: float = 1e-4  # (m/s)^2/s, extra v random walk when IMU-aided
+    yaw_accel_psd: float = 0.2  # (rad/s)^2/s
+    gyro_bias_psd: float = 1e-7  # (rad/s)^2/s
+    wheel_scale_psd: float = 1e-7  # 1/s
+    pos_psd: float = 1e-6  # m^2/s, pose model error (arc approximation, floor bumps)
+    yaw_psd: float = 1e-7  # rad^2/s
+    # measurement noise
+    odom_v_sigma: float = 0.01  # m/s; odometry std = sqrt(sigma^2 + (frac * |v|)^2)
+    odom_v_frac: float = 0.03  # slip std as a fraction of |v|
+    odom_w_sigma: float = 0.02  # rad/s
+    odom_w_frac: float = 0.03
+    gyro_sigma: float = 0.005  # rad/s
+    uwb_sigma: float = 0.08  # m
+    uwb_tag_height: float = 0.3  # m
+    uwb_max_range: float = 200.0  # m, longer is malformed
+    fiducial_sigma: float = 0.005  # m
+    fiducial_yaw_sigma: float = float(np.deg2rad(0.3))  # rad
+    fiducial_max_offset: float = 0.5  # m, larger (dx, dy) is malformed
+    # lidar scan matching
+    lidar_period_s: float = 0.0  # s between matches (0 = every scan)
+    lidar_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # lidar pose in robot frame
+    lidar_min_fitness: float = 0.5  # inlier fraction below this: match rejected
+    lidar_max_prior_pos_std: float = 0.3  # m, wider prior: no local match (basin)
+    lidar_max_prior_yaw_std: float = 0.2  # rad
+    field_resolution: float = 0.02  # m, signed distance field pixel
+    scan: ScanMatchConfig = ScanMatchConfig()
+    # initial uncertainty (used when the initial pose carries no covariance)
+    init_pos_std: float = 0.05
+    init_yaw_std: float = 0.02
+    init_v_std: float = 0.1
+    init_w_std: float = 0.1
+    init_gyro_bias_std: float = 0.01
+    init_wheel_scale_std: float = 0.02
+    # gates (chi-square probabilities)
+    gate_odom: float = 0.999
+    gate_imu: float = 0.999
+    gate_uwb: float = 0.99
+    gate_fiducial: float = 0.999
+    gate_lidar: float = 0.999
+    # time-outs (s); fiducials have none
+    timeout_odom: float = 0.25
+    timeout_imu: float = 0.25
+    timeout_lidar: float = 0.5
+    timeout_uwb: float = 1.0
+    # health
+    degraded_pos_std: float = 0.03  # m
+    lost_pos_std: float = 0.5  # m
+    degraded_yaw_std: float = float(np.deg2rad(2.0))
+    lost_yaw_std: float = float(np.deg2rad(30.0))
+    degraded_rejections: int = 3
+    kidnap_rejections: int = 10
+    # bounded recovery from small persistent pose innovations (see Localizer._recover)
+    recover_after: int = 2  # consecutive rejections of a good pose measurement
+    recover_max_offset: float = 0.15  # m
+    recover_max_yaw: float = float(np.deg2rad(5.0))  # rad
+    # relocalization
+    reloc_min_anchors: int = 4
+    reloc_chi2_prob: float = 0.99
+    reloc_min_fitness: float = 0.7
+    reloc_yaw_seeds: int = 16
+    # time handling
+    history_s: float = 1.0  # replay window for late frames (0 = reject late frames)
+    max_dt: float = 1.0  # s, longest single prediction
+    # UKF sigma points (Van der Merwe)
+    ukf_alpha: float = 1.0
+    ukf_beta: float = 2.0
+    ukf_kappa: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"localization.kind: {self.kind!r}; allowed {', '.join(_KINDS)}")
+        for name in ("uwb_sigma", "fiducial_sigma", "gyro_sigma", "odom_v_sigma", "odom_w_sigma", "max_dt"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"localization.{name}: {getattr(self, name)}; allowed > 0")
+        for name in ("gate_odom", "gate_imu", "gate_uwb", "gate_fiducial", "gate_lidar"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"localization.{name}: {getattr(self, name)}; allowed in (0, 1)")
+        if self.history_s < 0 or self.lidar_period_s < 0:
+            raise ValueError("localization.history_s / lidar_period_s: allowed >= 0")
+
+
+@dataclass(frozen=True)
+class LocalizerStats:
+    """Counters of one localizer (snapshot).
+
+    Attributes:
+        frames: frames processed (not counting replays).
+        accepted / rejected: measurement components per sensor passed / failed the gate
+            (UWB: per range; lidar: per scan match, a poor fit counts as rejected).
+        malformed: readings (or UWB entries) dropped as malformed, per sensor and "frame".
+        timeouts: transitions into the timed-out state, per sensor.
+        timed_out: sensors timed out now.
+        late_replayed: late frames inserted by replay. late_dropped: too late / duplicates.
+        numerical_resets: restores of the last good estimate.
+        covariance_repairs: eigenvalue clamps of P.
+        relocalizations: accepted relocalizations. kidnaps_detected: lost-by-rejection events.
+        recoveries: bounded covariance recoveries (small persistent pose innovations).
+    """
+
+    frames: int
+    accepted: Mapping[str, int]
+    rejected: Mapping[str, int]
+    malformed: Mapping[str, int]
+    timeouts: Mapping[str, int]
+    timed_out: frozenset[str]
+    late_replayed: int
+    late_dropped: int
+    numerical_resets: int
+    covariance_repairs: int
+    relocalizations: int
+    kidnaps_detected: int
+    recoveries: int
+
+
+@dataclass(frozen=True)
+class FilterEstimate:
+    """Full filter estimate: state [7] (see :mod:`perception.motion`), covariance [7, 7]."""
+
+    x: np.ndarray
+    P: np.ndarray
+    stamp: float
+
+
+@dataclass
+class _Track:
+    """Mutable per-robot filter bookkeeping (snapshotted for replay)."""
+
+    x: np.ndarray
+    P: np.ndarray
+    stamp: float
+    started: bool = False
+    last_seen: dict[str, float] = field(default_factory=dict)
+    timed_out: set[str] = field(default_factory=set)
+    last_lidar: float = -np.inf
+    consec_rejected: int = 0
+    recover_count: int = 0
+    kidnapped: bool = False
+    health: Health = "ok"
+    good_x: np.ndarray | None = None
+    good_P: np.ndarray | None = None
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.frames = 0
+        self.accepted = {s: 0 for s in SENSOR_NAMES}
+        self.rejected = {s: 0 for s in SENSOR_NAMES}
+        self.malformed = {s: 0 for s in (*SENSOR_NAMES, "frame")}
+        self.timeouts = {s: 0 for s in SENSOR_NAMES}
+        self.late_replayed = self.late_dropped = 0
+        self.numerical_resets = self.covariance_repairs = 0
+        self.relocalizations = self.kidnaps_detected = 0
+        self.recoveries = 0
+
+
+class Localizer:
+    """Pose filter of one robot (see the module docstring).
+
+    Args:
+        layout: the warehouse (map for scan matching, fiducial and anchor positions).
+        config: typed configuration; ``kind`` selects "ekf", "ukf" or "dead_reckoning".
+        initial_pose: start pose; its ``cov`` (zeros = use the config's init stds) and
+            ``stamp`` (time of the pose; the first frame propagates from it).
+    """
+
+    def __init__(self, layout: Layout, config: LocalizerConfig | None = None,
+                 initial_pose: Pose | None = None) -> None:
+        self.layout = layout
+        self.cfg = config or LocalizerConfig()
+        pose0 = initial_pose or Pose(x=0.0, y=0.0, yaw=0.0)
+        self._field = MapField.of(layout, self.cfg.field_resolution) if self.cfg.kind != "dead_reckoning" else None
+        self._gates = {s: {m: float(chi2.ppf(getattr(self.cfg, f"gate_{s}"), m)) for m in (1, 2, 3)}
+                       for s in SENSOR_NAMES}
+        self._timeouts = {"odom": self.cfg.timeout_odom, "imu": self.cfg.timeout_imu,
+                          "lidar": self.cfg.timeout_lidar, "uwb": self.cfg.timeout_uwb}
+        self._motion_models = {(o, g): mm.odom_gyro_model(o, g) for o in (True, False) for g in (True, False)
+                               if o or g}
+        g_o, g_i = self._gates["odom"][1], self._gates["imu"][1]
+        self._motion_gates = {(True, True): np.array([g_o, g_o, g_i]), (True, False): np.array([g_o, g_o]),
+                              (False, True): np.array([g_i])}
+        self._q_cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+        self._fid_model, self._lidar_model = mm.pose_model("fiducial"), mm.pose_model("lidar")
+        self._uwb_models: dict[bytes, mm.MeasurementModel] = {}
+        self._c = _Counters()
+        self._replaying = False
+        self._history: deque[tuple[float, SensorFrame, _Track]] = deque()
+        x0, P0 = self._initial_state(pose0)
+        self._backend = self._make_backend(x0, P0)
+        self._t = _Track(x=x0, P=P0, stamp=float(pose0.stamp), good_x=x0.copy(), good_P=P0.copy())
+        self._pose = self._make_pose()
+
+    # ---- public API -----------------------------------------------------------------------
+
+    def update(self, frame: SensorFrame) -> Pose:
+        """Filter one frame; returns the pose at ``frame.stamp`` (never NaN).
+
+        Frames older than the newest processed one are replayed in order when within
+        ``history_s``, else dropped; both are counted.
+        """
+        try:
+            stamp = float(frame.stamp)
+        except (TypeError, ValueError, AttributeError):
+            stamp = float("nan")
+        if not np.isfinite(stamp):
+            self._c.malformed["frame"] += 1
+            return self._pose
+        self._c.frames += 1
+        if self._t.started and stamp <= self._t.stamp:
+            self._late(stamp, frame)
+            return self._pose
+        self._history.append((stamp, frame, self._snapshot()))
+        self._process(frame, stamp)
+        self._trim_history()
+        return self._pose
+
+    @property
+    def pose(self) -> Pose:
+        """Latest pose estimate."""
+        return self._pose
+
+    @property
+    def estimate(self) -> FilterEstimate:
+        """Full state and covariance (copies)."""
+        return FilterEstimate(x=self._backend.x, P=self._backend.P, stamp=self._t.stamp)
+
+    @property
+    def stats(self) -> LocalizerStats:
+        """Snapshot of the counters."""
+        c = self._c
+        return LocalizerStats(
+            frames=c.frames, accepted=MappingProxyType(dict(c.accepted)),
+            rejected=MappingProxyType(dict(c.rejected)), malformed=MappingProxyType(dict(c.malformed)),
+            timeouts=MappingProxyType(dict(c.timeouts)), timed_out=frozenset(self._t.timed_out),
+            late_replayed=c.late_replayed, late_dropped=c.late_dropped,
+            numerical_resets=c.numerical_resets, covariance_repairs=c.covariance_repairs,
+            relocalizations=c.relocalizations, kidnaps_detected=c.kidnaps_detected, recoveries=c.recoveries)
+
+    def reset(self, pose: Pose) -> None:
+        """Re-initialise the filter at ``pose`` (operator or supervisor override); keeps stats."""
+        x0, P0 = self._initial_state(pose)
+        self._backend.set_state(x0, P0)
+        self._t = _Track(x=x0, P=P0, stamp=float(pose.stamp), good_x=x0.copy(), good_P=P0.copy())
+        self._history.clear()
+        self._pose = self._make_pose()
+
+    # ---- construction ----------------------------------------------------------------------
+
+    def _initial_state(self, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.cfg
+        x0 = np.array([pose.x, pose.y, mm.wrap(pose.yaw), 0.0, 0.0, 0.0, 1.0], dtype=np.float64)
+        if not np.all(np.isfinite(x0)):
+            raise ValueError(f"initial_pose: {pose.x}, {pose.y}, {pose.yaw}; allowed finite numbers")
+        P0 = np.diag(np.square([cfg.init_pos_std, cfg.init_pos_std, cfg.init_yaw_std, cfg.init_v_std,
+                                cfg.init_w_std, cfg.init_gyro_bias_std, cfg.init_wheel_scale_std]))
+        cov = np.asarray(pose.cov, dtype=np.float64)
+        if cov.shape == (3, 3) and np.all(np.isfinite(cov)) and np.all(np.linalg.eigvalsh(0.5 * (cov + cov.T)) > 0):
+            P0[:3, :3] = 0.5 * (cov + cov.T)
+        return x0, P0
+
+    def _make_backend(self, x0: np.ndarray, P0: np.ndarray) -> FilterBackend:
+        if self.cfg.kind == "ukf":
+            return UkfBackend(x0, P0, alpha=self.cfg.ukf_alpha, beta=self.cfg.ukf_beta, kappa=self.cfg.ukf_kappa)
+        return EkfBackend(x0, P0)
+
+    # ---- late data -------------------------------------------------------------------------
+
+    def _snapshot(self) -> _Track:
+        t = copy.copy(self._t)
+        t.x, t.P = self._backend.x, self._backend.P
+        t.last_seen, t.timed_out = dict(t.last_seen), set(t.timed_out)
+        return t
+
+    def _restore(self, snap: _Track) -> None:
+        self._t = copy.copy(snap)
+        self._t.last_seen, self._t.timed_out = dict(snap.last_seen), set(snap.timed_out)
+        self._backend.set_state(snap.x, snap.P)
+
+    def _late(self, stamp: float, frame: SensorFrame) -> None:
+        hist = self._history
+        if not hist or self.cfg.history_s <= 0 or stamp < hist[0][0] or any(s == stamp for s, _, _ in hist):
+            self._c.late_dropped += 1
+            return
+        i = next(k for k, (s, _, _) in enumerate(hist) if s > stamp)
+        entries = list(hist)
+        self._restore(entries[i][2])
+        new = [(stamp, frame, self._snapshot())]
+        self._process(frame, stamp)  # new data: counted
+        self._replaying = True  # re-filtering already counted frames: not counted again
+        try:
+            for s, f, _ in entries[i:]:
+                new.append((s, f, self._snapshot()))
+                self._process(f, s)
+        finally:
+            self._replaying = False
+        self._history = deque(entries[:i] + new)
+        self._c.late_replayed += 1
+
+    def _trim_history(self) -> None:
+        newest = self._history[-1][0]
+        while self._history and self._history[0][0] < newest - self.cfg.history_s:
+            self._history.popleft()
+
+    # ---- one frame --------------------------------------------------------------------------
+
+    def _count(self, table: dict[str, int], sensor: str, n: int = 1) -> None:
+        if not self._replaying:
+            table[sensor] += n
+
+    def _process(self, frame: SensorFrame, stamp: float) -> None:
+        t = self._t
+        dt = min(max(stamp - t.stamp, 0.0), self.cfg.max_dt)
+        t.stamp, t.started = stamp, True
+        try:
+            self._predict(frame, dt)
+            if self.cfg.kind != "dead_reckoning":
+                self._exteroceptive(frame, stamp)
+            self._sanitise()
+        except _NUMERIC_ERRORS:
+            self._numerical_reset()
+        self._update_timeouts(stamp)
+        t = self._t
+        t.health = self._health()
+        if t.health != "lost" and not t.kidnapped:
+            t.good_x, t.good_P = self._backend.x, self._backend.P
+        self._pose = self._make_pose()
+
+    def _seen(self, sensor: str) -> None:
+        self._t.last_seen[sensor] = self._t.stamp
+
+    def _noise(self, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """(velocity random-walk Q, pose Q) for ``dt``, cached (dt is nearly always the same)."""
+        key = round(dt, 6)
+        q = self._q_cache.get(key)
+        if q is None:
+            cfg = self.cfg
+            q = (mm.velocity_noise(dt, accel_psd=cfg.accel_psd, yaw_accel_psd=cfg.yaw_accel_psd,
+                                   gyro_bias_psd=cfg.gyro_bias_psd, wheel_scale_psd=cfg.wheel_scale_psd),
+                 mm.pose_noise(dt, pos_psd=cfg.pos_psd, yaw_psd=cfg.yaw_psd))
+            if len(self._q_cache) < 32:
+                self._q_cache[key] = q
+        return q
+
+    def _predict(self, frame: SensorFrame, dt: float) -> None:
+        """Random-walk half-step, odometry + gyro update (gated per component), propagation."""
+        cfg, b = self.cfg, self._backend
+        q_vel, q_pose = self._noise(dt)
+        z_odom = z_gyro = None
+        if frame.odom is not None:
+            z_odom = check_odom(frame.odom)
+            self._count(self._c.malformed, "odom") if z_odom is None else self._seen("odom")
+        if frame.imu is not None:
+            z_gyro = check_imu(frame.imu)
+            self._count(self._c.malformed, "imu") if z_gyro is None else self._seen("imu")
+        if z_gyro is not None and cfg.use_accel:
+            # IMU-aided velocity: v += a_fwd dt, far tighter than the blind random walk, so
+            # a slipping wheel (odometry jumps, accelerometer does not) fails the gate
+            b.xv[mm.IV] += float(frame.imu.accel[0]) * dt
+            q_vel = q_vel.copy()
+            q_vel[mm.IV, mm.IV] = (cfg.imu_accel_sigma * dt) ** 2 + cfg.aided_accel_psd * dt
+        b.add_noise(q_vel)
+        if z_odom is not None or z_gyro is not None:
+            has = (z_odom is not None, z_gyro is not None)
+            r = []
+            if z_odom is not None:
+                r += [cfg.odom_v_sigma**2 + (cfg.odom_v_frac * z_odom[0]) ** 2,
+                      cfg.odom_w_sigma**2 + (cfg.odom_w_frac * z_odom[1]) ** 2]
+            if z_gyro is not None:
+                r.append(cfg.gyro_sigma**2)
+            z = np.concatenate([v for v in (z_odom, z_gyro) if v is not None])
+            ok = self._gated(None, self._motion_models[has], z, np.diag(r), joint=False,
+                             gates=self._motion_gates[has])
+            if z_odom is not None:
+                self._count(self._c.accepted, "odom", int(ok[0]) + int(ok[1]))
+                self._count(self._c.rejected, "odom", 2 - int(ok[0]) - int(ok[1]))
+            if z_gyro is not None:
+                self._count(self._c.accepted, "imu", int(ok[-1]))
+                self._count(self._c.rejected, "imu", 1 - int(ok[-1]))
+        if dt > 0:
+            b.propagate(dt, q_pose)
+        b.normalise()
+
+    def _gated(self, sensor: str | None, model: mm.MeasurementModel, z: np.ndarray, R: np.ndarray, *,
+               joint: bool, gates: np.ndarray | None = None, recover: bool = False) -> np.ndarray:
+        """Gate ``z`` [m] against the prior, then update with what passed.
+
+        Args:
+            sensor: counter and gate name; None = the odometry/gyro triple (counted by the
+                caller; rows 0-1 (odometry v, w) gated jointly, row 2 (gyro) alone).
+            joint: one chi-square test over all components (else each component alone).
+            gates: per-row thresholds for ``sensor=None``.
+            recover: a pose measurement that may trigger the bounded recovery (see
+                :meth:`_recover`) when rejected.
+
+        Returns:
+            [m] bool, components accepted.
+        """
+        inn = self._backend.innovation(model, z, R)
+        if sensor is None:
+            ok = inn.component_d2() <= gates
+            if model.dim >= 2:  # odometry pair: a slipping wheel corrupts both
+                ok[:2] = inn.mahalanobis2(_ODOM_ROWS[model.dim]) <= gates[0]
+        elif joint:
+            ok = np.full(model.dim, inn.mahalanobis2() <= self._gates[sensor][model.dim])
+        else:
+            ok = inn.component_d2() <= self._gates[sensor][1]
+        if recover and not ok[0]:
+            inn = self._recover(sensor, model, inn)
+            ok[:] = inn is not None
+        elif recover:
+            self._t.recover_count = 0
+        n_ok = int(ok.sum())
+        if sensor is not None:
+            self._count(self._c.accepted, sensor, n_ok)
+            self._count(self._c.rejected, sensor, model.dim - n_ok)
+        if n_ok:
+            self._backend.update(inn, None if n_ok == model.dim else ok)
+            self._backend.normalise()
+        return ok
+
+    def _recover(self, sensor: str, model: mm.MeasurementModel, inn):
+        """Bounded recovery from an overconfident prior (e.g. after undetected wheel slip).
+
+        A good pose measurement (fiducial, converged scan match) rejected on
+        ``recover_after`` consecutive frames with a small innovation (below
+        ``recover_max_offset`` / ``recover_max_yaw``) means the filter, not the sensor,
+        is wrong: P gains the rank-1 term ``y y^T`` along the innovation (which brings
+        the Mahalanobis distance below 1) and the measurement is applied. Large
+        innovations never do this; they feed the kidnap detector instead.
+
+        Returns:
+            The innovation recomputed with the inflated P, or None (still rejected).
+        """
+        cfg, t = self.cfg, self._t
+        y = inn.y
+        if math.hypot(y[0], y[1]) > cfg.recover_max_offset or abs(y[2]) > cfg.recover_max_yaw:
+            t.recover_count = 0
+            return None
+        t.recover_count += 1
+        if t.recover_count < cfg.recover_after:
+            return None
+        t.recover_count = 0
+        self._backend.Pv[:3, :3] += np.outer(y, y)
+        if not self._replaying:
+            self._c.recoveries += 1
+        return self._backend.innovation(model, inn.z, inn.R)
+
+    # ---- exteroceptive sensors ---------------------------------------------------------------
+
+    def _exteroceptive(self, frame: SensorFrame, stamp: float) -> None:
+        fid = self._checked_fiducial(frame)
+        uwb = self._checked_uwb(frame)
+        scan = self._checked_lidar(frame)
+        pos_std, yaw_std = self._stds()
+        lost_pos = self._t.kidnapped or pos_std > self.cfg.lost_pos_std
+        if (lost_pos or yaw_std > self.cfg.lost_yaw_std) and self._relocalize(fid, uwb, scan, lost_pos):
+            return  # this frame's measurements made the fix; do not use them twice
+        if self._t.kidnapped:
+            return  # wait for a relocalization; measurements would fight a wrong prior
+        evaluated = accepted = False
+        if fid is not None:
+            evaluated = True
+            accepted |= bool(self._gated("fiducial", self._fid_model, fid[0], fid[1], joint=True,
+                                         recover=True)[0])
+        if scan is not None and stamp - self._t.last_lidar >= self.cfg.lidar_period_s - 1e-9:
+            res = self._lidar_update(scan, stamp)
+            if res is not None:
+                evaluated, accepted = True, accepted or res
+        if uwb is not None:
+            ids, ranges = uwb
+            ok = self._gated("uwb", self._uwb_model(ids), ranges, np.eye(len(ids)) * self.cfg.uwb_sigma**2,
+                             joint=False)
+            evaluated, accepted = True, accepted or 2 * int(ok.sum()) >= len(ok)
+        self._track_rejections(evaluated, accepted)
+
+    def _checked_fiducial(self, frame: SensorFrame) -> tuple[np.ndarray, np.ndarray] | None:
+        if frame.fiducial is None:
+            return None
+        chk = check_fiducial(frame.fiducial, len(self.layout.fiducials), self.cfg.fiducial_max_offset)
+        if chk is None:
+            self._count(self._c.malformed, "fiducial")
+            return None
+        mid, d = chk
+        z = np.array([self.layout.fiducials[mid, 0] + d[0], self.layout.fiducials[mid, 1] + d[1], mm.wrap(d[2])])
+        s, sy = self.cfg.fiducial_sigma, self.cfg.fiducial_yaw_sigma
+        return z, np.diag([s * s, s * s, sy * sy])
+
+    def _checked_uwb(self, frame: SensorFrame) -> tuple[np.ndarray, np.ndarray] | None:
+        if frame.uwb is None:
+            return None
+        chk = check_uwb(frame.uwb, len(self.layout.uwb_anchors), self.cfg.uwb_max_range)
+        if chk is None or chk.n_bad:
+            self._count(self._c.malformed, "uwb", 1 if chk is None else chk.n_bad)
+        if chk is None or len(chk.ids) == 0:
+            return None
+        self._seen("uwb")
+        return chk.ids, chk.ranges
+
+    def _checked_lidar(self, frame: SensorFrame):
+        if frame.lidar is None:
+            return None
+        scan = check_lidar(frame.lidar)
+        if scan is None:
+            self._count(self._c.malformed, "lidar")
+            return None
+        self._seen("lidar")
+        return scan
+
+    def _uwb_model(self, ids: np.ndarray) -> mm.MeasurementModel:
+        key = ids.tobytes()
+        model = self._uwb_models.get(key)
+        if model is None:
+            model = mm.uwb_model(self.layout.uwb_anchors[ids], self.cfg.uwb_tag_height)
+            if len(self._uwb_models) < 64:
+                self._uwb_models[key] = model
+        return model
+
+    def _lidar_update(self, scan, stamp: float) -> bool | None:
+        """Scan match from the prior and gated pose update; None when not attempted."""
+        pos_std, yaw_std = self._stds()
+        if pos_std > self.cfg.lidar_max_prior_pos_std or yaw_std > self.cfg.lidar_max_prior_yaw_std:
+            return None
+        pts = scan_points(scan, self.cfg.scan, self.cfg.lidar_offset)
+        if len(pts) < self.cfg.scan.min_points:
+            return None
+        self._t.last_lidar = stamp
+        m = match_scan(self._field, pts, self._backend.x[:3], self.cfg.scan,
+                       outlier=max(self.cfg.scan.outlier, 3.0 * pos_std))
+        if m is None or m.fitness < self.cfg.lidar_min_fitness:
+            self._count(self._c.rejected, "lidar")
+            return False
+        return bool(self._gated("lidar", self._lidar_model, m.pose, m.cov, joint=True, recover=m.converged)[0])
+
+    def _track_rejections(self, evaluated: bool, accepted: bool) -> None:
+        t = self._t
+        if not evaluated:
+            return
+        if accepted:
+            t.consec_rejected = 0
+            return
+        t.consec_rejected += 1
+        if t.consec_rejected >= self.cfg.kidnap_rejections and not t.kidnapped:
+            t.kidnapped = True
+            if not self._replaying:
+                self._c.kidnaps_detected += 1
+            x, P = self._backend.x, self._backend.P
+            s = max(1.0, 2.0 * self.cfg.lost_pos_std / max(np.sqrt(P[0, 0]), np.sqrt(P[1, 1]), 1e-9))
+            D = np.ones(mm.N_STATE)
+            D[:2] = s
+            self._backend.set_state(x, P * np.outer(D, D))
+
+    # ---- relocalization -------------------------------------------------------------------
+
+    def _relocalize(self, fid, uwb, scan, lost_pos: bool) -> bool:
+        """Try a global fix; on success reset the pose block of the state. Returns success."""
+        cand = None
+        if fid is not None:
+            cand = self._reloc_fiducial(fid, uwb, scan)
+        elif lost_pos and uwb is not None:
+            cand = self._reloc_uwb(uwb, scan)
+        elif scan is not None and not lost_pos:
+            pts = scan_points(scan, self.cfg.scan, self.cfg.lidar_offset)
+            m = search_yaw(self._field, pts, self._backend.x[:2], self.cfg.scan, n_seeds=self.cfg.reloc_yaw_seeds)
+            if m is not None and m.fitness >= self.cfg.reloc_min_fitness:
+                cand = (m.pose, m.cov)
+        if cand is None:
+            return False
+        pose, cov = cand
+        x, P = self._backend.x, self._backend.P
+        x[:3] = pose
+        P[:3, :] = 0.0
+        P[:, :3] = 0.0
+        P[:3, :3] = cov
+        self._backend.set_state(x, P)
+        self._t.kidnapped = False
+        self._t.consec_rejected = 0
+        if not self._replaying:
+            self._c.relocalizations += 1
+        return True
+
+    def _uwb_consistent(self, xy: np.ndarray, uwb) -> bool:
+        ids, ranges = uwb
+        a = self.layout.uwb_anchors[ids]
+        pred = np.sqrt(np.sum((a[:, :2] - xy) ** 2, axis=1) + (self.cfg.uwb_tag_height - a[:, 2]) ** 2)
+        return bool(np.median(np.abs(ranges - pred)) <= 3.0 * self.cfg.uwb_sigma)
+
+    def _reloc_fiducial(self, fid, uwb, scan):
+        z, R = fid
+        if uwb is not None and len(uwb[0]) >= 3 and not self._uwb_consistent(z[:2], uwb):
+            return None
+        if scan is not None:
+            pts = scan_points(scan, self.cfg.scan, self.cfg.lidar_offset)
+            if len(pts) >= self.cfg.scan.min_points:
+                m = match_scan(self._field, pts, z, self.cfg.scan)
+                if m is None or m.fitness < self.cfg.reloc_min_fitness or np.hypot(*(m.pose[:2] - z[:2])) > 0.1:
+                    return None
+        return z, R
+
+    def _reloc_uwb(self, uwb, scan):
+        ids, ranges = uwb
+        fix = multilaterate(self.layout.uwb_anchors[ids], ranges, tag_height=self.cfg.uwb_tag_height,
+                            sigma=self.cfg.uwb_sigma, min_anchors=self.cfg.reloc_min_anchors,
+                            chi2_prob=self.cfg.reloc_chi2_prob)
+        if fix is None or not np.isfinite(fix.xy).all() or self._field.distance(fix.xy[None])[0] < -0.1:
+            return None
+        if scan is None:
+            cov = np.diag([0.0, 0.0, np.pi**2])
+            cov[:2, :2] = fix.cov
+            return np.array([fix.xy[0], fix.xy[1], self._backend.x[2]]), cov
+        pts = scan_points(scan, self.cfg.scan, self.cfg.lidar_offset)
+        m = search_yaw(self._field, pts, fix.xy, self.cfg.scan, n_seeds=self.cfg.reloc_yaw_seeds)
+        if m is None or m.fitness < self.cfg.reloc_min_fitness:
+            return None
+        d = m.pose[:2] - fix.xy
+        if d @ np.linalg.solve(fix.cov + m.cov[:2, :2], d) > chi2.ppf(self.cfg.reloc_chi2_prob, 2) + 4.0:
+            return None
+        return m.pose, m.cov
+
+    # ---- numerics, time-outs, health --------------------------------------------------------
+
+    def _sanitise(self) -> None:
+        """Finite check, symmetrise, cap absurd variances, repair an indefinite P (eigen clamp)."""
+        b = self._backend
+        x, P = b.xv, b.Pv
+        if not (np.isfinite(x).all() and np.isfinite(P).all()):
+            raise FloatingPointError("non-finite state")
+        P = 0.5 * (P + P.T)
+        # cap absurd variances by a congruence (keeps P positive definite)
+        caps = np.array([1e6, 1e6, np.pi**2, 100.0, 100.0, 1.0, 1.0])
+        d = np.diag(P)
+        if np.any(d > caps):
+            D = np.sqrt(np.minimum(1.0, caps / np.maximum(d, 1e-300)))
+            P = P * np.outer(D, D)
+        try:
+            np.linalg.cholesky(P)
+        except np.linalg.LinAlgError:
+            w, V = np.linalg.eigh(P)
+            P = (V * np.maximum(w, 1e-12)) @ V.T
+            P = 0.5 * (P + P.T)
+            if not self._replaying:
+                self._c.covariance_repairs += 1
+        b.set_state(x.copy(), P)
+
+    def _numerical_reset(self) -> None:
+        t = self._t
+        x = t.good_x if t.good_x is not None else self._initial_state(self._pose)[0]
+        P = t.good_P if t.good_P is not None else self._initial_state(self._pose)[1]
+        self._backend.set_state(x, 0.5 * (P + P.T) * 4.0 + np.diag([1e-4, 1e-4, 1e-4, 1e-2, 1e-2, 0, 0]))
+        if not self._replaying:
+            self._c.numerical_resets += 1
+
+    def _update_timeouts(self, stamp: float) -> None:
+        t = self._t
+        for s, limit in self._timeouts.items():
+            last = t.last_seen.get(s)
+            out = last is not None and stamp - last > limit
+            if out and s not in t.timed_out:
+                t.timed_out.add(s)
+                self._count(self._c.timeouts, s)
+            elif not out:
+                t.timed_out.discard(s)
+
+    def _stds(self) -> tuple[float, float]:
+        """(std along the worst position axis (m), yaw std (rad))."""
+        P = self._backend.Pv
+        a, b, c = float(P[0, 0]), float(P[1, 1]), float(P[0, 1])
+        lam = 0.5 * (a + b) + math.sqrt(max(0.25 * (a - b) ** 2 + c * c, 0.0))
+        return math.sqrt(max(lam, 0.0)), math.sqrt(max(float(P[2, 2]), 0.0))
+
+    def _health(self) -> Health:
+        cfg, t = self.cfg, self._t
+        pos_std, yaw_std = self._stds()
+        if t.kidnapped or pos_std > cfg.lost_pos_std or yaw_std > cfg.lost_yaw_std:
+            return "lost"
+        if (pos_std > cfg.degraded_pos_std or yaw_std > cfg.degraded_yaw_std
+                or t.consec_rejected >= cfg.degraded_rejections or t.timed_out):
+            return "degraded"
+        return "ok"
+
+    def _make_pose(self) -> Pose:
+        x, P = self._backend.xv, self._backend.Pv
+        if not (np.all(np.isfinite(x[:3])) and np.all(np.isfinite(P[:3, :3]))):
+            x, P = self._t.good_x, self._t.good_P  # defensive: never hand out NaN
+        return Pose(x=float(x[0]), y=float(x[1]), yaw=mm.wrap_scalar(float(x[2])), cov=P[:3, :3].copy(),
+                    health=self._t.health, stamp=float(self._t.stamp))

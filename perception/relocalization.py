@@ -1,0 +1,103 @@
+"""Global position fixes for relocalization: robust UWB multilateration.
+
+:func:`multilaterate` solves for the tag's (x, y) from >= 3 ranges to anchors at known
+3D positions: a linear least-squares start (range equations differenced against their
+mean), Gauss-Newton on the 3D ranges, then NLOS rejection (the largest positive
+residual is dropped while the residual chi-square fails and enough anchors remain). The
+fix is only returned when it passes the chi-square consistency test with at least
+``min_anchors`` ranges, so a relocalization never jumps on a fix that its own
+measurements contradict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import chi2
+
+
+@dataclass(frozen=True)
+class PositionFix:
+    """A multilateration fix.
+
+    Attributes:
+        xy: [2] position (m).
+        cov: [2, 2] covariance (m^2).
+        used: [K] bool, ranges kept (False = rejected as NLOS/outlier).
+        chi2: residual chi-square of the kept ranges.
+    """
+
+    xy: np.ndarray
+    cov: np.ndarray
+    used: np.ndarray
+    chi2: float
+
+
+def _gauss_newton(a: np.ndarray, r: np.ndarray, dz2: np.ndarray, xy: np.ndarray, iters: int = 8
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Refine xy [2]; returns (xy, residuals [K] = measured - predicted, J [K, 2])."""
+    for _ in range(iters):
+        d = xy - a[:, :2]
+        pred = np.sqrt(np.sum(d * d, axis=1) + dz2)
+        J = d / np.maximum(pred, 1e-6)[:, None]
+        res = r - pred
+        step, *_ = np.linalg.lstsq(J, res, rcond=None)
+        xy = xy + np.clip(step, -5.0, 5.0)
+        if np.all(np.abs(step) < 1e-5):
+            break
+    d = xy - a[:, :2]
+    pred = np.sqrt(np.sum(d * d, axis=1) + dz2)
+    return xy, r - pred, d / np.maximum(pred, 1e-6)[:, None]
+
+
+def _linear_start(a: np.ndarray, r: np.ndarray, dz2: np.ndarray) -> np.ndarray | None:
+    rh2 = np.maximum(r * r - dz2, 0.0)  # horizontal range^2
+    # |p|^2 - 2 a.p + |a|^2 = rh^2 ; subtract the mean equation -> linear in p
+    A = -2.0 * (a[:, :2] - a[:, :2].mean(axis=0))
+    b = rh2 - rh2.mean() - (np.sum(a[:, :2] ** 2, axis=1) - np.sum(a[:, :2] ** 2, axis=1).mean())
+    if np.linalg.matrix_rank(A) < 2:
+        return None
+    xy, *_ = np.linalg.lstsq(A, b, rcond=None)
+    return xy
+
+
+def multilaterate(anchors: np.ndarray, ranges: np.ndarray, *, tag_height: float, sigma: float,
+                  min_anchors: int = 4, chi2_prob: float = 0.99) -> PositionFix | None:
+    """Robust 2D position of a tag at ``tag_height`` from 3D ranges.
+
+    Args:
+        anchors: [K, 3] anchor positions (m).
+        ranges: [K] measured 3D ranges (m).
+        tag_height: tag height (m).
+        sigma: range noise std (m).
+        min_anchors: ranges that must survive outlier rejection (>= 3; 4 gives a check).
+        chi2_prob: consistency test probability.
+
+    Returns:
+        The fix, or None when too few consistent ranges remain or the geometry is
+        degenerate (collinear anchors).
+    """
+    a = np.asarray(anchors, dtype=np.float64)
+    r = np.asarray(ranges, dtype=np.float64)
+    used = np.ones(len(r), dtype=bool)
+    if len(r) < max(min_anchors, 3):
+        return None
+    dz2 = (tag_height - a[:, 2]) ** 2
+    while used.sum() >= max(min_anchors, 3):
+        xy0 = _linear_start(a[used], r[used], dz2[used])
+        if xy0 is None:
+            return None
+        xy, res, J = _gauss_newton(a[used], r[used], dz2[used], xy0)
+        c2 = float(np.sum((res / sigma) ** 2))
+        dof = int(used.sum()) - 2
+        if dof <= 0 or c2 <= chi2.ppf(chi2_prob, dof):
+            JtJ = J.T @ J
+            if np.linalg.cond(JtJ) > 1e8:
+                return None
+            cov = np.linalg.inv(JtJ) * sigma**2
+            return PositionFix(xy=xy, cov=0.5 * (cov + cov.T), used=used.copy(), chi2=c2)
+        # NLOS makes ranges too long: drop the most positive residual
+        idx = np.flatnonzero(used)
+        used[idx[int(np.argmax(res))]] = False
+    return None

@@ -1,0 +1,309 @@
+"""The inner loop of the search: descend (vectorised or row by row) and back up.
+
+A simulation walks every row's tree from its root, records the path in the context's
+``[B, max_depth]`` scratch matrices, and returns the leaf edges to expand. Two
+descents produce identical paths: :func:`descend` runs a fixed number of array ops
+per tree level over all rows (the fast path for batches), :func:`descend_rows` runs
+Python float arithmetic per row (fewer numpy calls: the fast path for B <= 4).
+:func:`backup` is vectorised over rows and levels at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from planning.selection import (gumbel_interior, gumbel_interior_row, gumbel_root,
+                                gumbel_root_row, puct_row, puct_select)
+from planning.tree import (E_PRIOR, E_VALUE, E_VISITS, N_EMAX, N_EXPANDABLE, N_PQ, N_PSUM, N_REWARD,
+                           N_VISITS, N_VSUM, SearchTree)
+
+__all__ = ["Leaves", "SimContext", "backup", "backup_rows", "descend", "descend_rows",
+           "make_context"]
+
+
+@dataclass
+class Leaves:
+    """Leaf edges to expand, one per row that needs it: [m] arrays."""
+
+    b: np.ndarray
+    parent: np.ndarray
+    action: np.ndarray
+    slot: np.ndarray
+    value: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+@dataclass
+class SimContext:
+    """Per-search constants, root noise and scratch buffers."""
+
+    rng: np.random.Generator
+    rule: str
+    c1: float
+    c2: float
+    parent_fpu: bool
+    c_visit: float
+    c_scale: float
+    max_considered: int
+    k: int
+    max_depth: int
+    root_prior: np.ndarray  # [B, A] (Dirichlet-noised for PUCT)
+    gumbel: np.ndarray  # [B, A] gumbel_scale * Gumbel(0, 1)
+    visits0: np.ndarray  # [B, A] root visits before this search (tree reuse)
+    table: np.ndarray | None  # Sequential Halving schedule (Gumbel)
+    active: np.ndarray  # [m] rows whose root can be expanded
+    row_path: bool
+    path_n: np.ndarray  # [B, max_depth] node, action, child per level
+    path_a: np.ndarray
+    path_c: np.ndarray
+    length: np.ndarray  # [B] path length of the current simulation
+    leaf_value: np.ndarray  # [B] value at the end of the current path
+    levels: np.ndarray  # [max_depth] 0, 1, 2, ...
+    disc: np.ndarray  # [max_depth + 1] discount ** level
+    rows_cache: dict[str, Any] = field(default_factory=dict)
+
+
+def make_context(tree: SearchTree, cfg: Any, rng: np.random.Generator, root_prior: np.ndarray,
+                 gumbel: np.ndarray, table: np.ndarray | None, k: int, *,
+                 row_path: bool) -> SimContext:
+    """Build the context of one search call (``cfg`` is an ``MCTSConfig``)."""
+    b = tree.batch_size
+    depth = min(cfg.max_depth or tree.capacity, tree.capacity)
+    levels = np.arange(depth + 1)
+    ctx = SimContext(
+        rng=rng, rule=cfg.rule, c1=cfg.c1, c2=cfg.c2,
+        parent_fpu=cfg.unvisited_value == "parent", c_visit=cfg.c_visit, c_scale=cfg.c_scale,
+        max_considered=cfg.max_considered_actions, k=k, max_depth=depth, root_prior=root_prior,
+        gumbel=gumbel, visits0=tree.edges[:, 0, E_VISITS].copy(), table=table,
+        active=np.flatnonzero(tree.nodes[:, 0, N_EXPANDABLE] > 0), row_path=row_path,
+        path_n=np.zeros((b, depth), np.int64), path_a=np.zeros((b, depth), np.int64),
+        path_c=np.zeros((b, depth), np.int64), length=np.zeros(b, np.int64),
+        leaf_value=np.zeros(b), levels=levels[:-1],
+        disc=float(cfg.discount) ** levels.astype(np.float64),
+    )
+    if row_path:
+        ctx.rows_cache = {"prior": root_prior.tolist(), "gumbel": gumbel.tolist(),
+                          "visits0": ctx.visits0.tolist(), "active": ctx.active.tolist(),
+                          "disc": ctx.disc.tolist()}
+    return ctx
+
+
+def _select(tree: SearchTree, ctx: SimContext, idx: np.ndarray, e: np.ndarray, nd: np.ndarray,
+            at_root: bool) -> np.ndarray:
+    if ctx.rule == "puct":
+        prior = ctx.root_prior[idx] if at_root else e[:, E_PRIOR]
+        return puct_select(e, nd, tree.qnorm[idx], prior, c1=ctx.c1, c2=ctx.c2,
+                           parent_fpu=ctx.parent_fpu)
+    if at_root:
+        visits = e[:, E_VISITS] - ctx.visits0[idx]
+        return gumbel_root(e, nd, ctx.gumbel[idx], visits, ctx.table,
+                           max_considered=ctx.max_considered, c_visit=ctx.c_visit,
+                           c_scale=ctx.c_scale)
+    return gumbel_interior(e, nd, c_visit=ctx.c_visit, c_scale=ctx.c_scale)
+
+
+def descend(tree: SearchTree, ctx: SimContext) -> Leaves:
+    """Vectorised descent of every active row; fills the path scratch and leaf values."""
+    ctx.length[:] = 0
+    ctx.leaf_value[:] = 0.0
+    idx = ctx.active
+    node = np.zeros(len(idx), np.int64)
+    found: list[tuple[np.ndarray, ...]] = []
+    depth, k = 0, ctx.k
+    while len(idx):
+        e = tree.edges[idx, node]
+        a = _select(tree, ctx, idx, e, tree.nodes[idx, node], depth == 0)
+        ctx.path_n[idx, depth] = node
+        ctx.path_a[idx, depth] = a
+        depth += 1
+        ctx.length[idx] = depth
+        if k == 1:
+            slot = np.zeros_like(a)
+            child = tree.children[idx, node, a, 0]
+            has = child >= 0
+        else:
+            visits = e[np.arange(len(a)), E_VISITS, a].astype(np.int64)
+            slot = visits % k
+            child = tree.children[idx, node, a, slot]
+            has = visits >= k
+        if not has.all():
+            new = ~has
+            found.append((idx[new], node[new], a[new], slot[new]))
+            idx, child = idx[has], child[has]
+        ctx.path_c[idx, depth - 1] = child
+        stop = tree.nodes[idx, child, N_EXPANDABLE] == 0
+        if depth >= ctx.max_depth:
+            stop[:] = True
+        if stop.any():
+            sb, sc = idx[stop], child[stop]
+            leaf = tree.nodes[sb, sc]
+            ctx.leaf_value[sb] = leaf[:, N_VSUM] / leaf[:, N_VISITS]
+            idx, child = idx[~stop], child[~stop]
+        node = child
+    return _leaves(found)
+
+
+def _leaves(found: list[tuple[np.ndarray, ...]]) -> Leaves:
+    if not found:
+        z = np.zeros(0, np.int64)
+        return Leaves(z, z, z, z)
+    if len(found) == 1:
+        return Leaves(*found[0])
+    return Leaves(*(np.concatenate(x) for x in zip(*found)))
+
+
+def _select_row(ctx: SimContext, b: int, e: list, nd: list, qn: list, at_root: bool) -> int:
+    if ctx.rule == "puct":
+        prior = ctx.rows_cache["prior"][b] if at_root else e[E_PRIOR]
+        return puct_row(e, nd, qn[0], qn[1], prior, ctx.c1, ctx.c2, ctx.parent_fpu)
+    if at_root:
+        v0 = ctx.rows_cache["visits0"][b]
+        visits = [x - y for x, y in zip(e[E_VISITS], v0)]
+        return gumbel_root_row(e, nd, ctx.rows_cache["gumbel"][b], visits, ctx.table,
+                               ctx.max_considered, ctx.c_visit, ctx.c_scale)
+    return gumbel_interior_row(e, nd, ctx.c_visit, ctx.c_scale)
+
+
+def descend_rows(tree: SearchTree, ctx: SimContext) -> Leaves:
+    """Row-by-row descent on Python floats; same paths as :func:`descend`."""
+    lb: list[int] = []
+    lp: list[int] = []
+    la: list[int] = []
+    ls: list[int] = []
+    k, max_depth = ctx.k, ctx.max_depth
+    for b in ctx.rows_cache["active"]:
+        edges, nodes, children = tree.edges[b], tree.nodes[b], tree.children[b]
+        pn, pa, pc = ctx.path_n[b], ctx.path_a[b], ctx.path_c[b]
+        qn = tree.qnorm[b].tolist()
+        node, depth, leaf_value = 0, 0, 0.0
+        while True:
+            e = edges[node].tolist()
+            a = _select_row(ctx, b, e, nodes[node].tolist(), qn, depth == 0)
+            pn[depth] = node
+            pa[depth] = a
+            depth += 1
+            if k == 1:
+                slot = 0
+                child = int(children[node, a, 0])
+                has = child >= 0
+            else:
+                visits = int(e[E_VISITS][a])
+                slot = visits % k
+                has = visits >= k
+                child = int(children[node, a, slot]) if has else -1
+            if not has:
+                lb.append(b), lp.append(node), la.append(a), ls.append(slot)
+                break
+            pc[depth - 1] = child
+            if nodes[child, N_EXPANDABLE] == 0 or depth >= max_depth:
+                leaf_value = nodes[child, N_VSUM] / nodes[child, N_VISITS]
+                break
+            node = child
+        ctx.length[b] = depth
+        ctx.leaf_value[b] = leaf_value
+    return Leaves(*(np.asarray(x, np.int64) for x in (lb, lp, la, ls)))
+
+
+def backup(tree: SearchTree, ctx: SimContext) -> None:
+    """Add this simulation's discounted returns to every edge and node on every path.
+
+    With ``G_l = r_l + discount * G_{l+1}`` and ``G_L`` the leaf value, the returns of
+    all levels are one reverse cumulative sum of ``discount**j * r_j`` per row. The
+    Gumbel rule also keeps each node's visited prior mass, prior-weighted Q sum and
+    max edge visits (its mixed value and sigma scale) up to date.
+    """
+    length = ctx.length
+    lmax = int(length.max()) if len(length) else 0
+    if lmax == 0:
+        return
+    rows = np.arange(tree.batch_size)
+    valid = ctx.levels[:lmax] < length[:, None]
+    r = tree.nodes[rows[:, None], ctx.path_c[:, :lmax], N_REWARD] * valid
+    disc = ctx.disc[:lmax]
+    tail = np.cumsum((r * disc)[:, ::-1], axis=1)[:, ::-1]
+    g = (tail + (ctx.disc[length] * ctx.leaf_value)[:, None]) / disc
+    bb, ll = valid.nonzero()
+    n, a, gv = ctx.path_n[bb, ll], ctx.path_a[bb, ll], g[bb, ll]
+    if ctx.rule == "gumbel":
+        q = _backup_gumbel(tree, bb, n, a, gv)
+    else:
+        upd = np.empty((len(bb), 2))
+        upd[:, 0] = 1.0
+        upd[:, 1] = gv
+        tree.edges[bb, n, :2, a] += upd
+        tree.nodes[bb, n, :2] += upd
+        stats = tree.edges[bb, n, :2, a]
+        q = stats[:, 1] / stats[:, 0]
+    _update_qbounds(tree, bb, q)
+
+
+def backup_rows(tree: SearchTree, ctx: SimContext) -> None:
+    """:func:`backup` row by row on Python floats (same arithmetic, same results)."""
+    disc = ctx.rows_cache["disc"]
+    gumbel = ctx.rule == "gumbel"
+    for b in ctx.rows_cache["active"]:
+        length = int(ctx.length[b])
+        if length == 0:
+            continue
+        edges, nodes = tree.edges[b], tree.nodes[b]
+        pn, pa, pc = (x[b, :length].tolist() for x in (ctx.path_n, ctx.path_a, ctx.path_c))
+        r = [float(nodes[c, N_REWARD]) for c in pc]
+        tail, tails = 0.0, [0.0] * length
+        for j in range(length - 1, -1, -1):
+            tail += r[j] * disc[j]
+            tails[j] = tail
+        end = disc[length] * float(ctx.leaf_value[b])
+        lo, hi = tree.qbounds[b].tolist()
+        for j in range(length):
+            n, a = pn[j], pa[j]
+            g = (tails[j] + end) / disc[j]
+            e = edges[n]
+            visits, value = float(e[E_VISITS, a]), float(e[E_VALUE, a])
+            e[E_VISITS, a] = visits + 1.0
+            e[E_VALUE, a] = value + g
+            q = (value + g) / (visits + 1.0)
+            nd = nodes[n]
+            nd[N_VISITS] += 1.0
+            nd[N_VSUM] += g
+            if gumbel:
+                prior = float(e[E_PRIOR, a])
+                nd[N_PSUM] += prior * (visits == 0)
+                nd[N_PQ] += prior * (q - value / max(visits, 1.0))
+                nd[N_EMAX] = max(nd[N_EMAX], visits + 1.0)
+            lo, hi = min(lo, q), max(hi, q)
+        tree.qbounds[b] = (lo, hi)
+        tree.qnorm[b] = (lo, 1.0 / max(hi - lo, 1e-8))
+
+
+def _backup_gumbel(tree: SearchTree, bb: np.ndarray, n: np.ndarray, a: np.ndarray,
+                   gv: np.ndarray) -> np.ndarray:
+    old = tree.edges[bb, n, :3, a]  # [L, 3] visits, value sum, prior
+    visits, value, prior = old[:, E_VISITS], old[:, E_VALUE], old[:, E_PRIOR]
+    new = np.empty((len(bb), 2))
+    new[:, 0] = visits + 1.0
+    new[:, 1] = value + gv
+    tree.edges[bb, n, :2, a] = new
+    q_new = new[:, 1] / new[:, 0]
+    q_old = value / np.maximum(visits, 1.0)
+    upd = np.empty((len(bb), 4))  # visits, value sum, psum, pq
+    upd[:, 0] = 1.0
+    upd[:, 1] = gv
+    upd[:, 2] = prior * (visits == 0)
+    upd[:, 3] = prior * (q_new - q_old)
+    tree.nodes[bb, n, :4] += upd
+    tree.nodes[bb, n, N_EMAX] = np.maximum(tree.nodes[bb, n, N_EMAX], new[:, 0])
+    return q_new
+
+
+def _update_qbounds(tree: SearchTree, bb: np.ndarray, q: np.ndarray) -> None:
+    """Fold edge Q values into each row's min-max bounds (bb sorted by row)."""
+    starts = np.flatnonzero(np.concatenate(([True], bb[1:] != bb[:-1])))
+    rb = bb[starts]
+    lo = np.minimum(tree.qbounds[rb, 0], np.minimum.reduceat(q, starts))
+    hi = np.maximum(tree.qbounds[rb, 1], np.maximum.reduceat(q, starts))
+    tree.qbounds[rb, 0] = lo
+    tree.qbounds[rb, 1] = hi
+    tree.qnorm[rb, 0] = lo
+    tree.qnorm[rb, 1] = 1.0 / np.maximum(hi - lo, 1e-8)

@@ -1,0 +1,250 @@
+"""Composable parts of the learning environments (no gymnasium, no PyBullet here).
+
+An env is a world (``WarehouseSim``) + robots (a :class:`MacroExecutor` per robot; the
+scripted ones choose their macros by :func:`bfs_path`) + a task (dispatcher and
+:func:`macro_reward`) + sensors (``sim.env_obs``) + a fault injector (inside the sim,
+configured by ``SimConfig.faults``); ``sim.env_core`` composes them. Everything here is
+plain numpy and python.
+
+The built-in controllers read the ground-truth pose (perfect localisation, as in the
+grid model); the observations carry the sensors so that a policy may learn without it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from sim.follower import FollowerConfig, PurePursuitFollower
+from sim.layout import Layout
+from sim.types import ACTION_DELTAS, LidarScan, MacroAction, TwistCmd
+
+Cell = tuple[int, int]
+STOP = TwistCmd(0.0, 0.0)
+
+
+# ---- grid search --------------------------------------------------------------------
+def bfs_path(free: np.ndarray, start: Cell, goal: Cell) -> list[Cell] | None:
+    """Shortest 4-connected path on a grid (breadth first, deterministic N, S, E, W order).
+
+    Args:
+        free: [H, W] bool drivable cells (the start may be blocked: robots stand on it).
+        start, goal: (row, col).
+
+    Returns:
+        Cells from ``start`` to ``goal`` inclusive, or None if ``goal`` is unreachable.
+    """
+    h, w = free.shape
+    start, goal = (int(start[0]), int(start[1])), (int(goal[0]), int(goal[1]))
+    if start == goal:
+        return [start]
+    if not (0 <= goal[0] < h and 0 <= goal[1] < w) or not free[goal]:
+        return None
+    parent = {start: start}
+    q: deque[Cell] = deque([start])
+    while q:
+        r, c = q.popleft()
+        for dr, dc in ACTION_DELTAS[:4].tolist():
+            n = (r + dr, c + dc)
+            if 0 <= n[0] < h and 0 <= n[1] < w and free[n] and n not in parent:
+                parent[n] = (r, c)
+                if n == goal:
+                    path = [n]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    return path[::-1]
+                q.append(n)
+    return None
+
+
+def free_grid(layout: Layout, blocked: np.ndarray | Sequence[Cell] = ()) -> np.ndarray:
+    """[H, W] bool: layout free cells minus ``blocked`` [K, 2] (row, col) cells."""
+    free = layout.free.copy()
+    b = np.asarray(blocked, dtype=np.int64).reshape(-1, 2)
+    if len(b):
+        ok = layout.in_bounds(b)
+        free[b[ok, 0], b[ok, 1]] = False
+    return free
+
+
+# ---- safety -------------------------------------------------------------------------
+def forward_clearance(scan: LidarScan | None, cone_rad: float, reverse: bool = False) -> float:
+    """Smallest valid lidar range (m) within ``cone_rad`` of the driving direction.
+
+    Returns ``inf`` when the scan is absent or nothing is in the cone.
+    """
+    if scan is None:
+        return float("inf")
+    ang = scan.angles if not reverse else np.angle(np.exp(1j * (scan.angles - np.pi)))
+    r = scan.ranges[(np.abs(ang) <= cone_rad) & ~np.isnan(scan.ranges)]
+    return float(r.min()) if len(r) else float("inf")
+
+
+@dataclass(frozen=True)
+class MacroConfig:
+    """Execution of one macro action by the built-in path follower.
+
+    Attributes:
+        wait_s: duration of WAIT (s).
+        handling_s: duration of PICK / DROP, the robot standing still (s).
+        move_timeout_s: a move that has not arrived by then ends (s).
+        blocked_patience_s: a move blocked ahead this long ends (s).
+        stop_distance_m: lidar safety stop: an obstacle in the forward cone nearer than
+            this (from the robot centre) stops the robot (m).
+        goal_margin_m: ... unless it lies beyond the target cell centre plus this margin
+            (a wall behind the target cell does not stop the robot) (m).
+        cone_rad: half angle of the forward cone (rad).
+    """
+
+    wait_s: float = 1.0
+    handling_s: float = 1.0
+    move_timeout_s: float = 5.0
+    blocked_patience_s: float = 0.5
+    stop_distance_m: float = 0.6
+    goal_margin_m: float = 0.4
+    cone_rad: float = 0.45
+
+
+class Outcome(str, enum.Enum):
+    """How a macro action ended."""
+
+    RUNNING = "running"
+    ARRIVED = "arrived"
+    BLOCKED = "blocked"
+    TIMEOUT = "timeout"
+    DONE = "done"  # WAIT / PICK / DROP elapsed
+
+
+class MacroExecutor:
+    """Turns one macro action of one robot into twist commands, tick by tick.
+
+    A move (N/S/E/W) drives from the robot's cell centre to the neighbouring cell centre
+    with :class:`PurePursuitFollower`; it ends on arrival, after ``move_timeout_s``, or
+    after being stopped by the lidar safety stop for ``blocked_patience_s``. WAIT, PICK
+    and DROP hold still for their duration (the env performs the pick/drop itself).
+
+    Args:
+        layout: floor plan (cell geometry).
+        dt: control period (s).
+        cfg: timing and safety.
+        follower: follower limits (its ``dt`` is replaced by ``dt``).
+    """
+
+    def __init__(self, layout: Layout, dt: float, cfg: MacroConfig | None = None,
+                 follower: FollowerConfig | None = None) -> None:
+        self.layout = layout
+        self.dt = dt
+        self.cfg = cfg or MacroConfig()
+        fcfg = follower or FollowerConfig()
+        self.follower = PurePursuitFollower(replace(fcfg, dt=dt))
+        self.action = MacroAction.WAIT
+        self.outcome = Outcome.DONE
+        self.target: Cell = (0, 0)
+        self.elapsed_s = 0.0
+        self._blocked_s = 0.0
+        self._ticks_left = 0
+
+    @property
+    def busy(self) -> bool:
+        """A macro is running (the robot is not at a decision point)."""
+        return self.outcome is Outcome.RUNNING
+
+    def start(self, action: MacroAction | int, pose: np.ndarray) -> None:
+        """Begin ``action`` from ``pose`` (x, y, yaw); moves are not checked for legality."""
+        self.action = MacroAction(int(action))
+        cell = self.layout.xy_to_cell(np.asarray(pose)[:2])
+        here = (int(cell[0]), int(cell[1]))
+        if self.action <= MacroAction.WEST:
+            d = ACTION_DELTAS[int(self.action)]
+            self._goto((here[0] + int(d[0]), here[1] + int(d[1])), self.layout.cell_to_xy(np.array(here)))
+            return
+        self._begin(here)
+        self.follower.clear()
+        dur = self.cfg.wait_s if self.action is MacroAction.WAIT else self.cfg.handling_s
+        self._ticks_left = max(1, int(np.ceil(dur / self.dt - 1e-9)))
+
+    def recentre(self, pose: np.ndarray) -> None:
+        """Drive back to the centre of the robot's current cell (a move macro, action WAIT)."""
+        cell = self.layout.xy_to_cell(np.asarray(pose)[:2])
+        self.action = MacroAction.WAIT
+        self._goto((int(cell[0]), int(cell[1])), np.asarray(pose, dtype=np.float64)[:2])
+
+    def _begin(self, target: Cell) -> None:
+        self.outcome = Outcome.RUNNING
+        self.elapsed_s = 0.0
+        self._blocked_s = 0.0
+        self.target = target
+
+    def _goto(self, target: Cell, start_xy: np.ndarray) -> None:
+        self._begin(target)
+        self.follower.set_path(np.stack([start_xy, self.layout.cell_to_xy(np.array(target))]))
+        self._ticks_left = int(np.ceil(self.cfg.move_timeout_s / self.dt - 1e-9))
+
+    def command(self, pose: np.ndarray, scan: LidarScan | None) -> TwistCmd:
+        """Command for this tick (call once per control tick while :attr:`busy`)."""
+        if not self.busy:
+            return STOP
+        self._ticks_left -= 1
+        self.elapsed_s += self.dt
+        if not self.follower.has_path:
+            if self._ticks_left <= 0:
+                self.outcome = Outcome.DONE
+            return STOP
+        to_goal = float(np.hypot(*(self.layout.cell_to_xy(np.array(self.target)) - pose[:2])))
+        limit = min(self.cfg.stop_distance_m, to_goal + self.cfg.goal_margin_m)
+        blocked = forward_clearance(scan, self.cfg.cone_rad) < limit
+        cmd, prog = self.follower.step(pose, speed_cap=0.0 if blocked else None)
+        if prog.done:
+            self.outcome = Outcome.ARRIVED
+            return STOP
+        self._blocked_s = self._blocked_s + self.dt if (blocked and cmd.v <= 1e-6 and not prog.rotating) else 0.0
+        if self._blocked_s >= self.cfg.blocked_patience_s - 1e-9:
+            self.outcome = Outcome.BLOCKED
+            return STOP
+        if self._ticks_left <= 0:
+            self.outcome = Outcome.TIMEOUT
+            return STOP
+        return cmd
+
+
+# ---- task -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RewardConfig:
+    """Reward weights, consistent with the KPIs (orders delivered, time, collisions).
+
+    Attributes:
+        time_cost: per second of sim time, per robot (1/s).
+        delivery: per order delivered by the robot.
+        pick: per first pick of an order (shaping; 0 disables).
+        collision: per collision onset involving the robot.
+        invalid_action: per masked action taken (it is executed as WAIT).
+    """
+
+    time_cost: float = 0.1
+    delivery: float = 10.0
+    pick: float = 1.0
+    collision: float = 5.0
+    invalid_action: float = 0.1
+
+
+def macro_reward(cfg: RewardConfig, *, elapsed_s: np.ndarray, delivered: np.ndarray,
+                 picked: np.ndarray, collisions: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+    """Reward per robot over one interval (pure, vectorised over robots or a whole log).
+
+    Args:
+        cfg: weights.
+        elapsed_s: [N] sim seconds in the interval.
+        delivered: [N] orders delivered. picked: [N] first picks. collisions: [N] onsets.
+        invalid: [N] masked actions taken.
+
+    Returns:
+        [N] float64 rewards.
+    """
+    return (cfg.delivery * np.asarray(delivered, np.float64) + cfg.pick * np.asarray(picked, np.float64)
+            - cfg.time_cost * np.asarray(elapsed_s, np.float64)
+            - cfg.collision * np.asarray(collisions, np.float64)
+            - cfg.invalid_action * np.asarray(invalid, np.float64))

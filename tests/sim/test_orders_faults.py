@@ -1,0 +1,381 @@
+"""Orders (pick/drop with physical loads) and injected exceptions with their resolution rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.config import FaultsConfig, OrdersConfig, SimConfig, scenario
+from sim.faults import (
+    FAULT_KINDS,
+    PlannedFault,
+    bfs_path,
+    choose_block_cell,
+    plan_faults,
+    route_blocked,
+)
+from sim.layout import LayoutConfig, generate_layout
+from sim.orders import OrderBook, poisson_release_times
+from sim.robot import goto_twist
+from sim.types import Pose, TwistCmd
+from sim.warehouse import WarehouseSim
+
+LAYOUT = generate_layout(LayoutConfig())
+STOP = TwistCmd(0.0, 0.0)
+
+
+def drive_cells(
+    sim: WarehouseSim, robot: int, cells: list, max_ticks: int = 3000, tol: float = 0.1
+) -> None:
+    k = 0
+    for _ in range(max_ticks):
+        gt = sim.ground_truth()[robot]
+        wp = sim.layout.cell_to_xy(np.array(cells[k]))
+        last = k == len(cells) - 1
+        if np.hypot(*(wp - gt[:2])) < (tol if last else 0.35):
+            if last:
+                break
+            k += 1
+            continue
+        v, w = goto_twist(gt, wp)
+        cmds = [STOP] * sim.n_robots
+        cmds[robot] = TwistCmd(v, w)
+        sim.step(cmds)
+    for _ in range(30):  # settle below the pick speed
+        sim.step([STOP] * sim.n_robots)
+
+
+def at_cell(cell, yaw: float = 0.0) -> np.ndarray:
+    xy = LAYOUT.cell_to_xy(np.array(cell))
+    return np.array([[xy[0], xy[1], yaw]])
+
+
+def fault_sim(plan: list[PlannedFault], start: np.ndarray, **orders) -> WarehouseSim:
+    cfg = SimConfig(
+        n_robots=len(start),
+        faults=FaultsConfig(enabled=True),
+        orders=OrdersConfig(rate_per_min=0.0, **orders),
+    )
+    return WarehouseSim(cfg, seed=0, start_poses=start, fault_plan=plan)
+
+
+# ---- order stream ----------------------------------------------------------------------------
+
+
+def test_orders__poisson_release_count_matches_rate() -> None:
+    counts = [
+        len(poisson_release_times(3.0, 300.0, 0, np.random.default_rng(s))) for s in range(300)
+    ]
+    assert np.mean(counts) == pytest.approx(15.0, rel=0.05)
+    assert len(poisson_release_times(0.0, 300.0, 2, np.random.default_rng(0))) == 2
+
+
+def test_orders__life_cycle_and_errors() -> None:
+    book = OrderBook(
+        OrdersConfig(rate_per_min=0.0, n_initial=3, order_deadline_s=10.0),
+        LAYOUT,
+        60.0,
+        np.random.default_rng(0),
+    )
+    assert [o.id for o in book.release_due(0.0)] == [0, 1, 2]
+    o = book.orders[0]
+    assert o.status == "open" and o.load_cell == o.pick_cell and o.deadline_t == 10.0
+    assert abs(o.pick_cell[0] - o.shelf_cell[0]) + abs(o.pick_cell[1] - o.shelf_cell[1]) == 1
+    book.assign(0, robot=1)
+    book.assign(1, robot=1)  # reassigning robot 1 reopens order 0
+    assert book.get(0).status == "open" and book.get(1).robot == 1
+    book.picked(1, 1, 2.0)
+    with pytest.raises(ValueError, match="robot_id"):
+        book.assign(2, robot=1)
+    with pytest.raises(ValueError, match="order_id"):
+        book.assign(1, robot=0)
+    with pytest.raises(ValueError, match="order_id"):
+        book.get(99)
+    assert [e.id for e in book.expire_due(11.0)] == [0, 2]
+    book.delivered(1, 30.0)
+    assert book.get(1).late and book.arrays()["delivered"].tolist() == [False, True, False]
+
+
+def test_orders__pick_carry_and_deliver_physically() -> None:
+    cfg = SimConfig(n_robots=1, orders=OrdersConfig(rate_per_min=0.0, n_initial=1))
+    probe = WarehouseSim(cfg, seed=2)
+    order = probe.orders[0]
+    probe.close()
+    sim = WarehouseSim(cfg, seed=2, start_poses=at_cell(order.pick_cell))
+    sim.reset()
+    assert not sim.pick(0)  # not assigned yet
+    sim.assign(0, 0)
+    assert sim.pick(0) and sim.orders[0].status == "carried"
+    assert sim.step([STOP])[0].load is True
+    assert not sim.drop(0)  # not at the station
+    drive_cells(sim, 0, bfs_path(sim.layout, order.pick_cell, order.station_cell))
+    pos, _ = sim.world.pose("load_0")
+    np.testing.assert_allclose(pos[:2], sim.ground_truth()[0, :2], atol=0.02)  # rides on the robot
+    assert pos[2] > sim.cfg.robot.height
+    assert sim.drop(0)
+    o = sim.orders[0]
+    assert o.status == "delivered" and o.delivered_t == sim.time and not sim.world.has("load_0")
+    k = sim.kpis()
+    assert k.orders_delivered == 1 and k.collisions["total"] == 0
+    sim.close()
+
+
+# ---- schedule ----------------------------------------------------------------------------------
+
+
+def test_faults__nominal_has_no_faults_and_no_people() -> None:
+    cfg = scenario("nominal")
+    assert plan_faults(cfg.faults, n_robots=4, duration_s=300.0, rng=np.random.default_rng(0)) == []
+    sim = WarehouseSim(cfg, seed=0)
+    assert sim.world.names("person") == [] and sim.events == []
+    sim.close()
+
+
+def test_faults__exceptions_preset_gives_several_of_each_kind() -> None:
+    cfg = scenario("exceptions").faults
+    for seed in range(5):
+        plans = plan_faults(cfg, n_robots=4, duration_s=300.0, rng=np.random.default_rng(seed))
+        kinds = [p.kind for p in plans]
+        for k in FAULT_KINDS:
+            assert kinds.count(k) >= 1, (seed, k)
+    mean = np.mean(
+        [
+            [
+                sum(
+                    p.kind == k
+                    for p in plan_faults(
+                        cfg, n_robots=4, duration_s=300.0, rng=np.random.default_rng(s)
+                    )
+                )
+                for k in FAULT_KINDS
+            ]
+            for s in range(40)
+        ],
+        axis=0,
+    )
+    assert np.all(mean >= 2.5)
+    with pytest.raises(ValueError, match="scenario"):
+        scenario("chaos")  # type: ignore[arg-type]
+
+
+def test_faults__schedule_is_seeded_and_fires_on_time() -> None:
+    cfg = SimConfig(
+        n_robots=2,
+        duration_s=60.0,
+        faults=FaultsConfig(enabled=True, sensor_outage_rate=20.0, odom_slip_rate=10.0),
+    )
+    a, b = WarehouseSim(cfg, seed=9), WarehouseSim(cfg, seed=9)
+    plans = plan_faults(
+        cfg.faults,
+        n_robots=2,
+        duration_s=60.0,
+        rng=np.random.default_rng(np.random.SeedSequence(9, spawn_key=(0,)).spawn(4)[2]),
+    )
+    for _ in range(200):
+        a.step([STOP, STOP])
+        b.step([STOP, STOP])
+    assert a.events == b.events and len(a.events) > 3
+    planned = [p for p in plans if p.t <= a.time]
+    assert [(e.kind, e.robot) for e in a.events] == [(p.kind, p.robot) for p in planned]
+    for e, p in zip(a.events, planned):
+        assert (
+            p.t <= e.onset_t + 1e-9 < p.t + a.dt + 1e-9
+        )  # applied at the first tick after its time
+    a.close()
+    b.close()
+
+
+# ---- exceptions and their resolution -------------------------------------------------------------
+
+
+def test_sensor_outage__reading_is_none_in_window_and_resolves_at_window_end() -> None:
+    plan = [PlannedFault(t=1.0, kind="sensor_outage", robot=0, duration=2.0, sensor="lidar")]
+    sim = fault_sim(plan, at_cell((3, 5)), n_initial=0)
+    seen = []
+    for _ in range(80):
+        f = sim.step([STOP])[0]
+        seen.append((f.stamp, f.lidar is None))
+    assert all(none == (1.0 <= t < 3.0 - 1e-9) for t, none in seen if abs(t - 1.0) > 0.06)
+    (ev,) = sim.events
+    assert (
+        ev.kind == "sensor_outage" and ev.detail == "lidar" and ev.resolved_t == pytest.approx(3.0)
+    )
+    k = sim.kpis().exceptions["sensor_outage"]
+    assert k.resolved == 1 and k.mean_s == pytest.approx(2.0, abs=0.06)
+    sim.close()
+
+
+def test_sensor_outage__with_estimates_resolves_when_estimate_is_healthy() -> None:
+    plan = [PlannedFault(t=0.5, kind="sensor_outage", robot=0, duration=1.0, sensor="uwb")]
+    sim = fault_sim(plan, at_cell((3, 5)), n_initial=0)
+    for k in range(100):
+        sim.step([STOP])
+        gt = sim.ground_truth()[0]
+        off = 0.2 if sim.time < 3.0 else 0.0  # estimate is poor until t = 3 s
+        sim.report_pose_estimate(0, Pose(gt[0] + off, gt[1], gt[2], health="ok"))
+    (ev,) = sim.events
+    assert ev.resolved_t == pytest.approx(3.0, abs=1e-6)
+    rep = sim.kpis()
+    assert rep.pose_source == "estimate" and rep.loc_rms_pos_m[0] == pytest.approx(
+        0.2 * np.sqrt(59 / 100), rel=0.05
+    )
+    sim.close()
+
+
+def test_breakdown__robot_ignores_commands_then_resolves_when_moving() -> None:
+    plan = [PlannedFault(t=0.5, kind="breakdown", robot=0, duration=2.0)]
+    sim = fault_sim(plan, np.array([[2.0, 3.0, 0.0]]), n_initial=0)
+    xs = []
+    for _ in range(120):
+        sim.step([TwistCmd(0.5, 0.0)])
+        xs.append((sim.time, sim.ground_truth()[0, 0]))
+    x_at = dict(xs)
+    assert x_at[1.5] - x_at[1.0] < 0.01  # stopped (after braking) while broken
+    assert x_at[6.0] - x_at[3.0] > 1.0
+    (ev,) = sim.events
+    assert ev.kind == "breakdown" and ev.end_t == pytest.approx(2.5)
+    assert ev.resolved_t is not None and 2.5 < ev.resolved_t < 5.0
+    sim.close()
+
+
+def test_blocked_aisle__pallet_on_route_resolves_after_detour() -> None:
+    plan = [PlannedFault(t=0.1, kind="blocked_aisle", robot=0, duration=30.0)]
+    sim = fault_sim(plan, at_cell((12, 2)), n_initial=0)
+    sim.announce_route(0, [(12, c) for c in range(2, 11)])
+    for _ in range(4):
+        sim.step([STOP])
+    (ev,) = sim.events
+    assert ev.kind == "blocked_aisle" and ev.cell == (12, 4)
+    assert sim.world.has(f"pallet_{ev.id}") and sim.render_state().pallets.tolist() == [[12, 4]]
+    detour = [(12, 2), (11, 2), (11, 3), (11, 4), (11, 5), (12, 5), (12, 6)]
+    sim.announce_route(0, detour)
+    drive_cells(sim, 0, detour[:3])
+    (ev,) = sim.events
+    assert ev.resolved_t is not None and sim.collisions["robot_pallet"] == 0
+    sim.close()
+
+
+def test_blocked_aisle__driving_into_pallet_counts_and_clears_later() -> None:
+    plan = [PlannedFault(t=0.1, kind="blocked_aisle", robot=0, duration=4.0)]
+    sim = fault_sim(plan, at_cell((12, 2)), n_initial=0)
+    route = [(12, c) for c in range(2, 11)]
+    sim.announce_route(0, route)
+    for _ in range(70):
+        sim.step([TwistCmd(1.0, 0.0)])
+    assert sim.collisions["robot_pallet"] == 1 and not sim.events[0].resolved
+    drive_cells(sim, 0, route[2:5])  # pallet cleared at 4.1 s: drive through its cell
+    ev = sim.events[0]
+    assert (
+        not sim.world.has(f"pallet_{ev.id}")
+        and ev.resolved_t is not None
+        and ev.resolved_t > ev.end_t
+    )
+    sim.close()
+
+
+def test_blocked_aisle__helpers() -> None:
+    route = np.array([(5, c) for c in range(10)])
+    assert choose_block_cell(route, (5, 3), set()) == (5, 5)
+    assert choose_block_cell(route, (5, 3), {(5, 5)}) == (5, 6)
+    assert choose_block_cell(route, (5, 9), set()) is None
+    assert route_blocked(route, (5, 3), {(5, 7)}) and not route_blocked(route, (5, 3), {(5, 1)})
+
+
+def test_load_dropped__load_falls_and_repick_resolves() -> None:
+    cfg = SimConfig(n_robots=1, orders=OrdersConfig(rate_per_min=0.0, n_initial=1))
+    probe = WarehouseSim(cfg, seed=2)
+    cell = probe.orders[0].pick_cell
+    probe.close()
+    plan = [PlannedFault(t=1.0, kind="load_dropped", robot=0, duration=0.0)]
+    sim = WarehouseSim(
+        SimConfig(n_robots=1, orders=cfg.orders, faults=FaultsConfig(enabled=True)),
+        seed=2,
+        start_poses=at_cell(cell),
+        fault_plan=plan,
+    )
+    sim.assign(0, 0)
+    assert sim.pick(0)
+    for _ in range(40):
+        f = sim.step([STOP])[0]
+    o = sim.orders[0]
+    assert o.status == "dropped" and o.load_cell == cell and f.load is False
+    pos, _ = sim.world.pose("load_0")
+    assert pos[2] < sim.cfg.orders.load_size  # on the floor
+    assert sim.events[0].kind == "load_dropped" and not sim.events[0].resolved
+    assert sim.pick(0)
+    assert (
+        sim.events[0].resolved_t == sim.time and sim.kpis().exceptions["load_dropped"].resolved == 1
+    )
+    sim.close()
+
+
+def test_people__walk_along_free_cells_at_walking_speed() -> None:
+    cfg = SimConfig(
+        n_robots=2,
+        orders=OrdersConfig(rate_per_min=0.0, n_initial=0),
+        faults=FaultsConfig(enabled=True, n_people=3),
+    )
+    sim = WarehouseSim(cfg, seed=4)
+    assert len(sim.world.names("person")) == 3
+    prev = sim.render_state().people.copy()
+    moved = 0.0
+    for _ in range(200):
+        sim.step([STOP, STOP])
+        cur = sim.render_state().people
+        step = np.hypot(*(cur - prev).T)
+        assert np.all(step <= 1.2 * sim.dt + 1e-9)
+        assert sim.layout.is_free(sim.layout.xy_to_cell(cur)).all()
+        moved += step.sum()
+        prev = cur.copy()
+    assert moved > 10.0
+    assert sim.kpis().exceptions["people"].count == len(
+        [e for e in sim.events if e.kind == "people"]
+    )
+    sim.close()
+
+
+def test_people__are_seen_by_lidar_and_collisions_are_counted() -> None:
+    cfg = SimConfig(
+        n_robots=1,
+        orders=OrdersConfig(rate_per_min=0.0, n_initial=0),
+        faults=FaultsConfig(enabled=True, n_people=1),
+    )
+    sim = WarehouseSim(cfg, seed=0, start_poses=np.array([[2.0, 3.0, 0.0]]))
+    sim._people.xy[0] = (3.5, 3.0)  # a person standing still 1.5 m ahead
+    sim._people._wait[0] = 1e9
+    f = sim.step([STOP])[0]
+    ahead = np.argmin(np.abs(f.lidar.angles))
+    assert f.lidar.ranges[ahead] == pytest.approx(1.25, abs=0.05)
+    for _ in range(60):
+        sim.step([TwistCmd(1.0, 0.0)])
+    assert sim.collisions["robot_person"] == 1
+    assert [e.kind for e in sim.events] == ["people"]
+    sim.close()
+
+
+def test_faults__exceptions_scenario_is_deterministic() -> None:
+    cfg = scenario("exceptions", n_robots=2, duration_s=30.0)
+    plan = [
+        PlannedFault(t=0.2, kind="blocked_aisle", robot=0, duration=1.0),
+        PlannedFault(t=0.3, kind="sensor_outage", robot=1, duration=0.5, sensor="lidar"),
+        PlannedFault(t=0.4, kind="breakdown", robot=1, duration=0.5),
+    ]
+
+    def run() -> tuple:
+        sim = WarehouseSim(cfg, seed=3, fault_plan=plan)
+        sim.announce_route(0, [tuple(int(v) for v in sim.robot_cells()[0] + (0, k)) for k in range(6)])
+        out = []
+        for _ in range(60):
+            fr = sim.step([TwistCmd(0.4, 0.1), TwistCmd(0.3, -0.2)])
+            out.append([f.lidar.ranges if f.lidar is not None else None for f in fr])
+        res = (sim.ground_truth(), sim.events, sim.render_state().people, out)
+        sim.close()
+        return res
+
+    (ga, ea, pa, la), (gb, eb, pb, lb) = run(), run()
+    np.testing.assert_array_equal(ga, gb)
+    np.testing.assert_array_equal(pa, pb)
+    assert ea == eb and [e.kind for e in ea][:3] == ["blocked_aisle", "sensor_outage", "breakdown"]
+    for xa, xb in zip(la, lb):
+        for a, b in zip(xa, xb):
+            assert (a is None and b is None) or np.array_equal(a, b, equal_nan=True)
