@@ -107,13 +107,23 @@ class NavStatus(enum.Enum):
     FAILED = "failed"  # recoveries exhausted
 
 
-def dedupe(cells: list[Cell]) -> list[Cell]:
-    """Drop consecutive repeats (waits of a space-time path)."""
+def simple_route(cells: list[Cell]) -> list[Cell]:
+    """The geometric route of a space-time path: waits dropped and loops erased.
+
+    Waits and detours of a space-time plan only encode timing; execution is governed by
+    cell locks, so the robot drives the loop-free route (no cell twice, no U-turns).
+    """
     out: list[Cell] = []
+    pos: dict[Cell, int] = {}
     for c in cells:
         c = (int(c[0]), int(c[1]))
-        if not out or out[-1] != c:
-            out.append(c)
+        if c in pos:  # back on a visited cell: erase the loop
+            for d in out[pos[c] + 1:]:
+                del pos[d]
+            del out[pos[c] + 1:]
+            continue
+        pos[c] = len(out)
+        out.append(c)
     return out
 
 
@@ -228,7 +238,7 @@ class Navigator:
             self.status = NavStatus.BLOCKED
             return False
         self.res.reserve_path(self.robot_id, path, k0, hold_last=self.dwell)
-        self.route = dedupe(path)
+        self.route = simple_route(path)
         self.follower.set_path(self.layout.cell_to_xy(np.array(self.route)))
         self._straight_m = 0.0
         self.status = NavStatus.DRIVING

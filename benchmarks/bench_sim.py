@@ -27,9 +27,7 @@ from sim.world import World
 
 def commands(k: int, n: int) -> list[TwistCmd]:
     """Gentle varied twists: robots move and turn, sometimes touching walls."""
-    return [
-        TwistCmd(0.6 * np.sin(0.02 * k + i), 0.8 * np.cos(0.03 * k + 2 * i)) for i in range(n)
-    ]
+    return [TwistCmd(0.6 * np.sin(0.02 * k + i), 0.8 * np.cos(0.03 * k + 2 * i)) for i in range(n)]
 
 
 def record(cfg: SimConfig, ticks: int) -> tuple[list, list]:
@@ -44,7 +42,7 @@ def record(cfg: SimConfig, ticks: int) -> tuple[list, list]:
         drives[k[0]].append((name, vx, vy, w))
         drive(name, vx, vy, w)
 
-    def rec_cast(origins: np.ndarray, ends: np.ndarray, **kw: int):  # noqa: ANN202
+    def rec_cast(origins: np.ndarray, ends: np.ndarray, **kw: int):
         if k[0] < ticks:
             rays[k[0]] = (origins.tolist(), ends.tolist())
         return cast(origins, ends, **kw)
@@ -74,7 +72,7 @@ def main() -> None:
     drives, rays = record(cfg, args.ticks)
     env = WarehouseSim(cfg, seed=0)
     raw = WarehouseSim(cfg, seed=0)
-    subs = int(round(cfg.world.physics_hz / cfg.world.control_hz))
+    subs = round(cfg.world.physics_hz / cfg.world.control_hz)
     cmds = [commands(k, args.robots) for k in range(args.ticks)]
     t_env = t_raw = 0.0
     for b0 in range(0, args.ticks, args.block):

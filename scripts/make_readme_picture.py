@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                           orders_per_min=8.0)
     core = FleetCore(cfg, learners=())
     core.reset(args.seed)
-    frames, every = [], max(1, int(round(0.5 / core.dt)))  # GIF at 2 sim-Hz
+    frames, every = [], max(1, round(0.5 / core.dt))  # GIF at 2 sim-Hz
     while core.sim.time < args.time_s - 1e-9:
         core.tick()
         if args.gif is not None and core._tick % every == 0:

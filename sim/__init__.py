@@ -41,9 +41,9 @@ from sim.types import (
 
 __all__ = [
     "ACTION_DELTAS",
+    "ENV_IDS",
     "N_ACTIONS",
     "CameraImage",
-    "ENV_IDS",
     "FiducialReading",
     "Health",
     "ImuReading",

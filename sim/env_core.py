@@ -104,7 +104,7 @@ def make_env_config(config: EnvConfig | None = None, **overrides: Any) -> EnvCon
     if overrides:
         allowed = sorted(own | {"n_robots", "duration_s", "layout", "faults", "lidar", "camera", "uwb",
                                 "fiducial", "lidar_beams", "control_hz", "orders_per_min"})
-        raise ValueError(f"{sorted(overrides)[0]}: unknown env option; allowed {', '.join(allowed)}")
+        raise ValueError(f"{min(overrides)}: unknown env option; allowed {', '.join(allowed)}")
     if isinstance(simkw.get("layout"), dict):
         simkw["layout"] = LayoutConfig(**simkw["layout"])
     cfg = replace(cfg, sim=replace(s, **simkw))

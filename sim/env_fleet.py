@@ -101,7 +101,7 @@ class FleetEnv(ParallelEnv):
         **overrides: keyword shortcuts of :func:`sim.env_core.make_env_config`.
     """
 
-    metadata = {"name": "forklift_fleet_v0", "render_modes": ["rgb_array"], "is_parallelizable": True}
+    metadata = {"name": "forklift_fleet_v0", "render_modes": ["rgb_array"], "is_parallelizable": True}  # noqa: RUF012 - gymnasium/PettingZoo convention
 
     def __init__(self, config: EnvConfig | None = None, *, render_mode: str | None = None,
                  **overrides: Any) -> None:
@@ -128,7 +128,7 @@ class FleetEnv(ParallelEnv):
         return ({a: core.observe(i) for a, i in self.driver.index.items()},
                 {a: core.info(i) for a, i in self.driver.index.items()})
 
-    def step(self, actions: dict[str, Any]):  # noqa: ANN201 - PettingZoo's 5 dicts
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         if not self.agents:
             raise RuntimeError("step() called before reset() or after the episode ended; call reset()")
         d, core = self.driver, self.driver.core
@@ -141,8 +141,8 @@ class FleetEnv(ParallelEnv):
         infos = {a: core.info(i) for a, i in d.index.items()}
         if done:
             kpis = core.sim.kpis().to_dict()
-            for a in infos:
-                infos[a]["kpis"] = kpis
+            for info in infos.values():
+                info["kpis"] = kpis
             self.agents = []
         return obs, rew, term, trunc, infos
 

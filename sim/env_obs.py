@@ -31,6 +31,10 @@ key                shape       meaning
 
 The camera renders only every ``every_k`` ticks; the env keeps the latest image and
 marks it present while it is at most ``every_k`` ticks old.
+
+``perception.fusion.FusionEncoder`` wants raw ranges (``inf`` = no return, ``nan`` =
+invalid); recover them with
+``np.where(lidar_mask == 0, nan, np.where(lidar >= range_max, inf, lidar))``.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ class FleetRllibEnv(MultiAgentEnv):
         render_mode: ``"rgb_array"`` or None.
     """
 
-    metadata = {"render_modes": ["rgb_array"]}
+    metadata = {"render_modes": ["rgb_array"]}  # noqa: RUF012 - gymnasium/PettingZoo convention
 
     def __init__(self, config: EnvConfig | None = None, *, render_mode: str | None = None,
                  **overrides: Any) -> None:
@@ -48,7 +48,7 @@ class FleetRllibEnv(MultiAgentEnv):
         core, idx = self.driver.core, self.driver.index
         return {a: core.observe(idx[a]) for a in ready}, {a: core.info(idx[a]) for a in ready}
 
-    def step(self, action_dict: dict[str, Any]):  # noqa: ANN201 - RLlib's 5 dicts
+    def step(self, action_dict: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         if not self.agents:
             raise RuntimeError("step() called before reset() or after the episode ended; call reset()")
         extra = set(action_dict) - self._expect
@@ -69,8 +69,8 @@ class FleetRllibEnv(MultiAgentEnv):
         trunc["__all__"] = done
         if done:
             kpis = core.sim.kpis().to_dict()
-            for a in infos:
-                infos[a]["kpis"] = kpis
+            for info in infos.values():
+                info["kpis"] = kpis
             self.agents = []
         return obs, rew, term, trunc, infos
 

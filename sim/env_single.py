@@ -39,6 +39,7 @@ import gymnasium as gym
 import numpy as np
 
 from sim.env_core import EnvConfig, FleetCore, make_env_config
+from sim.layout import Layout
 
 LEARNER = 0
 
@@ -54,7 +55,7 @@ class WarehouseEnv(gym.Env):
             (``n_robots``, ``duration_s``, ``layout``, ``action_mode``, ``camera``, ...).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 - gymnasium/PettingZoo convention
 
     def __init__(self, config: EnvConfig | None = None, *, render_mode: str | None = None,
                  render_width_px: int = 480, **overrides: Any) -> None:
@@ -69,7 +70,7 @@ class WarehouseEnv(gym.Env):
         self._needs_reset = True
 
     @property
-    def layout(self):  # noqa: ANN201 - sim.layout.Layout
+    def layout(self) -> Layout:
         """The floor plan."""
         return self.core.layout
 

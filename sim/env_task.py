@@ -25,6 +25,8 @@ model reads the simulator env unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 
@@ -59,7 +61,7 @@ class TaskEncoder:
             "action_mask": gym.spaces.Box(0, 1, (N_ACTIONS,), dtype=np.int8),
         }
 
-    def action_mask(self, cell: Cell, order: object | None, pallets: np.ndarray) -> np.ndarray:
+    def action_mask(self, cell: Cell, order: Any, pallets: np.ndarray) -> np.ndarray:
         """[7] int8 legal actions (see the module docstring)."""
         m = np.zeros(N_ACTIONS, dtype=np.int8)
         nb = np.asarray(cell)[None] + ACTION_DELTAS[:4]  # [4, 2]
@@ -70,14 +72,14 @@ class TaskEncoder:
         m[:4] = ok
         m[MacroAction.WAIT] = 1
         if order is not None:
-            status = getattr(order, "status")
-            if status in ("assigned", "dropped") and tuple(getattr(order, "load_cell") or ()) == tuple(cell):
+            status = order.status
+            if status in ("assigned", "dropped") and tuple(order.load_cell or ()) == tuple(cell):
                 m[MacroAction.PICK] = 1
-            if status == "carried" and tuple(getattr(order, "station_cell")) == tuple(cell):
+            if status == "carried" and tuple(order.station_cell) == tuple(cell):
                 m[MacroAction.DROP] = 1
         return m
 
-    def encode(self, *, cell: Cell, yaw: float, order: object | None, pallets: np.ndarray,
+    def encode(self, *, cell: Cell, yaw: float, order: Any, pallets: np.ndarray,
                time_s: float) -> dict[str, np.ndarray]:
         """``proprio``, ``occupancy`` and ``action_mask`` of one robot.
 
@@ -92,11 +94,11 @@ class TaskEncoder:
         r, c = int(cell[0]), int(cell[1])
         target = None
         if order is not None:
-            target = getattr(order, "station_cell") if getattr(order, "status") == "carried" else getattr(order, "load_cell")
+            target = order.station_cell if order.status == "carried" else order.load_cell
         prop = np.zeros(PROPRIO_DIM, dtype=np.float32)
         prop[0:4] = (r / hgt, c / wid, np.cos(yaw), np.sin(yaw))
         prop[4] = order is not None
-        prop[5] = order is not None and getattr(order, "status") == "carried"
+        prop[5] = order is not None and order.status == "carried"
         if target is not None:
             prop[6:8] = ((target[0] - r) / hgt, (target[1] - c) / wid)
         prop[8] = np.clip(1.0 - time_s / self.duration_s, 0.0, 1.0)

@@ -109,7 +109,7 @@ class _Frame:
 def _frame(layout: Layout, width_px: int) -> _Frame:
     wm, hm = layout.size_m
     ppm = width_px / wm
-    return _Frame(ppm=ppm, height_m=hm, h_px=max(1, int(round(hm * ppm))), w_px=width_px)
+    return _Frame(ppm=ppm, height_m=hm, h_px=max(1, round(hm * ppm)), w_px=width_px)
 
 
 _BACKGROUND_CACHE: weakref.WeakKeyDictionary[Layout, dict[int, np.ndarray]] = (

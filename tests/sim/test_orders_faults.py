@@ -363,7 +363,9 @@ def test_faults__exceptions_scenario_is_deterministic() -> None:
 
     def run() -> tuple:
         sim = WarehouseSim(cfg, seed=3, fault_plan=plan)
-        sim.announce_route(0, [tuple(int(v) for v in sim.robot_cells()[0] + (0, k)) for k in range(6)])
+        sim.announce_route(
+            0, [tuple(int(v) for v in sim.robot_cells()[0] + (0, k)) for k in range(6)]
+        )
         out = []
         for _ in range(60):
             fr = sim.step([TwistCmd(0.4, 0.1), TwistCmd(0.3, -0.2)])
