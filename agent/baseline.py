@@ -52,7 +52,9 @@ class BaselineConfig:
         urgency_m_per_s: dispatcher ageing weight (m of detour per s an order waited).
         pick_attempts: ticks to retry ``sim.pick`` / ``sim.drop`` at the cell before
             re-approaching it.
-        retry_backoff_s: wait after an aborted goal before the robot takes work again (s).
+        retry_backoff_s: wait after an aborted delivery before retrying it (s).
+        reassign_avoid_s: an order a robot gave up on is not given back to that robot for
+            this long (s); other robots may take it at once.
         park_at_home: idle robots return to their start cell (chargers) instead of
             blocking stations and aisles.
     """
@@ -63,6 +65,7 @@ class BaselineConfig:
     urgency_m_per_s: float = 0.05
     pick_attempts: int = 40
     retry_backoff_s: float = 10.0
+    reassign_avoid_s: float = 60.0
     park_at_home: bool = True
 
 
@@ -106,6 +109,7 @@ class BaselineController:
         self.robots: list[RobotState] = []
         self.navs: list[Navigator] = []
         self._released: set[int] = set()  # orders this controller gave up on (reassignable)
+        self._avoid: dict[tuple[int, int], float] = {}  # (order, robot) -> until (s)
         self._last_dispatch = -1e9
         self._v: np.ndarray = np.zeros(0)
 
@@ -126,6 +130,7 @@ class BaselineController:
         for i in range(n):
             self.navs[i].park(gt[i], 0.0)
         self._released = set()
+        self._avoid = {}
         self._last_dispatch = -1e9
         self._v = np.zeros(n)
 
@@ -170,8 +175,9 @@ class BaselineController:
         view = [replace(o, status="open") for o in pool if o.load_cell is not None]
         free = self.layout.free
         fields = {i: bfs_distances(free, self.navs[i].cell_of(poses[i])) for i in idle}
+        self._avoid = {k: until for k, until in self._avoid.items() if until > t}
         for a in greedy_assign(view, fields, cell_size=self.layout.cell_size, now=t,
-                               urgency_m_per_s=self.cfg.urgency_m_per_s):
+                               urgency_m_per_s=self.cfg.urgency_m_per_s, forbidden=self._avoid):
             try:
                 self.sim.assign(a.order_id, a.robot_id)
             except ValueError:
@@ -192,12 +198,15 @@ class BaselineController:
         self.navs[i].park(pose, t)
 
     def _abort(self, i: int, rs: RobotState, pose: np.ndarray, t: float) -> None:
-        """Navigation gave up: release a not-yet-carried order for reassignment, back off."""
+        """Navigation gave up. Not carrying: release the order for reassignment and drive
+        home out of the way. Carrying: stand still for ``retry_backoff_s``, then retry."""
         rs.aborts += 1
         if rs.state == TaskState.TO_PICK and rs.order_id is not None:
             self._released.add(rs.order_id)  # another robot may take it over (sim.assign)
+            self._avoid[(rs.order_id, i)] = t + self.cfg.reassign_avoid_s
             rs.order_id = None
-        # else: carrying the load, so retry the same delivery after the backoff
+            self._navigate(i, rs, TaskState.TO_HOME, rs.home, pose, t)
+            return
         self.navs[i].park(pose, t)
         rs.retry_at = t + self.cfg.retry_backoff_s
         rs.state = TaskState.BACKOFF

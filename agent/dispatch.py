@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,8 +55,8 @@ class Assignment:
 
 
 def greedy_assign(orders: Sequence[OrderLike], dist_fields: Mapping[int, np.ndarray], *,
-                  cell_size: float, now: float | None = None,
-                  urgency_m_per_s: float = 0.0) -> list[Assignment]:
+                  cell_size: float, now: float | None = None, urgency_m_per_s: float = 0.0,
+                  forbidden: Collection[tuple[int, int]] = ()) -> list[Assignment]:
     """Assign open orders to idle robots, cheapest pair first.
 
     Args:
@@ -67,6 +67,8 @@ def greedy_assign(orders: Sequence[OrderLike], dist_fields: Mapping[int, np.ndar
         now: current time (s); with ``urgency_m_per_s`` > 0 an order's cost is lowered by
             ``urgency_m_per_s * (now - release_t)`` (older orders first, at equal distance).
         urgency_m_per_s: ageing weight (m per s of waiting).
+        forbidden: (order id, robot id) pairs not to make (e.g. a robot that just gave
+            up on that order).
 
     Returns:
         Assignments in decision order; each robot and each order appears at most once.
@@ -79,6 +81,8 @@ def greedy_assign(orders: Sequence[OrderLike], dist_fields: Mapping[int, np.ndar
         r, c = int(o.load_cell[0]), int(o.load_cell[1])
         age = 0.0 if now is None else max(now - o.release_t, 0.0)
         for rid, field in dist_fields.items():
+            if (o.id, rid) in forbidden:
+                continue
             steps = int(field[r, c]) if 0 <= r < field.shape[0] and 0 <= c < field.shape[1] else -1
             if steps < 0:
                 continue

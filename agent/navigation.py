@@ -294,8 +294,20 @@ class Navigator:
             world = to_world(points, pose)
             dyn = points[~self._static.near(world)]
             if not rotation_clear(dyn, sc):
-                cmd = STOP
+                cmd = self._back_up(dyn)
         return cmd, prog
+
+    def _back_up(self, points: np.ndarray) -> TwistCmd:
+        """Turning in place is blocked: creep backwards if the obstruction is in front and
+        the space behind is free (Nav2 ``BackUp``), else wait."""
+        sc = self.cfg.safety
+        radius = sc.footprint_m / np.sqrt(2.0) + sc.rotate_margin_m
+        near = points[np.hypot(points[:, 0], points[:, 1]) <= radius]
+        behind = points[(points[:, 0] < 0) & (points[:, 0] > -(sc.footprint_m / 2 + sc.stop_margin_m))
+                        & (np.abs(points[:, 1]) <= sc.footprint_m / 2 + sc.lateral_margin_m)]
+        if len(near) and np.all(near[:, 0] > 0) and len(behind) == 0:
+            return TwistCmd(-sc.backup_speed, 0.0)
+        return STOP
 
     # ---- traffic rule ----------------------------------------------------------------
     def _footprint_cells(self, pose: np.ndarray) -> list[Cell]:

@@ -38,16 +38,19 @@ class SafetyConfig:
         rotate_margin_m: extra radius of the in-place rotation circle (m).
         blind_speed_cap: speed limit (m/s) while the lidar is absent (failed): creep on the
             reserved route instead of driving blind at full speed.
+        backup_speed: reverse speed (m/s) to make room when an obstacle in front blocks
+            turning in place.
         static_tolerance_m: scan points within this distance of a static map cell are
             walls/shelves (ignored by the rotation check; the grid keeps them clear).
     """
 
     footprint_m: float = 0.6
     lateral_margin_m: float = 0.04
-    stop_margin_m: float = 0.15
+    stop_margin_m: float = 0.25
     brake_decel: float = 1.0
     rotate_margin_m: float = 0.03
     blind_speed_cap: float = 0.3
+    backup_speed: float = 0.1
     static_tolerance_m: float = 0.08
 
 

@@ -61,6 +61,11 @@ def _triton_impl():
     return _TRITON_STATE["module"]
 
 
+def _unit_stride(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Copies only the tensors whose last dim is not unit-stride (the Triton kernels need it)."""
+    return tuple(t if t.shape[-1] <= 1 or t.stride(-1) == 1 else t.contiguous() for t in tensors)
+
+
 def triton_available() -> bool:
     """True when triton imports and the Triton kernels can be used."""
     return _triton_impl() is not None
@@ -128,7 +133,7 @@ def cross_attention(
     scale = resolve_scale(scale, q.shape[-1])
     chosen = select_backend(q, backend)
     if chosen == "triton":
-        q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+        q, k, v = _unit_stride(q, k, v)
         return _triton_impl().attention(q, k, v, key_padding_mask, None, scale)
     if chosen == "reference":
         return attention_reference(q, k, v, key_padding_mask, scale)
@@ -171,7 +176,7 @@ def topk_attention(
         return cross_attention(q, k, v, key_padding_mask, scale, backend=backend)
     chosen = select_backend(q, backend)
     if chosen == "triton":
-        q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+        q, k, v = _unit_stride(q, k, v)
         return _triton_impl().topk_attention(q, k, v, top_k, key_padding_mask, scale)
     if chosen == "reference":
         return topk_attention_reference(q, k, v, top_k, key_padding_mask, scale)

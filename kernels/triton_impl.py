@@ -56,6 +56,11 @@ _DKDV_TUNED = autotuned(attn_bwd_dkdv_kernel)
 _DQ_TUNED = autotuned(attn_bwd_dq_kernel)
 
 
+def unit_last_stride(t: torch.Tensor) -> bool:
+    """True when the kernels can index t's last dim with stride 1."""
+    return t.shape[-1] <= 1 or t.stride(-1) == 1
+
+
 def interpreter_active() -> bool:
     """True when the Triton interpreter runs kernels on CPU tensors (TRITON_INTERPRET=1)."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -86,7 +91,7 @@ def _check_inputs(
             f"triton attention supports head dim D <= {MAX_HEAD_DIM}, got {q.shape[-1]}"
         )
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if t.stride(-1) != 1:
+        if not unit_last_stride(t):
             raise ValueError(
                 f"{name} must be contiguous in its last dim (stride 1), got strides {t.stride()}; "
                 "call .contiguous()"

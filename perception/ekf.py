@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from filterpy.kalman import ExtendedKalmanFilter
 
-from perception.motion import IKS, IYAW, N_STATE, WHEEL_SCALE_BOUNDS, MeasurementModel, propagate_jacobian, \
-    propagate_one, wrap, wrap_scalar
+from perception.motion import IKS, IWA, IYAW, N_STATE, WHEEL_ASYM_BOUNDS, WHEEL_SCALE_BOUNDS, MeasurementModel, \
+    propagate_jacobian, propagate_one, wrap, wrap_scalar
 
 
 @dataclass(frozen=True)
@@ -60,26 +60,26 @@ class FilterBackend:
 
     @property
     def x(self) -> np.ndarray:
-        """State [7] (copy)."""
+        """State [8] (copy)."""
         raise NotImplementedError
 
     @property
     def P(self) -> np.ndarray:
-        """Covariance [7, 7] (copy)."""
+        """Covariance [8, 8] (copy)."""
         raise NotImplementedError
 
     def set_state(self, x: np.ndarray, P: np.ndarray) -> None:
-        """Overwrite mean [7] and covariance [7, 7]."""
+        """Overwrite mean [8] and covariance [8, 8]."""
         raise NotImplementedError
 
     @property
     def xv(self) -> np.ndarray:
-        """State [7] as a view into the filter (writes go through; no copy)."""
+        """State [8] as a view into the filter (writes go through; no copy)."""
         raise NotImplementedError
 
     @property
     def Pv(self) -> np.ndarray:
-        """Covariance [7, 7], the filter's own array (no copy)."""
+        """Covariance [8, 8], the filter's own array (no copy)."""
         raise NotImplementedError
 
     def add_noise(self, Q: np.ndarray) -> None:
@@ -87,19 +87,21 @@ class FilterBackend:
         self.Pv[...] += Q
 
     def normalise(self) -> None:
-        """Wrap yaw and clamp the wheel scale, in place."""
+        """Wrap yaw and clamp the wheel scale and asymmetry, in place."""
         x = self.xv
         x[IYAW] = wrap_scalar(float(x[IYAW]))
         x[IKS] = min(max(float(x[IKS]), WHEEL_SCALE_BOUNDS[0]), WHEEL_SCALE_BOUNDS[1])
+        x[IWA] = min(max(float(x[IWA]), WHEEL_ASYM_BOUNDS[0]), WHEEL_ASYM_BOUNDS[1])
 
 
 class _EKF(ExtendedKalmanFilter):
     """filterpy EKF whose state prediction is the nonlinear arc model (filterpy's hook)."""
 
     dt: float = 0.0
+    offsets: tuple[float, float] = (0.0, 0.0)
 
     def predict_x(self, u: Any = 0) -> None:  # noqa: ARG002 - filterpy signature
-        self.x = propagate_one(self.x[:, 0], self.dt)[:, None]
+        self.x = propagate_one(self.x[:, 0], self.dt, *self.offsets)[:, None]
 
 
 class EkfBackend(FilterBackend):
@@ -131,11 +133,12 @@ class EkfBackend(FilterBackend):
         self._f.x = np.asarray(x, dtype=np.float64).reshape(N_STATE, 1).copy()
         self._f.P = np.asarray(P, dtype=np.float64).copy()
 
-    def propagate(self, dt: float, Q: np.ndarray) -> None:
-        """Pose propagation over ``dt`` seconds with process noise ``Q`` [7, 7]."""
-        self._f.F = propagate_jacobian(self._f.x[:, 0], dt)
+    def propagate(self, dt: float, Q: np.ndarray, dv: float = 0.0, dw: float = 0.0) -> None:
+        """Pose propagation over ``dt`` s, process noise ``Q`` [8, 8], speed offsets (dv, dw)."""
+        self._f.F = propagate_jacobian(self._f.x[:, 0], dt, dv, dw)
         self._f.Q = Q
         self._f.dt = dt
+        self._f.offsets = (dv, dw)
         self._f.predict()
 
     def innovation(self, model: MeasurementModel, z: np.ndarray, R: np.ndarray) -> Innovation:

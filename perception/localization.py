@@ -8,10 +8,14 @@ robot in time order and read the returned :class:`~sim.types.Pose`::
         pose = loc.update(frame)        # x, y, yaw, cov [3, 3], health, stamp
     loc.stats                           # accepted / rejected / malformed / ... counters
 
-Filter (state in :mod:`perception.motion`): [x, y, yaw, v, w, gyro_bias, wheel_scale].
-Per frame: random-walk half-step of (v, w, biases); odometry ``(v, w) * wheel_scale``
-and gyro ``w + gyro_bias`` updates; arc propagation of the pose with the fresh (v, w)
-(so prediction is driven by odometry and IMU); then exteroceptive updates: floor
+Filter (state in :mod:`perception.motion`): [x, y, yaw, v, w, gyro_bias, wheel_scale,
+wheel_asym]. Per frame: random-walk half-step of (v, w, biases), with v driven by the
+IMU's forward acceleration when present; odometry ``(k v, k w + c v)`` and gyro
+``w + gyro_bias`` updates (odometry pair gated jointly: a slipping wheel corrupts
+both); arc propagation of the pose with the fresh (v, w) (so prediction is driven by
+odometry and IMU; with ``odom_velocity="end"``, the simulator's convention, odometry
+and gyro are velocities *at* the stamp and the pose moves with the mean of the previous
+and the new (v, w)); then exteroceptive updates: floor
 fiducial (direct pose), lidar scan match against the map (pose with Hessian
 covariance, at ``lidar_period_s``), UWB ranges (3D range model, tag height).
 ``kind="dead_reckoning"`` runs the same filter on odometry and IMU only.
@@ -89,6 +93,7 @@ class LocalizerConfig:
     yaw_accel_psd: float = 0.2  # (rad/s)^2/s
     gyro_bias_psd: float = 1e-7  # (rad/s)^2/s
     wheel_scale_psd: float = 1e-7  # 1/s
+    wheel_asym_psd: float = 1e-7  # (rad/m)^2/s
     pos_psd: float = 1e-6  # m^2/s, pose model error (arc approximation, floor bumps)
     yaw_psd: float = 1e-7  # rad^2/s
     # measurement noise
@@ -96,9 +101,10 @@ class LocalizerConfig:
     odom_v_frac: float = 0.03  # slip std as a fraction of |v|
     odom_w_sigma: float = 0.02  # rad/s
     odom_w_frac: float = 0.03
+    odom_velocity: Literal["end", "mean"] = "end"  # odometry/gyro: velocity at the stamp, or period mean
     gyro_sigma: float = 0.005  # rad/s
     uwb_sigma: float = 0.08  # m
-    uwb_tag_height: float = 0.3  # m
+    uwb_tag_height: float = 0.35  # m (the simulator's tag)
     uwb_max_range: float = 200.0  # m, longer is malformed
     fiducial_sigma: float = 0.005  # m
     fiducial_yaw_sigma: float = float(np.deg2rad(0.3))  # rad
@@ -118,6 +124,7 @@ class LocalizerConfig:
     init_w_std: float = 0.1
     init_gyro_bias_std: float = 0.01
     init_wheel_scale_std: float = 0.02
+    init_wheel_asym_std: float = 0.05  # rad/m
     # gates (chi-square probabilities)
     gate_odom: float = 0.999
     gate_imu: float = 0.999
@@ -162,6 +169,8 @@ class LocalizerConfig:
         for name in ("gate_odom", "gate_imu", "gate_uwb", "gate_fiducial", "gate_lidar"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"localization.{name}: {getattr(self, name)}; allowed in (0, 1)")
+        if self.odom_velocity not in ("end", "mean"):
+            raise ValueError(f"localization.odom_velocity: {self.odom_velocity!r}; allowed end, mean")
         if self.history_s < 0 or self.lidar_period_s < 0:
             raise ValueError("localization.history_s / lidar_period_s: allowed >= 0")
 
@@ -201,7 +210,7 @@ class LocalizerStats:
 
 @dataclass(frozen=True)
 class FilterEstimate:
-    """Full filter estimate: state [7] (see :mod:`perception.motion`), covariance [7, 7]."""
+    """Full filter estimate: state [8] (see :mod:`perception.motion`), covariance [8, 8]."""
 
     x: np.ndarray
     P: np.ndarray
@@ -334,11 +343,12 @@ class Localizer:
 
     def _initial_state(self, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.cfg
-        x0 = np.array([pose.x, pose.y, mm.wrap(pose.yaw), 0.0, 0.0, 0.0, 1.0], dtype=np.float64)
+        x0 = np.array([pose.x, pose.y, mm.wrap(pose.yaw), 0.0, 0.0, 0.0, 1.0, 0.0], dtype=np.float64)
         if not np.all(np.isfinite(x0)):
             raise ValueError(f"initial_pose: {pose.x}, {pose.y}, {pose.yaw}; allowed finite numbers")
         P0 = np.diag(np.square([cfg.init_pos_std, cfg.init_pos_std, cfg.init_yaw_std, cfg.init_v_std,
-                                cfg.init_w_std, cfg.init_gyro_bias_std, cfg.init_wheel_scale_std]))
+                                cfg.init_w_std, cfg.init_gyro_bias_std, cfg.init_wheel_scale_std,
+                                cfg.init_wheel_asym_std]))
         cov = np.asarray(pose.cov, dtype=np.float64)
         if cov.shape == (3, 3) and np.all(np.isfinite(cov)) and np.all(np.linalg.eigvalsh(0.5 * (cov + cov.T)) > 0):
             P0[:3, :3] = 0.5 * (cov + cov.T)
@@ -421,7 +431,8 @@ class Localizer:
         if q is None:
             cfg = self.cfg
             q = (mm.velocity_noise(dt, accel_psd=cfg.accel_psd, yaw_accel_psd=cfg.yaw_accel_psd,
-                                   gyro_bias_psd=cfg.gyro_bias_psd, wheel_scale_psd=cfg.wheel_scale_psd),
+                                   gyro_bias_psd=cfg.gyro_bias_psd, wheel_scale_psd=cfg.wheel_scale_psd,
+                                   wheel_asym_psd=cfg.wheel_asym_psd),
                  mm.pose_noise(dt, pos_psd=cfg.pos_psd, yaw_psd=cfg.yaw_psd))
             if len(self._q_cache) < 32:
                 self._q_cache[key] = q
@@ -438,6 +449,7 @@ class Localizer:
         if frame.imu is not None:
             z_gyro = check_imu(frame.imu)
             self._count(self._c.malformed, "imu") if z_gyro is None else self._seen("imu")
+        v0, w0 = float(b.xv[mm.IV]), float(b.xv[mm.IW])
         if z_gyro is not None and cfg.use_accel:
             # IMU-aided velocity: v += a_fwd dt, far tighter than the blind random walk, so
             # a slipping wheel (odometry jumps, accelerometer does not) fails the gate
@@ -463,7 +475,10 @@ class Localizer:
                 self._count(self._c.accepted, "imu", int(ok[-1]))
                 self._count(self._c.rejected, "imu", 1 - int(ok[-1]))
         if dt > 0:
-            b.propagate(dt, q_pose)
+            dv = dw = 0.0
+            if cfg.odom_velocity == "end":  # move with the period's mean speeds
+                dv, dw = 0.5 * (float(b.xv[mm.IV]) - v0), 0.5 * (float(b.xv[mm.IW]) - w0)
+            b.propagate(dt, q_pose, dv, dw)
         b.normalise()
 
     def _gated(self, sensor: str | None, model: mm.MeasurementModel, z: np.ndarray, R: np.ndarray, *,
@@ -712,7 +727,7 @@ class Localizer:
             raise FloatingPointError("non-finite state")
         P = 0.5 * (P + P.T)
         # cap absurd variances by a congruence (keeps P positive definite)
-        caps = np.array([1e6, 1e6, np.pi**2, 100.0, 100.0, 1.0, 1.0])
+        caps = np.array([1e6, 1e6, np.pi**2, 100.0, 100.0, 1.0, 1.0, 1.0])
         d = np.diag(P)
         if np.any(d > caps):
             D = np.sqrt(np.minimum(1.0, caps / np.maximum(d, 1e-300)))
@@ -731,7 +746,7 @@ class Localizer:
         t = self._t
         x = t.good_x if t.good_x is not None else self._initial_state(self._pose)[0]
         P = t.good_P if t.good_P is not None else self._initial_state(self._pose)[1]
-        self._backend.set_state(x, 0.5 * (P + P.T) * 4.0 + np.diag([1e-4, 1e-4, 1e-4, 1e-2, 1e-2, 0, 0]))
+        self._backend.set_state(x, 0.5 * (P + P.T) * 4.0 + np.diag([1e-4, 1e-4, 1e-4, 1e-2, 1e-2, 0, 0, 0]))
         if not self._replaying:
             self._c.numerical_resets += 1
 

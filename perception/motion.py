@@ -4,7 +4,7 @@ Pure numpy, shared by the EKF (:mod:`perception.ekf`) and the UKF (:mod:`percept
 Every model is written for a batch of states ``[S, N_STATE]`` (the UKF's sigma points)
 and comes with an analytic Jacobian at one state ``[N_STATE]`` (the EKF).
 
-State vector ``x`` [7] (SI units):
+State vector ``x`` [8] (SI units):
 
 =====  ===========  ===========================================================
 index  name         meaning
@@ -15,8 +15,14 @@ index  name         meaning
 3      v            forward speed over the current control period (m/s)
 4      w            yaw rate over the current control period (rad/s)
 5      gyro_bias    additive gyro bias (rad/s): ``gyro_z = w + gyro_bias``
-6      wheel_scale  odometry scale factor: ``odom = wheel_scale * (v, w)``
+6      wheel_scale  odometry scale factor: ``v_odom = wheel_scale * v``
+7      wheel_asym   odometry yaw-rate coupling (rad/m) from unequal wheel radii:
+                    ``w_odom = wheel_scale * w + wheel_asym * v``
 =====  ===========  ===========================================================
+
+(With per-wheel scales ``k_l, k_r`` and track ``T``: ``wheel_scale = (k_l + k_r) / 2``,
+``wheel_asym = (k_r - k_l) / T``; the tiny ``v_odom`` term ``wheel_asym T^2 w / 4`` is
+neglected.)
 
 One control period is filtered as two half-steps (both exact Bayesian steps):
 ``velocity_noise`` (v, w and the biases random-walk), the odometry/IMU updates of
@@ -33,10 +39,11 @@ from typing import Callable
 
 import numpy as np
 
-IX, IY, IYAW, IV, IW, IBG, IKS = range(7)
-N_STATE: int = 7
-STATE_NAMES: tuple[str, ...] = ("x", "y", "yaw", "v", "w", "gyro_bias", "wheel_scale")
+IX, IY, IYAW, IV, IW, IBG, IKS, IWA = range(8)
+N_STATE: int = 8
+STATE_NAMES: tuple[str, ...] = ("x", "y", "yaw", "v", "w", "gyro_bias", "wheel_scale", "wheel_asym")
 WHEEL_SCALE_BOUNDS: tuple[float, float] = (0.7, 1.3)
+WHEEL_ASYM_BOUNDS: tuple[float, float] = (-0.5, 0.5)  # rad/m
 
 TWO_PI = 2.0 * np.pi
 
@@ -56,18 +63,21 @@ def wrap_scalar(a: float) -> float:
 # ---- process model ------------------------------------------------------------------
 
 
-def propagate(xs: np.ndarray, dt: float) -> np.ndarray:
-    """Move the pose along the arc given by (v, w) for ``dt`` seconds (midpoint rule).
+def propagate(xs: np.ndarray, dt: float, dv: float = 0.0, dw: float = 0.0) -> np.ndarray:
+    """Move the pose along the arc of (v - dv, w - dw) for ``dt`` seconds (midpoint rule).
 
     Args:
-        xs: states [..., 7].
+        xs: states [..., 8].
         dt: seconds.
+        dv, dw: known offsets (m/s, rad/s) between the state's (v, w) and the period's
+            mean speeds (half the change over the period when odometry reports the
+            velocity at the end of the period).
 
     Returns:
-        New states [..., 7]; yaw wrapped; v, w and biases unchanged.
+        New states [..., 8]; yaw wrapped; v, w and biases unchanged.
     """
     out = np.array(xs, dtype=np.float64, copy=True)
-    yaw, v, w = out[..., IYAW], out[..., IV], out[..., IW]
+    yaw, v, w = out[..., IYAW], out[..., IV] - dv, out[..., IW] - dw
     mid = yaw + 0.5 * w * dt
     out[..., IX] += v * dt * np.cos(mid)
     out[..., IY] += v * dt * np.sin(mid)
@@ -75,10 +85,10 @@ def propagate(xs: np.ndarray, dt: float) -> np.ndarray:
     return out
 
 
-def propagate_one(x: np.ndarray, dt: float) -> np.ndarray:
-    """:func:`propagate` of one state [7] with scalar math (the EKF's hot path)."""
+def propagate_one(x: np.ndarray, dt: float, dv: float = 0.0, dw: float = 0.0) -> np.ndarray:
+    """:func:`propagate` of one state [8] with scalar math (the EKF's hot path)."""
     out = x.copy()
-    yaw, v, w = float(x[IYAW]), float(x[IV]), float(x[IW])
+    yaw, v, w = float(x[IYAW]), float(x[IV]) - dv, float(x[IW]) - dw
     mid = yaw + 0.5 * w * dt
     out[IX] += v * dt * math.cos(mid)
     out[IY] += v * dt * math.sin(mid)
@@ -86,9 +96,9 @@ def propagate_one(x: np.ndarray, dt: float) -> np.ndarray:
     return out
 
 
-def propagate_jacobian(x: np.ndarray, dt: float) -> np.ndarray:
-    """Jacobian [7, 7] of :func:`propagate` at state ``x`` [7]."""
-    yaw, v, w = float(x[IYAW]), float(x[IV]), float(x[IW])
+def propagate_jacobian(x: np.ndarray, dt: float, dv: float = 0.0, dw: float = 0.0) -> np.ndarray:
+    """Jacobian [8, 8] of :func:`propagate` at state ``x`` [8]."""
+    yaw, v, w = float(x[IYAW]), float(x[IV]) - dv, float(x[IW]) - dw
     mid = yaw + 0.5 * w * dt
     c, s = math.cos(mid), math.sin(mid)
     F = np.eye(N_STATE)
@@ -103,8 +113,8 @@ def propagate_jacobian(x: np.ndarray, dt: float) -> np.ndarray:
 
 
 def velocity_noise(dt: float, *, accel_psd: float, yaw_accel_psd: float,
-                   gyro_bias_psd: float, wheel_scale_psd: float) -> np.ndarray:
-    """Process noise [7, 7] of the random-walk half-step (continuous white-noise PSDs).
+                   gyro_bias_psd: float, wheel_scale_psd: float, wheel_asym_psd: float = 0.0) -> np.ndarray:
+    """Process noise [8, 8] of the random-walk half-step (continuous white-noise PSDs).
 
     Args:
         dt: seconds.
@@ -112,17 +122,19 @@ def velocity_noise(dt: float, *, accel_psd: float, yaw_accel_psd: float,
         yaw_accel_psd: yaw acceleration PSD ((rad/s)^2 / s).
         gyro_bias_psd: gyro-bias random-walk PSD ((rad/s)^2 / s).
         wheel_scale_psd: wheel-scale random-walk PSD (1 / s).
+        wheel_asym_psd: wheel-asymmetry random-walk PSD ((rad/m)^2 / s).
     """
     q = np.zeros(N_STATE)
     q[IV] = accel_psd * dt
     q[IW] = yaw_accel_psd * dt
     q[IBG] = gyro_bias_psd * dt
     q[IKS] = wheel_scale_psd * dt
+    q[IWA] = wheel_asym_psd * dt
     return np.diag(q)
 
 
 def pose_noise(dt: float, *, pos_psd: float, yaw_psd: float) -> np.ndarray:
-    """Process noise [7, 7] of the pose propagation (model error: arc approximation, bumps)."""
+    """Process noise [8, 8] of the pose propagation (model error: arc approximation, bumps)."""
     q = np.zeros(N_STATE)
     q[IX] = q[IY] = pos_psd * dt
     q[IYAW] = yaw_psd * dt
@@ -138,8 +150,8 @@ class MeasurementModel:
 
     Attributes:
         name: sensor name ("odom", "imu", "uwb", "fiducial", "lidar").
-        h: batched measurement function, states [S, 7] -> predictions [S, m].
-        jacobian: Jacobian at one state, [7] -> [m, 7].
+        h: batched measurement function, states [S, 8] -> predictions [S, m].
+        jacobian: Jacobian at one state, [8] -> [m, 8].
         angle_mask: [m] bool, components that are angles (residuals wrapped).
     """
 
@@ -165,29 +177,17 @@ class MeasurementModel:
 _NO_ANGLE = {m: np.zeros(m, dtype=bool) for m in range(1, 4)}
 
 
-def odom_model() -> MeasurementModel:
-    """Wheel odometry ``(v_odom, w_odom) = wheel_scale * (v, w)``."""
-
-    def h(xs: np.ndarray) -> np.ndarray:
-        return xs[..., [IV, IW]] * xs[..., IKS, None]
-
-    def jac(x: np.ndarray) -> np.ndarray:
-        H = np.zeros((2, N_STATE))
-        H[0, IV] = H[1, IW] = x[IKS]
-        H[0, IKS] = x[IV]
-        H[1, IKS] = x[IW]
-        return H
-
-    return MeasurementModel("odom", h, jac, _NO_ANGLE[2])
-
-
 def odom_gyro_model(has_odom: bool = True, has_gyro: bool = True) -> MeasurementModel:
-    """Odometry and gyro in one measurement: rows (v_odom, w_odom) and/or gyro_z."""
+    """Odometry and gyro in one measurement.
+
+    Rows: ``v_odom = k v``, ``w_odom = k w + c v`` (odometry), ``gyro_z = w + b`` (gyro),
+    with k = wheel_scale, c = wheel_asym, b = gyro_bias; only the rows present are kept.
+    """
     rows = ([0, 1] if has_odom else []) + ([2] if has_gyro else [])
 
     def h(xs: np.ndarray) -> np.ndarray:
-        k = xs[..., IKS]
-        full = np.stack([xs[..., IV] * k, xs[..., IW] * k, xs[..., IW] + xs[..., IBG]], axis=-1)
+        k, v, w = xs[..., IKS], xs[..., IV], xs[..., IW]
+        full = np.stack([v * k, w * k + xs[..., IWA] * v, w + xs[..., IBG]], axis=-1)
         return full[..., rows]
 
     def jac(x: np.ndarray) -> np.ndarray:
@@ -195,6 +195,8 @@ def odom_gyro_model(has_odom: bool = True, has_gyro: bool = True) -> Measurement
         H[0, IV] = H[1, IW] = x[IKS]
         H[0, IKS] = x[IV]
         H[1, IKS] = x[IW]
+        H[1, IV] = x[IWA]
+        H[1, IWA] = x[IV]
         H[2, IW] = H[2, IBG] = 1.0
         return H[rows]
 
@@ -253,7 +255,7 @@ def uwb_model(anchors: np.ndarray, tag_height: float) -> MeasurementModel:
 
 
 def numerical_jacobian(model: MeasurementModel, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central-difference Jacobian [m, 7] of ``model.h`` (test oracle)."""
+    """Central-difference Jacobian [m, 8] of ``model.h`` (test oracle)."""
     cols = []
     for i in range(N_STATE):
         d = np.zeros(N_STATE)

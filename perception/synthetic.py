@@ -6,9 +6,10 @@ trapezoidal speed profiles and a small heading wobble, pause at goals), integrat
 ``substeps`` per control period. Sensor readings follow the conventions of
 ``sim.types`` and of the PyBullet sensors:
 
-* odometry: window mean of (v, w) times a per-robot wheel-radius scale, multiplicative
-  slip noise, slip bursts (wheel spin: v over-reported, yaw rate disturbed);
-* IMU: gyro = w + bias (random walk) + noise, accel = (dv/dt, v w) + noise;
+* odometry (the simulator's wheel model): the true (v, w) *at the stamp* become left /
+  right wheel speeds, slip bursts spin them (``wheels * (1 + gain) + 0.2 gain``),
+  relative + absolute noise, per-wheel radius scale errors, back to (v, w);
+* IMU: gyro = w + bias (random walk) + noise at the stamp, accel = (dv/dt, v w) + noise;
 * lidar: exact grid ray casting against ``Layout.occupancy`` plus active box obstacles
   and the other robots' footprints, Gaussian range noise, ``nan`` dropouts, ``+inf``
   beyond range (REP 117);
@@ -38,30 +39,30 @@ SENSORS: tuple[str, ...] = ("odom", "imu", "lidar", "uwb", "fiducial")
 
 @dataclass(frozen=True)
 class NoiseProfile:
-    """Sensor noise of the synthetic robot (SI units)."""
+    """Sensor noise of the synthetic robot (SI units); defaults mirror ``sim.config``."""
 
-    odom_v_sigma: float = 0.005  # m/s additive
-    odom_w_sigma: float = 0.01  # rad/s additive
-    odom_slip_sigma: float = 0.02  # fraction of |v| and |w|, per frame
-    wheel_scale_sigma: float = 0.01  # std of the per-robot wheel-radius scale error
-    gyro_sigma: float = 0.003  # rad/s per frame
-    gyro_bias_sigma: float = 0.005  # rad/s initial bias std
-    gyro_bias_walk: float = 2e-4  # rad/s/sqrt(s)
+    odom_sigma_rel: float = 0.02  # relative noise per wheel speed
+    odom_sigma_abs: float = 0.002  # m/s per wheel, when it turns
+    wheel_scale_sigma: float = 0.01  # std of each wheel's radius scale error
+    track_width: float = 0.5  # m
+    gyro_sigma: float = 0.005  # rad/s
+    gyro_bias_sigma: float = 0.002  # rad/s initial bias std
+    gyro_bias_walk: float = 1e-4  # rad/s/sqrt(s)
     accel_sigma: float = 0.05  # m/s^2
-    lidar_beams: int = 270
-    lidar_fov: float = 1.5 * np.pi  # rad
+    lidar_beams: int = 180
+    lidar_fov: float = 2 * np.pi  # rad
     lidar_range: float = 10.0  # m
     lidar_sigma: float = 0.01  # m
-    lidar_dropout: float = 0.02  # probability of a nan beam
-    uwb_every: int = 2  # UWB every n-th frame (10 Hz at 20 Hz)
+    lidar_dropout: float = 0.005  # probability of a nan beam
+    uwb_every: int = 1  # UWB every n-th frame
     uwb_sigma: float = 0.07  # m
-    uwb_outlier_prob: float = 0.02  # NLOS probability per range
-    uwb_outlier_bias: tuple[float, float] = (0.2, 1.5)  # m, uniform positive bias
-    uwb_tag_height: float = 0.3  # m
+    uwb_outlier_prob: float = 0.05  # NLOS probability per range
+    uwb_outlier_bias: tuple[float, float] = (0.3, 1.0)  # m, uniform positive bias
+    uwb_tag_height: float = 0.35  # m
     fiducial_radius: float = 0.1  # m
     fiducial_sigma: float = 0.003  # m
     fiducial_yaw_sigma: float = float(np.deg2rad(0.2))  # rad
-    fiducial_read_prob: float = 0.95
+    fiducial_read_prob: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,11 @@ class Outage:
 
 @dataclass(frozen=True)
 class SlipBurst:
-    """Wheel slip over ``[t0, t1)`` s: odometry v over-reported by ``v_frac``, w disturbed."""
+    """Wheel spin over ``[t0, t1)`` s: wheel speeds read ``(1 + gain)`` times too fast."""
 
     t0: float
     t1: float
-    v_frac: float = 0.3
-    w_sigma: float = 0.2  # rad/s
+    gain: float = 0.4
     robot: int | None = None
 
 
@@ -148,7 +148,7 @@ class RobotRun:
         truth: [T, 3] true (x, y, yaw) at each frame stamp.
         stamps: [T] seconds.
         initial_pose: pose given to the localizer at t = 0 (truth plus noise, with cov).
-        wheel_scale: true odometry scale factor.
+        wheel_scales: true (left, right) wheel radius scale factors.
         gyro_bias: [T] true gyro bias (rad/s).
         outages: outage windows that apply to this robot.
         kidnap_times: seconds at which the robot was teleported.
@@ -159,7 +159,7 @@ class RobotRun:
     truth: np.ndarray
     stamps: np.ndarray
     initial_pose: Pose
-    wheel_scale: float
+    wheel_scales: tuple[float, float]
     gyro_bias: np.ndarray
     outages: tuple[Outage, ...] = ()
     kidnap_times: tuple[float, ...] = ()
@@ -178,20 +178,20 @@ class Scenario:
 
 
 def nominal_config(duration_s: float = 30.0, n_robots: int = 1) -> ScenarioConfig:
-    """Nominal sensors: every modality on, 2% UWB NLOS outliers, realistic slip noise."""
+    """Nominal sensors (the simulator's defaults): every modality on, 5% UWB NLOS outliers,
+    2% wheel-speed noise, 1% per-wheel scale errors."""
     return ScenarioConfig(duration_s=duration_s, n_robots=n_robots)
 
 
 def degraded_config(duration_s: float = 60.0, n_robots: int = 1) -> ScenarioConfig:
     """One modality out at a time (UWB, lidar, fiducial, IMU, odometry), 5% UWB outliers,
-    three one-second slip bursts."""
+    three two-second wheel-spin bursts (gain 0.4), one of them during the lidar outage."""
     d = duration_s
     outs = (Outage("uwb", 0.10 * d, 0.25 * d), Outage("lidar", 0.30 * d, 0.45 * d),
             Outage("fiducial", 0.50 * d, 0.65 * d), Outage("imu", 0.70 * d, 0.80 * d),
             Outage("odom", 0.85 * d, 0.92 * d))
-    slips = tuple(SlipBurst(t, t + 1.0) for t in (0.2 * d, 0.4 * d, 0.6 * d))
-    return ScenarioConfig(duration_s=d, n_robots=n_robots, noise=NoiseProfile(uwb_outlier_prob=0.05),
-                          outages=outs, slip_bursts=slips)
+    slips = tuple(SlipBurst(t, t + 2.0) for t in (0.2 * d, 0.4 * d, 0.6 * d))
+    return ScenarioConfig(duration_s=d, n_robots=n_robots, outages=outs, slip_bursts=slips)
 
 
 # ---- trajectories -----------------------------------------------------------------------
@@ -355,19 +355,24 @@ class _Sensors:
 
     def __init__(self, layout: Layout, cfg: ScenarioConfig, robot: int, rng: np.random.Generator) -> None:
         self.layout, self.cfg, self.nz, self.robot, self.rng = layout, cfg, cfg.noise, robot, rng
-        self.scale = 1.0 + rng.normal(0.0, self.nz.wheel_scale_sigma)
+        self.scales = 1.0 + rng.normal(0.0, self.nz.wheel_scale_sigma, 2)  # (left, right)
         self.bias = rng.normal(0.0, self.nz.gyro_bias_sigma)
-        self.angles = np.linspace(-0.5 * self.nz.lidar_fov, 0.5 * self.nz.lidar_fov, self.nz.lidar_beams)
+        n = self.nz.lidar_beams
+        full = self.nz.lidar_fov >= 2 * np.pi - 1e-9
+        self.angles = -0.5 * self.nz.lidar_fov + np.arange(n) * self.nz.lidar_fov / (n if full else n - 1)
         self.prev_v = 0.0
 
     def odom(self, v: float, w: float, t: float) -> OdomReading:
+        """The simulator's wheel model at the stamp's velocities."""
         nz, rng = self.nz, self.rng
-        vo = self.scale * v * (1 + rng.normal(0, nz.odom_slip_sigma)) + rng.normal(0, nz.odom_v_sigma)
-        wo = self.scale * w * (1 + rng.normal(0, nz.odom_slip_sigma)) + rng.normal(0, nz.odom_w_sigma)
-        for b in _covers(self.cfg.slip_bursts, t, self.robot):
-            vo += self.scale * (abs(v) * b.v_frac + 0.1 * b.v_frac) * np.sign(v if v != 0 else 1.0)
-            wo += rng.normal(0, b.w_sigma)
-        return OdomReading(v=float(vo), w=float(wo), dt=self.cfg.dt)
+        half = 0.5 * nz.track_width * w
+        wheels = np.array([v - half, v + half])
+        gain = sum(b.gain for b in _covers(self.cfg.slip_bursts, t, self.robot))
+        wheels = wheels * (1.0 + gain) + 0.2 * gain * np.sign(wheels)
+        noise = wheels * rng.normal(0.0, nz.odom_sigma_rel, 2) + rng.normal(0.0, nz.odom_sigma_abs, 2)
+        meas = (wheels + noise * (np.abs(wheels) > 1e-4)) * self.scales
+        return OdomReading(v=float(0.5 * (meas[0] + meas[1])), w=float((meas[1] - meas[0]) / nz.track_width),
+                           dt=self.cfg.dt)
 
     def imu(self, v: float, w: float) -> ImuReading:
         nz, rng = self.nz, self.rng
@@ -421,7 +426,7 @@ def _frames(layout: Layout, cfg: ScenarioConfig, robot: int, motion: tuple, othe
         t = round(k * cfg.dt, 9)
         pose = poses_f[k * s].copy()
         pose[2] = wrap(pose[2])
-        v, w = float(v_f[(k - 1) * s:k * s].mean()), float(w_f[(k - 1) * s:k * s].mean())
+        v, w = float(v_f[k * s - 1]), float(w_f[k * s - 1])  # velocities at the stamp (as the simulator)
         off = {o.sensor for o in _covers(cfg.outages, t, robot)}
         boxes = [np.array([b.xmin, b.ymin, b.xmax, b.ymax]) for b in cfg.obstacles if b.active(t)]
         if cfg.see_other_robots:
@@ -437,7 +442,7 @@ def _frames(layout: Layout, cfg: ScenarioConfig, robot: int, motion: tuple, othe
         frames.append(SensorFrame(stamp=t, robot_id=robot, load=False, **readings))
         truth[k - 1] = pose
         bias[k - 1] = sens.bias
-    return frames, truth, bias, sens.scale
+    return frames, truth, bias, (float(sens.scales[0]), float(sens.scales[1]))
 
 
 def generate_scenario(layout: Layout, cfg: ScenarioConfig, rng: np.random.Generator) -> Scenario:
@@ -467,14 +472,14 @@ def generate_scenario(layout: Layout, cfg: ScenarioConfig, rng: np.random.Genera
     runs = []
     for i in range(cfg.n_robots):
         others = [motions[j][2] for j in range(cfg.n_robots) if j != i]
-        frames, truth, bias, scale = _frames(layout, cfg, i, motions[i], others, rng)
+        frames, truth, bias, scales = _frames(layout, cfg, i, motions[i], others, rng)
         p0 = motions[i][2][0]
         guess = p0 + rng.normal(0, 1, 3) * np.array(cfg.init_sigma)
         init = Pose(x=float(guess[0]), y=float(guess[1]), yaw=float(wrap(guess[2])),
                     cov=np.diag(np.square(cfg.init_sigma) * 4.0), stamp=0.0)
         runs.append(RobotRun(
             robot_id=i, frames=tuple(frames), truth=truth, stamps=np.array([f.stamp for f in frames]),
-            initial_pose=init, wheel_scale=float(scale), gyro_bias=bias,
+            initial_pose=init, wheel_scales=scales, gyro_bias=bias,
             outages=tuple(o for o in cfg.outages if o.robot is None or o.robot == i),
             kidnap_times=tuple(k.t for k in cfg.kidnaps if k.robot == i)))
     return Scenario(config=cfg, runs=tuple(runs), obstacles=cfg.obstacles)

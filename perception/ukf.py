@@ -114,7 +114,7 @@ class _UKF(UnscentedKalmanFilter):
 
 
 class UkfBackend(FilterBackend):
-    """UKF with Van der Merwe scaled sigma points (2n+1 = 15 points)."""
+    """UKF with Van der Merwe scaled sigma points (2n+1 = 17 points)."""
 
     kind = "ukf"
 
@@ -150,10 +150,10 @@ class UkfBackend(FilterBackend):
         self._f.x = np.asarray(x, dtype=np.float64).reshape(N_STATE).copy()
         self._f.P = np.asarray(P, dtype=np.float64).copy()
 
-    def propagate(self, dt: float, Q: np.ndarray) -> None:
-        """Pose propagation over ``dt`` seconds with additive process noise ``Q`` [7, 7]."""
+    def propagate(self, dt: float, Q: np.ndarray, dv: float = 0.0, dw: float = 0.0) -> None:
+        """Pose propagation over ``dt`` s, additive process noise ``Q`` [8, 8], offsets (dv, dw)."""
         self._f.Q = Q
-        self._f.predict(dt=dt, UT=unscented_transform)
+        self._f.predict(dt=dt, UT=unscented_transform, dv=dv, dw=dw)
 
     def innovation(self, model: MeasurementModel, z: np.ndarray, R: np.ndarray) -> Innovation:
         """Unscented innovation at the current (x, P); redraws the sigma points."""

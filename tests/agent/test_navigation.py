@@ -1,0 +1,210 @@
+"""Baseline navigation: safety stop, move_base-style recovery (wait, clear, replan, abort),
+cell locks between robots. Kinematic unicycle world with synthetic lidar returns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.navigation import NavConfig, Navigator, NavStatus, RecoveryConfig, simple_route
+from agent.safety import SafetyConfig, rotation_clear, safe_speed, scan_points
+from agent.traffic import CellLocks
+from planning import Reservations
+from sim.follower import unicycle_step
+from sim.layout import Layout, load_movingai
+from sim.types import LidarScan
+
+DT = 0.05
+PALLET_HALF = 0.42
+
+
+def make_layout(tmp_path, rows: list[str]) -> Layout:
+    p = tmp_path / "m.map"
+    p.write_text(f"type octile\nheight {len(rows)}\nwidth {len(rows[0])}\nmap\n" + "\n".join(rows) + "\n")
+    return load_movingai(p, n_stations=1, n_chargers=0)
+
+
+def box_points(centres: np.ndarray, half: float, step: float = 0.02) -> np.ndarray:
+    """World points [N, 2] on the outline of axis-aligned squares."""
+    s = np.arange(-half, half + 1e-9, step)
+    edge = np.concatenate([np.stack([s, np.full_like(s, -half)], 1), np.stack([s, np.full_like(s, half)], 1),
+                           np.stack([np.full_like(s, -half), s], 1), np.stack([np.full_like(s, half), s], 1)])
+    return (centres[:, None, :] + edge[None]).reshape(-1, 2) if len(centres) else np.zeros((0, 2))
+
+
+def scan(pose: np.ndarray, world_pts: np.ndarray) -> np.ndarray:
+    """Robot-frame points of ``world_pts`` within 10 m (no occlusion)."""
+    d = world_pts - pose[:2]
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    local = np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], axis=-1)
+    return local[np.hypot(local[:, 0], local[:, 1]) < 10.0]
+
+
+class World:
+    """Navigators driving unicycles among square pallets (cells) in a layout."""
+
+    def __init__(self, layout: Layout, starts: list[tuple[int, int]], cfg: NavConfig | None = None) -> None:
+        self.layout = layout
+        self.res, self.locks = Reservations(), CellLocks()
+        self.cfg = cfg or NavConfig()
+        self.navs = [Navigator(i, layout, self.res, self.locks, self.cfg) for i in range(len(starts))]
+        self.poses = [np.r_[layout.cell_to_xy(np.array(c)), 0.0] for c in starts]
+        self.v = [0.0] * len(starts)
+        self.pallets: set[tuple[int, int]] = set()
+        self.t = 0.0
+        self.min_gap_robots = np.inf
+        self.min_gap_pallet = np.inf
+        for nav, p in zip(self.navs, self.poses):
+            nav.park(p, 0.0)
+
+    def obstacles_for(self, i: int) -> np.ndarray:
+        cells = np.array(sorted(self.pallets), dtype=float).reshape(-1, 2)
+        pts = [box_points(self.layout.cell_to_xy(cells), PALLET_HALF)]
+        others = np.array([p[:2] for j, p in enumerate(self.poses) if j != i]).reshape(-1, 2)
+        pts.append(box_points(others, 0.3))
+        return np.concatenate(pts)
+
+    def step(self) -> None:
+        for i, nav in enumerate(self.navs):
+            cmd = nav.step(self.poses[i], self.v[i], scan(self.poses[i], self.obstacles_for(i)), self.t)
+            self.poses[i] = unicycle_step(self.poses[i], cmd, DT)
+            self.v[i] = cmd.v
+        self.t += DT
+        xy = np.array([p[:2] for p in self.poses])
+        for i in range(len(xy)):
+            for j in range(i + 1, len(xy)):
+                self.min_gap_robots = min(self.min_gap_robots, float(np.max(np.abs(xy[i] - xy[j]))) - 0.6)
+            for c in self.pallets:
+                gap = float(np.max(np.abs(xy[i] - self.layout.cell_to_xy(np.array(c))))) - 0.3 - PALLET_HALF
+                self.min_gap_pallet = min(self.min_gap_pallet, gap)
+
+    def run_until(self, t_end: float, done=None) -> None:
+        while self.t < t_end:
+            self.step()
+            if done is not None and done(self):
+                return
+
+
+def arrived_or_failed(w: World) -> bool:
+    return all(n.status in (NavStatus.ARRIVED, NavStatus.FAILED) for n in w.navs)
+
+
+OPEN = [".........", ".........", "........."]  # 3 lanes
+CORRIDOR = ["........."]  # 1 lane, nowhere to go around
+
+
+def test_navigation__reaches_goal_on_an_empty_floor(tmp_path):
+    lay = make_layout(tmp_path, OPEN)
+    w = World(lay, [(2, 1)])
+    assert w.navs[0].set_goal((2, 9), w.poses[0], 0.0)
+    w.run_until(30.0, arrived_or_failed)
+    assert w.navs[0].status == NavStatus.ARRIVED
+    assert np.hypot(*(w.poses[0][:2] - lay.cell_to_xy(np.array((2, 9))))) < 0.06
+
+
+def test_navigation__waits_for_a_short_blockage_without_recovery(tmp_path):
+    lay = make_layout(tmp_path, OPEN)
+    w = World(lay, [(2, 1)])
+    w.pallets = {(2, 5)}
+    w.navs[0].set_goal((2, 9), w.poses[0], 0.0)
+    w.run_until(6.0)
+    assert w.v[0] == 0.0 and w.navs[0].n_recoveries == 0  # stopped in front, still patient
+    w.pallets = set()
+    w.run_until(30.0, arrived_or_failed)
+    assert w.navs[0].status == NavStatus.ARRIVED and w.navs[0].n_recoveries == 0
+    assert w.min_gap_pallet > 0.05
+
+
+def test_navigation__clears_blocked_cell_and_replans_around(tmp_path):
+    lay = make_layout(tmp_path, OPEN)
+    w = World(lay, [(2, 1)])
+    w.pallets = {(2, 5)}
+    nav = w.navs[0]
+    nav.set_goal((2, 9), w.poses[0], 0.0)
+    assert (2, 5) in nav.route
+    w.run_until(40.0, lambda w: nav.n_recoveries > 0)
+    t_recover = w.t
+    assert nav.n_recoveries == 1 and (2, 5) in nav.cleared
+    assert (2, 5) not in nav.route  # replanned around the cleared cell
+    assert t_recover >= nav.cfg.recovery.patience_s
+    w.run_until(60.0, arrived_or_failed)
+    assert nav.status == NavStatus.ARRIVED
+    assert w.min_gap_pallet > 0.05  # never drove into the pallet
+
+
+def test_navigation__aborts_when_no_route_exists(tmp_path):
+    lay = make_layout(tmp_path, CORRIDOR)
+    cfg = NavConfig(recovery=RecoveryConfig(patience_s=2.0, max_replans=2))
+    w = World(lay, [(1, 1)], cfg)
+    w.pallets = {(1, 5)}
+    nav = w.navs[0]
+    nav.set_goal((1, 9), w.poses[0], 0.0)
+    w.run_until(60.0, arrived_or_failed)
+    assert nav.status == NavStatus.FAILED
+    assert nav.n_recoveries == cfg.recovery.max_replans + 1
+    assert w.t == pytest.approx((cfg.recovery.max_replans + 1) * cfg.recovery.patience_s, abs=4.0)
+    assert w.min_gap_pallet > 0.05
+
+
+def test_navigation__robots_never_share_a_cell_and_pass_each_other(tmp_path):
+    lay = make_layout(tmp_path, OPEN)
+    w = World(lay, [(2, 1), (2, 9)])
+    w.navs[0].set_goal((2, 9), w.poses[0], 0.0)
+    w.navs[1].set_goal((2, 1), w.poses[1], 0.0)
+    w.run_until(90.0, arrived_or_failed)
+    assert [n.status for n in w.navs] == [NavStatus.ARRIVED, NavStatus.ARRIVED]
+    assert w.min_gap_robots > 0.0
+
+
+def test_navigation__head_on_in_a_corridor_gives_up_without_contact(tmp_path):
+    lay = make_layout(tmp_path, CORRIDOR)
+    cfg = NavConfig(recovery=RecoveryConfig(patience_s=2.0, max_replans=1))
+    w = World(lay, [(1, 1), (1, 9)], cfg)
+    w.navs[0].set_goal((1, 9), w.poses[0], 0.0)
+    w.navs[1].set_goal((1, 1), w.poses[1], 0.0)
+    w.run_until(60.0, arrived_or_failed)
+    assert all(n.status == NavStatus.FAILED for n in w.navs)
+    assert w.min_gap_robots > 0.0
+
+
+@pytest.mark.parametrize("cells,expected", [
+    ([(0, 0), (0, 1), (0, 1), (0, 2)], [(0, 0), (0, 1), (0, 2)]),  # wait dropped
+    ([(0, 0), (0, 1), (1, 1), (0, 1), (0, 2)], [(0, 0), (0, 1), (0, 2)]),  # detour erased
+    ([(0, 0), (0, 1), (0, 0), (0, 1)], [(0, 0), (0, 1)]),
+    ([(3, 3)], [(3, 3)]),
+])
+def test_navigation__simple_route_erases_waits_and_loops(cells, expected):
+    assert simple_route(cells) == expected
+
+
+def test_locks__exclusive_and_released():
+    locks = CellLocks()
+    assert locks.acquire(0, [(0, 0), (0, 1)]) == 2
+    assert locks.acquire(1, [(0, 2), (0, 1), (0, 3)]) == 1
+    locks.keep_only(0, [(0, 0)])
+    assert locks.holder((0, 1)) is None and locks.acquire(1, [(0, 1)]) == 1
+    locks.release(1)
+    assert locks.held_by(1) == set() and locks.holder((0, 2)) is None
+
+
+def test_safety__stops_before_obstacle_in_corridor_only():
+    cfg = SafetyConfig()
+    ahead = np.array([[0.3 + cfg.stop_margin_m - 0.01, 0.0]])
+    beside = np.array([[0.6, 0.5]])  # a shelf beside the aisle
+    assert safe_speed(ahead, cfg, check_len_m=2.0, dt=DT) == 0.0
+    assert safe_speed(beside, cfg, check_len_m=2.0, dt=DT) == float("inf")
+    assert safe_speed(np.array([[1.5, 0.0]]), cfg, check_len_m=0.2, dt=DT) == float("inf")  # beyond check
+    assert safe_speed(None, cfg, check_len_m=2.0, dt=DT) == cfg.blind_speed_cap
+
+
+def test_safety__rotation_circle():
+    cfg = SafetyConfig()
+    assert rotation_clear(np.array([[0.6, 0.0]]), cfg)
+    assert not rotation_clear(np.array([[0.3, 0.3]]), cfg)
+    assert rotation_clear(None, cfg)
+
+
+def test_safety__scan_points_drop_invalid_beams():
+    s = LidarScan(angles=np.array([0.0, np.pi / 2, np.pi]), ranges=np.array([1.0, np.inf, np.nan]), range_max=10.0)
+    np.testing.assert_allclose(scan_points(s), [[1.0, 0.0]])
+    assert scan_points(None) is None
