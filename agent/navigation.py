@@ -165,6 +165,8 @@ class Navigator:
         self._recovery_cell: Cell | None = None
         self._last_plan_t = -1e9
         self.n_plans = 0
+        self._t = 0.0
+        self._near: tuple[float, np.ndarray] | None = None  # (time, xy) of the last near-field return
 
     # ---- goals ---------------------------------------------------------------------
     def cell_of(self, pose: np.ndarray) -> Cell:
@@ -258,6 +260,7 @@ class Navigator:
         Returns:
             The twist command; :attr:`status` tells what the navigator is doing.
         """
+        self._t = t
         if self.goal is None or self.status in (NavStatus.IDLE, NavStatus.FAILED, NavStatus.ARRIVED):
             self._hold_footprint(pose)
             return STOP
@@ -287,7 +290,8 @@ class Navigator:
         # look as far as the stopping distance, but not past the next turn / the goal
         # (last tick's value): a shelf facing the end of a straight is not an obstacle
         check = min(stop_dist + sc.stop_margin_m + 0.1, self._straight_m + sc.stop_margin_m)
-        cap = min(safe_speed(points, sc, check_len_m=check, dt=self.cfg.follower.dt), lock_cap)
+        cap = min(safe_speed(points, sc, check_len_m=check, dt=self.cfg.follower.dt), lock_cap,
+                  self._near_field_cap(pose, points))
         cmd, prog = self.follower.step(pose, v, speed_cap=cap)
         self._straight_m = max(prog.straight_m, 0.0)
         if prog.rotating and cmd.w != 0.0 and points is not None:
@@ -296,6 +300,20 @@ class Navigator:
             if not rotation_clear(dyn, sc):
                 cmd = self._back_up(dyn)
         return cmd, prog
+
+    def _near_field_cap(self, pose: np.ndarray, points: np.ndarray | None) -> float:
+        """The lidar cannot see what touches the body (its rays start at the hull): an object
+        seen within ``near_field_m`` of the front is remembered for ``near_memory_s``
+        (returns 0 = stay stopped, or inf = no constraint)."""
+        sc = self.cfg.safety
+        if points is not None and len(points):
+            gap, _ = forward_obstacle(points, sc, sc.near_field_m)
+            if gap <= sc.near_field_m:
+                self._near = (self._t, np.asarray(pose[:2], dtype=float).copy())
+                return float("inf")  # visible: the corridor check handles it
+        if self._near is None or self._t - self._near[0] > sc.near_memory_s:
+            return float("inf")
+        return 0.0
 
     def _back_up(self, points: np.ndarray) -> TwistCmd:
         """Turning in place is blocked: creep backwards if the obstruction is in front and

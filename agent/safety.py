@@ -40,6 +40,9 @@ class SafetyConfig:
             reserved route instead of driving blind at full speed.
         backup_speed: reverse speed (m/s) to make room when an obstacle in front blocks
             turning in place.
+        near_field_m: an obstacle seen this close to the front (m) is remembered when it
+            vanishes into the lidar's blind zone at the hull.
+        near_memory_s: how long such an obstacle is remembered (s).
         static_tolerance_m: scan points within this distance of a static map cell are
             walls/shelves (ignored by the rotation check; the grid keeps them clear).
     """
@@ -51,6 +54,8 @@ class SafetyConfig:
     rotate_margin_m: float = 0.03
     blind_speed_cap: float = 0.3
     backup_speed: float = 0.1
+    near_field_m: float = 0.1
+    near_memory_s: float = 3.0
     static_tolerance_m: float = 0.08
 
 

@@ -13,9 +13,10 @@ wheel_asym]. Per frame: random-walk half-step of (v, w, biases), with v driven b
 IMU's forward acceleration when present; odometry ``(k v, k w + c v)`` and gyro
 ``w + gyro_bias`` updates (odometry pair gated jointly: a slipping wheel corrupts
 both); arc propagation of the pose with the fresh (v, w) (so prediction is driven by
-odometry and IMU; with ``odom_velocity="end"``, the simulator's convention, odometry
-and gyro are velocities *at* the stamp and the pose moves with the mean of the previous
-and the new (v, w)); then exteroceptive updates: floor
+odometry and IMU). ``odom_velocity="mean"`` (default; the simulator, whose velocity
+motors hold each tick's speed) treats odometry and gyro as the period's mean speeds;
+``"end"`` (encoders reporting the speed at the stamp) moves the pose with the mean of
+the previous and the new (v, w). Then exteroceptive updates: floor
 fiducial (direct pose), lidar scan match against the map (pose with Hessian
 covariance, at ``lidar_period_s``), UWB ranges (3D range model, tag height).
 ``kind="dead_reckoning"`` runs the same filter on odometry and IMU only.
@@ -38,10 +39,17 @@ Robustness (what robot_localization users expect):
   reported in ``stats.timed_out`` (counted on each transition) and makes health
   "degraded" (fiducials are intermittent by nature and have no time-out).
 * **Health**: "lost" when the position std exceeds ``lost_pos_std`` or the yaw std
-  ``lost_yaw_std`` or when ``kidnap_rejections`` consecutive frames had exteroceptive
-  data and all of it was rejected (kidnapping / divergence); "degraded" above
-  ``degraded_pos_std`` / ``degraded_yaw_std``, after ``degraded_rejections`` such
-  frames, or with a timed-out sensor; else "ok".
+  ``lost_yaw_std`` or when a trusted sensor keeps disagreeing (``kidnap_rejections``
+  consecutive good lidar matches or UWB majorities rejected, or ``kidnap_fiducials``
+  fiducial readings in a row: kidnapping / divergence); "degraded" above
+  ``degraded_pos_std`` / ``degraded_yaw_std``, after ``degraded_rejections``
+  consecutive rejections of one sensor, or with a timed-out sensor; else "ok".
+* **Bounded recovery**: a good pose measurement rejected twice in a row with a small
+  innovation (< ``recover_max_offset`` / ``recover_max_yaw``) inflates P along the
+  innovation and is applied (the filter was overconfident, e.g. after wheel slip).
+* **Collisions**: an accelerometer norm above ``impact_accel`` inflates the (v, w)
+  process noise for that period, so the gyro and accelerometer are believed while the
+  odometry (spinning wheels) is gated out.
 * **Relocalization** when lost: a floor fiducial gives the full pose, checked against
   the lidar (scan fit) and UWB (range residuals) when present; otherwise robust UWB
   multilateration (:mod:`perception.relocalization`) plus a lidar yaw search
@@ -90,6 +98,8 @@ class LocalizerConfig:
     use_accel: bool = True  # drive v with the IMU's forward acceleration when present
     imu_accel_sigma: float = 0.2  # m/s^2, accelerometer noise + vibration
     aided_accel_psd: float = 1e-4  # (m/s)^2/s, extra v random walk when IMU-aided
+    impact_accel: float = 3.0  # m/s^2; a larger |accel| is a collision (robot limit ~1-2.3)
+    impact_w_sigma: float = 2.0  # rad/s extra yaw-rate std on an impact
     yaw_accel_psd: float = 0.2  # (rad/s)^2/s
     gyro_bias_psd: float = 1e-7  # (rad/s)^2/s
     wheel_scale_psd: float = 1e-7  # 1/s
@@ -101,7 +111,7 @@ class LocalizerConfig:
     odom_v_frac: float = 0.03  # slip std as a fraction of |v|
     odom_w_sigma: float = 0.02  # rad/s
     odom_w_frac: float = 0.03
-    odom_velocity: Literal["end", "mean"] = "end"  # odometry/gyro: velocity at the stamp, or period mean
+    odom_velocity: Literal["mean", "end"] = "mean"  # odometry/gyro: period mean (simulator) or at the stamp
     gyro_sigma: float = 0.005  # rad/s
     uwb_sigma: float = 0.08  # m
     uwb_tag_height: float = 0.35  # m (the simulator's tag)
@@ -127,7 +137,7 @@ class LocalizerConfig:
     init_wheel_asym_std: float = 0.05  # rad/m
     # gates (chi-square probabilities)
     gate_odom: float = 0.999
-    gate_imu: float = 0.999
+    gate_imu: float = 0.99999  # the gyro is the yaw-rate witness: only gross faults fail
     gate_uwb: float = 0.99
     gate_fiducial: float = 0.999
     gate_lidar: float = 0.999
@@ -141,12 +151,14 @@ class LocalizerConfig:
     lost_pos_std: float = 0.5  # m
     degraded_yaw_std: float = float(np.deg2rad(2.0))
     lost_yaw_std: float = float(np.deg2rad(30.0))
-    degraded_rejections: int = 3
-    kidnap_rejections: int = 10
+    degraded_rejections: int = 3  # consecutive rejections of one exteroceptive sensor
+    kidnap_rejections: int = 10  # consecutive lidar / UWB-majority rejections -> lost
+    kidnap_fiducials: int = 2  # consecutive rejected fiducial readings -> lost
     # bounded recovery from small persistent pose innovations (see Localizer._recover)
     recover_after: int = 2  # consecutive rejections of a good pose measurement
-    recover_max_offset: float = 0.15  # m
-    recover_max_yaw: float = float(np.deg2rad(5.0))  # rad
+    recover_max_offset: float = 0.3  # m
+    recover_max_yaw: float = float(np.deg2rad(15.0))  # rad
+    recover_min_fitness: float = 0.7  # scan matches must fit at least this well
     # relocalization
     reloc_min_anchors: int = 4
     reloc_chi2_prob: float = 0.99
@@ -228,7 +240,7 @@ class _Track:
     last_seen: dict[str, float] = field(default_factory=dict)
     timed_out: set[str] = field(default_factory=set)
     last_lidar: float = -np.inf
-    consec_rejected: int = 0
+    consec: dict[str, int] = field(default_factory=dict)  # consecutive rejections per sensor
     recover_count: int = 0
     kidnapped: bool = False
     health: Health = "ok"
@@ -364,12 +376,13 @@ class Localizer:
     def _snapshot(self) -> _Track:
         t = copy.copy(self._t)
         t.x, t.P = self._backend.x, self._backend.P
-        t.last_seen, t.timed_out = dict(t.last_seen), set(t.timed_out)
+        t.last_seen, t.timed_out, t.consec = dict(t.last_seen), set(t.timed_out), dict(t.consec)
         return t
 
     def _restore(self, snap: _Track) -> None:
         self._t = copy.copy(snap)
         self._t.last_seen, self._t.timed_out = dict(snap.last_seen), set(snap.timed_out)
+        self._t.consec = dict(snap.consec)
         self._backend.set_state(snap.x, snap.P)
 
     def _late(self, stamp: float, frame: SensorFrame) -> None:
@@ -453,9 +466,15 @@ class Localizer:
         if z_gyro is not None and cfg.use_accel:
             # IMU-aided velocity: v += a_fwd dt, far tighter than the blind random walk, so
             # a slipping wheel (odometry jumps, accelerometer does not) fails the gate
-            b.xv[mm.IV] += float(frame.imu.accel[0]) * dt
+            acc = frame.imu.accel
+            b.xv[mm.IV] += float(acc[0]) * dt
             q_vel = q_vel.copy()
             q_vel[mm.IV, mm.IV] = (cfg.imu_accel_sigma * dt) ** 2 + cfg.aided_accel_psd * dt
+            a_norm = math.hypot(float(acc[0]), float(acc[1]))
+            if a_norm > cfg.impact_accel:
+                # collision: the body may spin and stop within one period; let the gyro in
+                q_vel[mm.IW, mm.IW] += cfg.impact_w_sigma**2
+                q_vel[mm.IV, mm.IV] += (0.5 * a_norm * dt) ** 2
         b.add_noise(q_vel)
         if z_odom is not None or z_gyro is not None:
             has = (z_odom is not None, z_gyro is not None)
@@ -558,21 +577,18 @@ class Localizer:
             return  # this frame's measurements made the fix; do not use them twice
         if self._t.kidnapped:
             return  # wait for a relocalization; measurements would fight a wrong prior
-        evaluated = accepted = False
+        res: dict[str, bool | None] = {}
         if fid is not None:
-            evaluated = True
-            accepted |= bool(self._gated("fiducial", self._fid_model, fid[0], fid[1], joint=True,
-                                         recover=True)[0])
+            res["fiducial"] = bool(self._gated("fiducial", self._fid_model, fid[0], fid[1], joint=True,
+                                               recover=True)[0])
         if scan is not None and stamp - self._t.last_lidar >= self.cfg.lidar_period_s - 1e-9:
-            res = self._lidar_update(scan, stamp)
-            if res is not None:
-                evaluated, accepted = True, accepted or res
+            res["lidar"] = self._lidar_update(scan, stamp)
         if uwb is not None:
             ids, ranges = uwb
             ok = self._gated("uwb", self._uwb_model(ids), ranges, np.eye(len(ids)) * self.cfg.uwb_sigma**2,
                              joint=False)
-            evaluated, accepted = True, accepted or 2 * int(ok.sum()) >= len(ok)
-        self._track_rejections(evaluated, accepted)
+            res["uwb"] = 2 * int(ok.sum()) >= len(ok)  # a majority of the ranges agrees
+        self._track_rejections(res)
 
     def _checked_fiducial(self, frame: SensorFrame) -> tuple[np.ndarray, np.ndarray] | None:
         if frame.fiducial is None:
@@ -617,35 +633,43 @@ class Localizer:
         return model
 
     def _lidar_update(self, scan, stamp: float) -> bool | None:
-        """Scan match from the prior and gated pose update; None when not attempted."""
+        """Scan match from the prior and gated pose update.
+
+        Returns:
+            True accepted, False a good match rejected by the gate (the filter and the map
+            disagree), None not attempted or a poor fit (no evidence either way).
+        """
+        cfg = self.cfg
         pos_std, yaw_std = self._stds()
-        if pos_std > self.cfg.lidar_max_prior_pos_std or yaw_std > self.cfg.lidar_max_prior_yaw_std:
+        if pos_std > cfg.lidar_max_prior_pos_std or yaw_std > cfg.lidar_max_prior_yaw_std:
             return None
-        pts = scan_points(scan, self.cfg.scan, self.cfg.lidar_offset)
-        if len(pts) < self.cfg.scan.min_points:
+        pts = scan_points(scan, cfg.scan, cfg.lidar_offset)
+        if len(pts) < cfg.scan.min_points:
             return None
         self._t.last_lidar = stamp
-        m = match_scan(self._field, pts, self._backend.x[:3], self.cfg.scan,
-                       outlier=max(self.cfg.scan.outlier, 3.0 * pos_std))
-        if m is None or m.fitness < self.cfg.lidar_min_fitness:
+        m = match_scan(self._field, pts, self._backend.x[:3], cfg.scan, outlier=max(cfg.scan.outlier, 3.0 * pos_std))
+        if m is None or m.fitness < cfg.lidar_min_fitness:
             self._count(self._c.rejected, "lidar")
-            return False
-        return bool(self._gated("lidar", self._lidar_model, m.pose, m.cov, joint=True, recover=m.converged)[0])
+            return None
+        good = m.converged and m.fitness >= cfg.recover_min_fitness
+        return bool(self._gated("lidar", self._lidar_model, m.pose, m.cov, joint=True, recover=good)[0])
 
-    def _track_rejections(self, evaluated: bool, accepted: bool) -> None:
-        t = self._t
-        if not evaluated:
-            return
-        if accepted:
-            t.consec_rejected = 0
-            return
-        t.consec_rejected += 1
-        if t.consec_rejected >= self.cfg.kidnap_rejections and not t.kidnapped:
+    def _track_rejections(self, results: Mapping[str, bool | None]) -> None:
+        """Per-sensor consecutive rejections; persistent disagreement of a trusted sensor
+        (lidar or UWB for ``kidnap_rejections`` frames, ``kidnap_fiducials`` fiducial
+        readings in a row) means the estimate is wrong: flag kidnapping, open P."""
+        t, cfg = self._t, self.cfg
+        for sensor, ok in results.items():
+            if ok is not None:
+                t.consec[sensor] = 0 if ok else t.consec.get(sensor, 0) + 1
+        wrong = (t.consec.get("lidar", 0) >= cfg.kidnap_rejections or t.consec.get("uwb", 0) >= cfg.kidnap_rejections
+                 or t.consec.get("fiducial", 0) >= cfg.kidnap_fiducials)
+        if wrong and not t.kidnapped:
             t.kidnapped = True
             if not self._replaying:
                 self._c.kidnaps_detected += 1
             x, P = self._backend.x, self._backend.P
-            s = max(1.0, 2.0 * self.cfg.lost_pos_std / max(np.sqrt(P[0, 0]), np.sqrt(P[1, 1]), 1e-9))
+            s = max(1.0, 2.0 * cfg.lost_pos_std / max(math.sqrt(P[0, 0]), math.sqrt(P[1, 1]), 1e-9))
             D = np.ones(mm.N_STATE)
             D[:2] = s
             self._backend.set_state(x, P * np.outer(D, D))
@@ -674,7 +698,7 @@ class Localizer:
         P[:3, :3] = cov
         self._backend.set_state(x, P)
         self._t.kidnapped = False
-        self._t.consec_rejected = 0
+        self._t.consec = {}
         if not self._replaying:
             self._c.relocalizations += 1
         return True
@@ -774,7 +798,7 @@ class Localizer:
         if t.kidnapped or pos_std > cfg.lost_pos_std or yaw_std > cfg.lost_yaw_std:
             return "lost"
         if (pos_std > cfg.degraded_pos_std or yaw_std > cfg.degraded_yaw_std
-                or t.consec_rejected >= cfg.degraded_rejections or t.timed_out):
+                or max(t.consec.values(), default=0) >= cfg.degraded_rejections or t.timed_out):
             return "degraded"
         return "ok"
 

@@ -6,10 +6,10 @@ trapezoidal speed profiles and a small heading wobble, pause at goals), integrat
 ``substeps`` per control period. Sensor readings follow the conventions of
 ``sim.types`` and of the PyBullet sensors:
 
-* odometry (the simulator's wheel model): the true (v, w) *at the stamp* become left /
-  right wheel speeds, slip bursts spin them (``wheels * (1 + gain) + 0.2 gain``),
+* odometry (the simulator's wheel model): the true mean (v, w) of the period ending at
+  the stamp become left / right wheel speeds, slip bursts spin them (``wheels * (1 + gain) + 0.2 gain``),
   relative + absolute noise, per-wheel radius scale errors, back to (v, w);
-* IMU: gyro = w + bias (random walk) + noise at the stamp, accel = (dv/dt, v w) + noise;
+* IMU: gyro = mean w + bias (random walk) + noise, accel = (dv/dt, v w) + noise;
 * lidar: exact grid ray casting against ``Layout.occupancy`` plus active box obstacles
   and the other robots' footprints, Gaussian range noise, ``nan`` dropouts, ``+inf``
   beyond range (REP 117);
@@ -426,7 +426,9 @@ def _frames(layout: Layout, cfg: ScenarioConfig, robot: int, motion: tuple, othe
         t = round(k * cfg.dt, 9)
         pose = poses_f[k * s].copy()
         pose[2] = wrap(pose[2])
-        v, w = float(v_f[k * s - 1]), float(w_f[k * s - 1])  # velocities at the stamp (as the simulator)
+        # period means: the simulator's velocity motors hold each tick's speed, so its
+        # odometry and gyro are the mean speeds of the period ending at the stamp
+        v, w = float(v_f[(k - 1) * s:k * s].mean()), float(w_f[(k - 1) * s:k * s].mean())
         off = {o.sensor for o in _covers(cfg.outages, t, robot)}
         boxes = [np.array([b.xmin, b.ymin, b.xmax, b.ymax]) for b in cfg.obstacles if b.active(t)]
         if cfg.see_other_robots:

@@ -29,7 +29,7 @@ from sim.env_parts import (
     free_grid,
     macro_reward,
 )
-from sim.env_task import TaskEncoder
+from sim.env_task import NOMINAL_SPEED_MPS, TaskEncoder, heading_index
 from sim.follower import FollowerConfig
 from sim.layout import Layout, LayoutConfig, generate_layout
 from sim.orders import Order
@@ -173,7 +173,7 @@ class FleetCore:
             raise ValueError(f"learners: {self.learners}; allowed indices in 0..{self.n - 1}")
         self.dt = 1.0 / cfg.sim.world.control_hz
         self.sensors = SensorEncoder(cfg.sim.sensors, self.layout)
-        self.task = TaskEncoder(self.layout, crop_size=cfg.crop_size, duration_s=cfg.sim.duration_s)
+        self.task = TaskEncoder(self.layout, crop_size=cfg.crop_size)
         self.observation_space = gym.spaces.Dict({**self.task.spaces(), **self.sensors.spaces()})
         if cfg.action_mode == "macro":
             self.action_space: gym.spaces.Space = gym.spaces.Discrete(N_ACTIONS)
@@ -185,11 +185,12 @@ class FleetCore:
     # ---- episode -----------------------------------------------------------------
     def reset(self, seed: int) -> None:
         """Start an episode of the simulator from ``seed``."""
-        if self.sim is None:
+        if self.sim is None:  # the constructor builds the episode of ``seed``
             from sim.warehouse import WarehouseSim
 
             self.sim = WarehouseSim(self.cfg.sim, seed=seed, layout=self.layout)
-        self.sim.reset(seed=seed)
+        else:
+            self.sim.reset(seed=seed)
         self._closed = False
         c = self.cfg
         self.exec = [MacroExecutor(self.layout, self.dt, c.macro, c.follower) for _ in range(self.n)]
@@ -197,6 +198,7 @@ class FleetCore:
         self._twist = [STOP] * self.n
         self._camera: list[tuple[CameraImage | None, int]] = [(None, -10**9)] * self.n
         self._tick = 0
+        self._macro_from: list[Cell | None] = [None] * self.n  # cell where the last macro began
         self._acc = np.zeros((self.n, 5))  # elapsed_s, delivered, picked, collisions, invalid
         self._order_seen: dict[int, tuple[str, bool]] = {}
         self._n_coll_log = 0
@@ -233,6 +235,7 @@ class FleetCore:
 
     def _start(self, i: int, a: MacroAction) -> None:
         pose = self.poses[i]
+        self._macro_from[i] = self.cell_of(i)
         if a is MacroAction.PICK:
             self.sim.pick(i)
         elif a is MacroAction.DROP:
@@ -338,16 +341,39 @@ class FleetCore:
     def cell_of(self, i: int) -> Cell:
         return int(self._cells[i, 0]), int(self._cells[i, 1])
 
+    def _task_view(self, i: int) -> dict[str, Any]:
+        """(load, pick, station) of robot ``i``'s order in the grid model's terms."""
+        o = self._orders.get(i)
+        if o is None:
+            return {"load": False, "pick": None, "station": None}
+        load = o.status == "carried"
+        return {"load": load, "pick": None if load else o.load_cell, "station": o.station_cell}
+
     def action_mask(self, i: int) -> np.ndarray:
         """[7] int8 legal macro actions of robot ``i`` (see ``sim.env_task``)."""
-        return self.task.action_mask(self.cell_of(i), self._orders.get(i), self._pallets)
+        return self.task.action_mask(self.cell_of(i), pallets=self._pallets, **self._task_view(i))
+
+    def _velocity(self, i: int) -> np.ndarray:
+        """[2] (vx, vy) / nominal speed: macro mode, the last macro's cell displacement."""
+        if self.cfg.action_mode == "twist":
+            v, lat, _ = self.sim.velocities()[i]
+            yaw = self._poses[i, 2]
+            vxy = np.array([v * np.cos(yaw) - lat * np.sin(yaw), v * np.sin(yaw) + lat * np.cos(yaw)])
+            return vxy / NOMINAL_SPEED_MPS
+        start = self._macro_from[i]
+        if start is None:
+            return np.zeros(2)
+        here = self.cell_of(i)
+        return np.array([here[1] - start[1], here[0] - start[0]], dtype=np.float64)  # (d_col, d_row) = (dx, dy)
 
     def observe(self, i: int) -> dict[str, np.ndarray]:
         """Observation of robot ``i`` (keys: ``sim.env_task`` + ``sim.env_obs``)."""
         cam, t_cam = self._camera[i]
         fresh = cam if self._tick - t_cam <= self.cfg.sim.sensors.camera.every_k else None
-        obs = self.task.encode(cell=self.cell_of(i), yaw=float(self._poses[i, 2]), order=self._orders.get(i),
-                               pallets=self._pallets, time_s=float(self.sim.time))
+        obs = self.task.encode(
+            self.cell_of(i), heading=heading_index(float(self._poses[i, 2])), velocity=self._velocity(i),
+            pallets=self._pallets, others=np.delete(self._cells, i, axis=0),
+            time_frac=float(self.sim.time) / self.cfg.sim.duration_s, **self._task_view(i))
         obs.update(self.sensors.encode(self.sim.frames[i], fresh))
         return obs
 

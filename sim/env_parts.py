@@ -216,6 +216,10 @@ class MacroExecutor:
 class RewardConfig:
     """Reward weights, consistent with the KPIs (orders delivered, time, collisions).
 
+    The defaults equal ``planning.grid_model.GridModelConfig``'s (time_cost_per_s,
+    delivery_reward, pick_reward, -collision_reward, -invalid_reward), so values learned
+    on the grid model keep their scale in the simulator.
+
     Attributes:
         time_cost: per second of sim time, per robot (1/s).
         delivery: per order delivered by the robot.
@@ -224,11 +228,11 @@ class RewardConfig:
         invalid_action: per masked action taken (it is executed as WAIT).
     """
 
-    time_cost: float = 0.1
-    delivery: float = 10.0
-    pick: float = 1.0
-    collision: float = 5.0
-    invalid_action: float = 0.1
+    time_cost: float = 0.01
+    delivery: float = 1.0
+    pick: float = 0.1
+    collision: float = 0.5
+    invalid_action: float = 0.05
 
 
 def macro_reward(cfg: RewardConfig, *, elapsed_s: np.ndarray, delivered: np.ndarray,

@@ -154,7 +154,7 @@ def test_fleet_env__rllib_view_is_asynchronous():
     move = int(np.flatnonzero(mask[:4])[0])
     obs, rew, term, trunc, _ = env.step({"robot_0": move, "robot_1": int(MacroAction.WAIT)})
     assert set(obs) == {"robot_1"} and set(rew) == {"robot_1"}
-    assert rew["robot_1"] == pytest.approx(-0.1 * 1.0)  # time cost of a 1 s wait
+    assert rew["robot_1"] == pytest.approx(-RewardConfig().time_cost * 1.0)  # time cost of a 1 s wait
     with pytest.raises(ValueError, match="not asked"):
         env.step({"robot_0": 4})
     while not trunc["__all__"]:
@@ -226,7 +226,11 @@ def test_warehouse_env__move_arrives_at_neighbour_centre(env):
     assert info["outcome"] == "arrived" and info["cell"] == goal
     xy = env.core.sim.ground_truth()[0, :2]
     assert np.hypot(*(xy - env.layout.cell_to_xy(np.array(goal)))) < 0.08
-    assert r == pytest.approx(-0.1 * (info["time_s"] - 0.0))  # only the time cost
+    d_xy = np.array([sim.ACTION_DELTAS[a, 1], sim.ACTION_DELTAS[a, 0]], dtype=np.float32)  # (dx, dy)
+    np.testing.assert_array_equal(obs["proprio"][6:8], d_xy)  # moved one cell: unit velocity
+    heading = {(1, 0): 0, (0, 1): 1, (-1, 0): 2, (0, -1): 3}[tuple(int(v) for v in d_xy)]
+    assert obs["proprio"][2 + heading] == 1.0  # faces the move (E, N, W, S one-hot)
+    assert r == pytest.approx(-RewardConfig().time_cost * info["time_s"])  # only the time cost
 
 
 def test_warehouse_env__masked_action_runs_as_wait_with_penalty(env):
@@ -235,7 +239,7 @@ def test_warehouse_env__masked_action_runs_as_wait_with_penalty(env):
     before = env.core.cell_of(0)
     _, r, *_, info = env.step(bad)
     assert info["cell"] == before and info["time_s"] == pytest.approx(1.0)
-    assert r == pytest.approx(-0.1 * 1.0 - 0.1)
+    assert r == pytest.approx(-RewardConfig().time_cost * 1.0 - RewardConfig().invalid_action)
 
 
 def test_warehouse_env__bfs_oracle_policy_delivers_an_order(env):
@@ -255,7 +259,7 @@ def test_warehouse_env__bfs_oracle_policy_delivers_an_order(env):
         assert obs["action_mask"][int(a)] == 1, (a, obs["action_mask"])
         obs, r, _, trunc, info = env.step(int(a))
         total += r
-        if r > 5.0:  # the delivery reward
+        if r > 0.5 * RewardConfig().delivery:  # the delivery reward
             delivered = True
             break
         assert not trunc
@@ -272,7 +276,7 @@ def test_warehouse_env__twist_drives_forward():
     p1 = e.core.sim.ground_truth()[0]
     heading = np.array([np.cos(p0[2]), np.sin(p0[2])])
     assert (p1[:2] - p0[:2]) @ heading > 0.2  # moved forward (m)
-    assert r == pytest.approx(-0.1 * e.core.dt) or r < 0  # time cost (or a collision)
+    assert r == pytest.approx(-RewardConfig().time_cost * e.core.dt) or r < 0  # time cost (or a collision)
     e.close()
 
 
@@ -337,7 +341,7 @@ def test_round_robin_dispatcher__takes_robots_in_turn():
 
 
 def test_macro_reward__vectorised_and_consistent():
-    cfg = RewardConfig()
+    cfg = RewardConfig(time_cost=0.1, delivery=10.0, pick=1.0, collision=5.0, invalid_action=0.1)
     r = macro_reward(cfg, elapsed_s=np.array([2.0, 1.0]), delivered=np.array([1, 0]), picked=np.array([0, 1]),
                      collisions=np.array([0, 2]), invalid=np.array([1, 0]))
     np.testing.assert_allclose(r, [10.0 - 0.2 - 0.1, 1.0 - 0.1 - 10.0])
@@ -365,21 +369,51 @@ def test_sensor_encoder__inf_nan_absent():
 
 def test_task_encoder__crop_matches_layout():
     lay = generate_layout(TINY_LAYOUT)
-    enc = TaskEncoder(lay, crop_size=5, duration_s=100.0)
+    enc = TaskEncoder(lay, crop_size=5)
     h, w = lay.shape
     for cell in [(1, 1), (h - 2, w - 2), tuple(lay.free_cells[len(lay.free_cells) // 2])]:
-        o = enc.encode(cell=cell, yaw=0.0, order=None, pallets=np.array([[cell[0], cell[1] + 1]]), time_s=25.0)
+        pallet, other = (cell[0], cell[1] + 1), (cell[0] - 1, cell[1])
+        o = enc.encode(cell, heading=0, velocity=np.zeros(2), load=False, pick=None, station=None,
+                       pallets=np.array([pallet]), others=np.array([other]), time_frac=0.25)
         occ = o["occupancy"]
         for dr in range(-2, 3):
             for dc in range(-2, 3):
                 rr, cc = cell[0] + dr, cell[1] + dc
                 want = 1.0 if not (0 <= rr < h and 0 <= cc < w) else float(lay.occupancy[rr, cc])
-                if (dr, dc) == (0, 1):
-                    want = 1.0  # the pallet
+                if (rr, cc) == pallet and want < 1:
+                    want = 0.5
+                if (rr, cc) == other and want < 1:
+                    want = 0.25
                 assert occ[2 + dr, 2 + dc] == want, (cell, dr, dc)
         assert o["action_mask"][MacroAction.EAST] == 0  # pallet ahead
-        assert o["proprio"][8] == pytest.approx(0.75)
+        assert o["proprio"][11] == pytest.approx(0.25)
         assert all(enc.spaces()[k].contains(v) for k, v in o.items())
+
+
+def test_task_encoder__matches_planning_grid_model():
+    """Oracle: the planner's GridModel.encode gives the same features for the same situation."""
+    grid_model = pytest.importorskip("planning.grid_model")
+    lay = generate_layout(TINY_LAYOUT)
+    enc = TaskEncoder(lay, crop_size=7)
+    model = grid_model.GridModel(lay, grid_model.GridModelConfig(crop_size=7, horizon_steps=40))
+    rng = np.random.default_rng(0)
+    free = lay.free_cells
+    for _ in range(25):
+        pos, pick, blk = (tuple(int(v) for v in free[rng.integers(len(free))]) for _ in range(3))
+        if rng.random() < 0.3:
+            pick = pos
+        station = tuple(int(v) for v in lay.stations[rng.integers(len(lay.stations))])
+        load = bool(rng.random() < 0.5)
+        heading, t = int(rng.integers(4)), int(rng.integers(40))
+        st = model.replace(model.initial_states(np.array([pos]), np.array([pick]), np.array([station]),
+                                                load=np.array([load]), blocks=np.array([[blk]])),
+                           heading=np.array([heading]), t=np.array([t]))
+        want = {k: v[0] for k, v in model.encode(st).items()}
+        got = enc.encode(pos, heading=heading, velocity=np.zeros(2), load=load, pick=pick,
+                         station=station, pallets=np.array([blk]), others=np.zeros((0, 2)), time_frac=t / 40)
+        assert set(want) == set(got)
+        for k, v in want.items():
+            np.testing.assert_allclose(got[k].astype(np.float32), v, atol=1e-6, err_msg=k)
 
 
 @pytest.mark.slow
@@ -402,3 +436,10 @@ def test_envs__survive_the_exceptions_scenario(env_kind):
             assert all(env.observation_space(a).contains(o) for a, o in obs.items())
     assert env.core.sim.events if env_kind == "single" else env.driver.core.sim.events
     env.close()
+
+
+def test_reward_defaults__match_the_grid_model():
+    grid_model = pytest.importorskip("planning.grid_model")
+    g, r = grid_model.GridModelConfig(), RewardConfig()
+    assert (r.time_cost, r.delivery, r.pick, -r.collision, -r.invalid_action) == (
+        g.time_cost_per_s, g.delivery_reward, g.pick_reward, g.collision_reward, g.invalid_reward)
