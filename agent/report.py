@@ -57,8 +57,8 @@ def kpi_table(results: Sequence[RunResult], *, title: str | None = None) -> Any:
     for r in results:
         table.add_column(r.controller, justify="right")
     rows = list(KPI_ROWS)
-    kinds = sorted({k.split(".")[1] for r in results for k in r.aggregate
-                    if k.startswith("exceptions.") and k.endswith(".count")} - {"overall"})
+    kinds = sorted({k.split(".")[1] for r in results for k, v in r.aggregate.items()
+                    if k.startswith("exceptions.") and k.endswith(".count") and v["max"] > 0} - {"overall"})
     for kind in kinds:
         rows.append((f"exceptions.{kind}.mean_s", f"  {kind} handling (mean s)", "{:.1f}"))
     for key, label, fmt in rows:

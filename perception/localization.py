@@ -47,9 +47,11 @@ Robustness (what robot_localization users expect):
 * **Bounded recovery**: a good pose measurement rejected twice in a row with a small
   innovation (< ``recover_max_offset`` / ``recover_max_yaw``) inflates P along the
   innovation and is applied (the filter was overconfident, e.g. after wheel slip).
-* **Collisions**: an accelerometer norm above ``impact_accel`` inflates the (v, w)
-  process noise for that period, so the gyro and accelerometer are believed while the
-  odometry (spinning wheels) is gated out.
+* **Collisions**: an accelerometer norm above ``impact_accel`` inflates the yaw-rate
+  process noise for that period and skips the odometry (skidding / spinning wheels);
+  the accelerometer carries v. **Gyro lock-out breaker**: after ``gyro_relock``
+  consecutive gyro rejections the yaw-rate variance is reopened by the last innovation,
+  so a wrong w state can never shut out the gyro for good.
 * **Relocalization** when lost: a floor fiducial gives the full pose, checked against
   the lidar (scan fit) and UWB (range residuals) when present; otherwise robust UWB
   multilateration (:mod:`perception.relocalization`) plus a lidar yaw search
@@ -100,6 +102,7 @@ class LocalizerConfig:
     aided_accel_psd: float = 1e-4  # (m/s)^2/s, extra v random walk when IMU-aided
     impact_accel: float = 3.0  # m/s^2; a larger |accel| is a collision (robot limit ~1-2.3)
     impact_w_sigma: float = 2.0  # rad/s extra yaw-rate std on an impact
+    gyro_relock: int = 1  # consecutive gyro rejections before the yaw-rate state is reopened
     yaw_accel_psd: float = 0.2  # (rad/s)^2/s
     gyro_bias_psd: float = 1e-7  # (rad/s)^2/s
     wheel_scale_psd: float = 1e-7  # 1/s
@@ -107,10 +110,11 @@ class LocalizerConfig:
     pos_psd: float = 1e-6  # m^2/s, pose model error (arc approximation, floor bumps)
     yaw_psd: float = 1e-7  # rad^2/s
     # measurement noise
-    odom_v_sigma: float = 0.01  # m/s; odometry std = sqrt(sigma^2 + (frac * |v|)^2)
-    odom_v_frac: float = 0.03  # slip std as a fraction of |v|
-    odom_w_sigma: float = 0.02  # rad/s
-    odom_w_frac: float = 0.03
+    # odometry noise in wheel space (differential drive): each wheel's ground speed has
+    # std sqrt(odom_wheel_sigma_abs^2 + (odom_wheel_sigma_rel * speed)^2), mapped to (v, w)
+    odom_track_width: float = 0.5  # m
+    odom_wheel_sigma_rel: float = 0.03  # fraction of wheel speed (noise + slip)
+    odom_wheel_sigma_abs: float = 0.005  # m/s per wheel
     odom_velocity: Literal["mean", "end"] = "mean"  # odometry/gyro: period mean (simulator) or at the stamp
     gyro_sigma: float = 0.005  # rad/s
     uwb_sigma: float = 0.08  # m
@@ -175,7 +179,8 @@ class LocalizerConfig:
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"localization.kind: {self.kind!r}; allowed {', '.join(_KINDS)}")
-        for name in ("uwb_sigma", "fiducial_sigma", "gyro_sigma", "odom_v_sigma", "odom_w_sigma", "max_dt"):
+        for name in ("uwb_sigma", "fiducial_sigma", "gyro_sigma", "odom_wheel_sigma_abs", "odom_track_width",
+                     "max_dt"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"localization.{name}: {getattr(self, name)}; allowed > 0")
         for name in ("gate_odom", "gate_imu", "gate_uwb", "gate_fiducial", "gate_lidar"):
@@ -241,6 +246,7 @@ class _Track:
     timed_out: set[str] = field(default_factory=set)
     last_lidar: float = -np.inf
     consec: dict[str, int] = field(default_factory=dict)  # consecutive rejections per sensor
+    gyro_innov2: float = 0.0  # last gyro innovation^2 ((rad/s)^2), for the lock-out breaker
     recover_count: int = 0
     kidnapped: bool = False
     health: Health = "ok"
@@ -470,22 +476,27 @@ class Localizer:
             b.xv[mm.IV] += float(acc[0]) * dt
             q_vel = q_vel.copy()
             q_vel[mm.IV, mm.IV] = (cfg.imu_accel_sigma * dt) ** 2 + cfg.aided_accel_psd * dt
-            a_norm = math.hypot(float(acc[0]), float(acc[1]))
-            if a_norm > cfg.impact_accel:
-                # collision: the body may spin and stop within one period; let the gyro in
+            if math.hypot(float(acc[0]), float(acc[1])) > cfg.impact_accel:
+                # collision: the body may spin within one period (let the gyro in) and the
+                # wheels skid or spin (the accelerometer carries v; odometry is skipped)
                 q_vel[mm.IW, mm.IW] += cfg.impact_w_sigma**2
-                q_vel[mm.IV, mm.IV] += (0.5 * a_norm * dt) ** 2
+                if z_odom is not None:
+                    self._count(self._c.rejected, "odom", 2)
+                    z_odom = None
+        if z_gyro is not None and self._t.consec.get("imu", 0) >= cfg.gyro_relock:
+            # gyro lock-out breaker: the yaw-rate state, not the gyro, is wrong
+            q_vel = q_vel.copy()
+            q_vel[mm.IW, mm.IW] += self._t.gyro_innov2
         b.add_noise(q_vel)
         if z_odom is not None or z_gyro is not None:
             has = (z_odom is not None, z_gyro is not None)
-            r = []
+            R = np.zeros((3, 3))
             if z_odom is not None:
-                r += [cfg.odom_v_sigma**2 + (cfg.odom_v_frac * z_odom[0]) ** 2,
-                      cfg.odom_w_sigma**2 + (cfg.odom_w_frac * z_odom[1]) ** 2]
-            if z_gyro is not None:
-                r.append(cfg.gyro_sigma**2)
+                R[:2, :2] = self._odom_cov(z_odom)
+            R[2, 2] = cfg.gyro_sigma**2
+            rows = [0, 1, 2] if has == (True, True) else ([0, 1] if has[0] else [2])
             z = np.concatenate([v for v in (z_odom, z_gyro) if v is not None])
-            ok = self._gated(None, self._motion_models[has], z, np.diag(r), joint=False,
+            ok = self._gated(None, self._motion_models[has], z, R[np.ix_(rows, rows)], joint=False,
                              gates=self._motion_gates[has])
             if z_odom is not None:
                 self._count(self._c.accepted, "odom", int(ok[0]) + int(ok[1]))
@@ -493,12 +504,25 @@ class Localizer:
             if z_gyro is not None:
                 self._count(self._c.accepted, "imu", int(ok[-1]))
                 self._count(self._c.rejected, "imu", 1 - int(ok[-1]))
+                self._t.consec["imu"] = 0 if ok[-1] else self._t.consec.get("imu", 0) + 1
+                self._t.gyro_innov2 = float(self._last_innovation.y[-1]) ** 2
         if dt > 0:
             dv = dw = 0.0
             if cfg.odom_velocity == "end":  # move with the period's mean speeds
                 dv, dw = 0.5 * (float(b.xv[mm.IV]) - v0), 0.5 * (float(b.xv[mm.IW]) - w0)
             b.propagate(dt, q_pose, dv, dw)
         b.normalise()
+
+    def _odom_cov(self, z: np.ndarray) -> np.ndarray:
+        """[2, 2] covariance of odometry (v, w) from independent per-wheel speed noise."""
+        cfg = self.cfg
+        t = cfg.odom_track_width
+        vl, vr = z[0] - 0.5 * t * z[1], z[0] + 0.5 * t * z[1]
+        sl2 = cfg.odom_wheel_sigma_abs**2 + (cfg.odom_wheel_sigma_rel * vl) ** 2
+        sr2 = cfg.odom_wheel_sigma_abs**2 + (cfg.odom_wheel_sigma_rel * vr) ** 2
+        # v = (vl + vr) / 2, w = (vr - vl) / t
+        return np.array([[0.25 * (sl2 + sr2), 0.5 * (sr2 - sl2) / t],
+                         [0.5 * (sr2 - sl2) / t, (sl2 + sr2) / (t * t)]])
 
     def _gated(self, sensor: str | None, model: mm.MeasurementModel, z: np.ndarray, R: np.ndarray, *,
                joint: bool, gates: np.ndarray | None = None, recover: bool = False) -> np.ndarray:
@@ -516,6 +540,7 @@ class Localizer:
             [m] bool, components accepted.
         """
         inn = self._backend.innovation(model, z, R)
+        self._last_innovation = inn
         if sensor is None:
             ok = inn.component_d2() <= gates
             if model.dim >= 2:  # odometry pair: a slipping wheel corrupts both

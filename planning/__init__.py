@@ -1,13 +1,35 @@
-"""Planning: batched MCTS over a PlanningModel, the warehouse grid model, path search."""
+"""Planning: batched MCTS over a PlanningModel, the warehouse grid model, path search.
+
+Public surface (everything else is implementation):
+
+- search: :class:`MCTS`, :class:`MCTSConfig`, :class:`SearchResult`, :class:`SearchTree`
+- protocols: :class:`PlanningModel`, :class:`Evaluator`, :class:`StateEvaluator`
+- evaluators: :class:`UniformEvaluator`, :class:`RolloutEvaluator`,
+  :class:`FunctionEvaluator`, :class:`TorchEvaluator`
+- warehouse: :class:`GridModel`, :class:`GridModelConfig`, :class:`GridState`,
+  :func:`sample_situations`, envs ``forklift/GridWarehouse-v0`` / ``forklift/GridFleet-v0``
+  (registered on import)
+- paths: :func:`astar`, :class:`Reservations`, :func:`space_time_astar`,
+  :func:`prioritized_plan`, :func:`bfs_distances`
+- evaluation: :func:`run_planning_eval`, :func:`plot_planning_eval`,
+  :class:`PlanningEvalResult`
+"""
 
 from planning.evaluators import FunctionEvaluator, RolloutEvaluator, TorchEvaluator, UniformEvaluator
+from planning.grid_env import GridFleetEnv, GridWarehouseEnv, register_envs
+from planning.grid_model import GridModel, GridModelConfig, GridState
 from planning.mcts import MCTS, MCTSConfig, SearchResult
 from planning.paths import Reservations, astar, bfs_distances, prioritized_plan, space_time_astar
 from planning.protocols import Evaluator, PlanningModel, StateEvaluator
+from planning.situations import sample_situations
 from planning.tree import SearchTree
 
+register_envs()
+
 __all__ = [
-    "MCTS", "Evaluator", "FunctionEvaluator", "MCTSConfig", "PlanningModel", "Reservations",
+    "MCTS", "Evaluator", "FunctionEvaluator", "GridFleetEnv", "GridModel", "GridModelConfig",
+    "GridState", "GridWarehouseEnv", "MCTSConfig", "PlanningModel", "Reservations",
     "RolloutEvaluator", "SearchResult", "SearchTree", "StateEvaluator", "TorchEvaluator",
-    "UniformEvaluator", "astar", "bfs_distances", "prioritized_plan", "space_time_astar",
+    "UniformEvaluator", "astar", "bfs_distances", "prioritized_plan", "register_envs",
+    "sample_situations", "space_time_astar",
 ]

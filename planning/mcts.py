@@ -15,12 +15,17 @@ Semantics:
   fewer than ``K`` sampled children, a terminal / dead-end node, or ``max_depth``; expand
   one new node per row (``model.step`` + evaluator), back the return up the path.
   Node visits count the expansion (as in mctx), edge Q = mean of ``r + discount * G``.
-- **Chance (open loop)**: with a stochastic model each edge stores up to ``K =
-  chance_samples`` children, each from its own sampled transition. The first ``K``
-  traversals of an edge each sample a new child; later traversals cycle through the
-  stored children round robin (traversal ``i`` goes to child ``i mod K``), so the
-  edge's Q is an equally weighted average over K sampled outcomes. Models with
-  ``deterministic = True`` always use K = 1.
+- **Chance (sampled transitions)**: with a stochastic model an edge stores up to ``K =
+  chance_samples`` children. ``chance_mode="resample"`` (default): every traversal
+  calls ``model.step`` afresh (one batched call per tree level); the outcome goes to
+  the stored child whose state equals it, else becomes a new child while fewer than K
+  exist, else goes to the least-visited child. Children are then visited in proportion
+  to the outcome probabilities and the edge Q converges to the expected return (exact
+  when K >= the number of distinct outcomes). ``chance_mode="stored"``: the first K
+  traversals each sample a new child, later ones cycle round robin (traversal ``i``
+  goes to child ``i mod K``): one model call per simulation, but the edge Q stays an
+  equally weighted K-sample estimate. Models with ``deterministic = True`` always use
+  K = 1 and never re-sample.
 - **Tree reuse**: ``search(next_states, reuse=previous_result, actions_taken=a)`` keeps,
   per row, the subtree under the root child reached by ``a`` whose stored state equals
   the observed next state (exact equality of every state leaf); rows without a match
@@ -50,11 +55,12 @@ from planning.selection import (completed_sigma, considered_visits_table, gumbel
                                 masked_argmax)
 from planning.tree import (E_LOGP, E_MASK, E_PRIOR, E_VALUE, E_VISITS, N_COLS, N_EXPANDABLE,
                            N_RAW, N_REWARD, N_TERMINAL, N_VISITS, N_VSUM, SearchTree, alloc_tree,
-                           match_children, reroot)
+                           grow_tree, match_children, reroot)
 
 __all__ = ["MCTS", "MCTSConfig", "SearchResult"]
 
 Rule = Literal["puct", "gumbel"]
+_INITIAL_NODES = 1024  # node slots allocated up front per row; doubled when full
 
 
 def _fail(field: str, value: Any, allowed: str) -> ValueError:
@@ -81,7 +87,12 @@ class MCTSConfig:
         max_considered_actions: Gumbel: actions sampled at the root (>= 1).
         gumbel_scale: Gumbel noise scale (0 = deterministic evaluation mode).
         c_visit, c_scale: Gumbel sigma(q) = (c_visit + max N) * c_scale * q.
-        chance_samples: K sampled children per edge for stochastic models (>= 1).
+        chance_samples: K, the most sampled children an edge keeps (stochastic models).
+        chance_mode: "resample" (every traversal samples a fresh transition, routed to
+            the child with the same state: edge Q converges to the expectation) or
+            "stored" (the first K traversals sample, later ones cycle round robin
+            through the K stored children: one model call per simulation, but Q stays
+            a K-sample estimate). See the module docstring.
         max_depth: maximum tree depth in edges (None = unlimited).
         time_budget_s: wall-clock budget per search call (None = off), seconds.
     """
@@ -100,6 +111,7 @@ class MCTSConfig:
     c_visit: float = 50.0
     c_scale: float = 0.1
     chance_samples: int = 1
+    chance_mode: Literal["resample", "stored"] = "resample"
     max_depth: int | None = None
     time_budget_s: float | None = None
 
@@ -120,6 +132,7 @@ class MCTSConfig:
             ("c_visit", self.c_visit >= 0.0, ">= 0"),
             ("c_scale", self.c_scale > 0.0, "> 0"),
             ("chance_samples", _is_int(self.chance_samples) and self.chance_samples >= 1, "integer >= 1"),
+            ("chance_mode", self.chance_mode in ("resample", "stored"), "'resample', 'stored'"),
             ("max_depth", self.max_depth is None or (_is_int(self.max_depth) and self.max_depth >= 1),
              "None or integer >= 1"),
             ("time_budget_s", self.time_budget_s is None or self.time_budget_s >= 0.0, "None or >= 0 s"),
@@ -231,6 +244,8 @@ class MCTS:
         for _ in range(cfg.num_simulations):
             if budget is not None and time.perf_counter() - t_start >= budget:
                 break
+            if tree.n_nodes.max() >= tree.capacity:
+                grow_tree(tree, min(2 * tree.capacity, int(tree.n_nodes.max()) + cfg.num_simulations))
             self._simulate(tree, ctx)
             done += 1
         return self._result(tree, ctx, done, time.perf_counter() - t_start)
@@ -247,7 +262,7 @@ class MCTS:
     def _init_tree(self, root_states: States, reuse: SearchResult | None,
                    actions_taken: np.ndarray | None, rng: np.random.Generator) -> SearchTree:
         b = batch_size(root_states)
-        extra = self.config.num_simulations + 1
+        extra = min(self.config.num_simulations + 1, _INITIAL_NODES)  # grows on demand
         if reuse is None:
             tree = alloc_tree(root_states, extra, self.num_actions, self.k)
         else:
@@ -280,8 +295,10 @@ class MCTS:
         if cfg.rule == "gumbel":
             gumbel = cfg.gumbel_scale * rng.gumbel(size=(b, a))
             table = considered_visits_table(min(cfg.max_considered_actions, a), cfg.num_simulations)
+        resample = self.k > 1 and cfg.chance_mode == "resample"
         return make_context(tree, cfg, rng, root_prior, gumbel, table, self.k,
-                            row_path=b <= self.row_path_max_batch)
+                            row_path=b <= self.row_path_max_batch and not resample,
+                            step=self.model.step, resample=resample)
 
     def _write_nodes(self, tree: SearchTree, b: np.ndarray, n: np.ndarray, states: States,
                      rewards: np.ndarray, dones: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -313,8 +330,10 @@ class MCTS:
             [m] int64 indices of the new nodes (their values go to ``leaves.value``).
         """
         b, p, a, s = leaves.b, leaves.parent, leaves.action, leaves.slot
-        states = tree_take_nodes(tree.states, b, p)
-        nxt, rewards, dones = self.model.step(states, a, ctx.rng)
+        if leaves.sampled is not None:
+            nxt, rewards, dones = leaves.sampled
+        else:
+            nxt, rewards, dones = self.model.step(tree_take_nodes(tree.states, b, p), a, ctx.rng)
         new = tree.n_nodes[b]
         tree.n_nodes[b] = new + 1
         tree.children[b, p, a, s] = new

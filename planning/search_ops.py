@@ -1,7 +1,7 @@
 """The inner loop of the search: descend (vectorised or row by row) and back up.
 
 A simulation walks every row's tree from its root, records the path in the context's
-``[B, max_depth]`` scratch matrices, and returns the leaf edges to expand. Two
+``[B, width]`` scratch matrices, and returns the leaf edges to expand. Two
 descents produce identical paths: :func:`descend` runs a fixed number of array ops
 per tree level over all rows (the fast path for batches), :func:`descend_rows` runs
 Python float arithmetic per row (fewer numpy calls: the fast path for B <= 4).
@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from planning.batch import tree_concat, tree_take, tree_take_nodes
 from planning.selection import (gumbel_interior, gumbel_interior_row, gumbel_root,
                                 gumbel_root_row, puct_row, puct_select)
 from planning.tree import (E_PRIOR, E_VALUE, E_VISITS, N_EMAX, N_EXPANDABLE, N_PQ, N_PSUM, N_REWARD,
-                           N_VISITS, N_VSUM, SearchTree)
+                           N_VISITS, N_VSUM, SearchTree, equal_children)
 
 __all__ = ["Leaves", "SimContext", "backup", "backup_rows", "descend", "descend_rows",
            "make_context"]
@@ -33,6 +34,7 @@ class Leaves:
     action: np.ndarray
     slot: np.ndarray
     value: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sampled: tuple[Any, np.ndarray, np.ndarray] | None = None  # (next states, rewards, dones)
 
 
 @dataclass
@@ -55,39 +57,60 @@ class SimContext:
     table: np.ndarray | None  # Sequential Halving schedule (Gumbel)
     active: np.ndarray  # [m] rows whose root can be expanded
     row_path: bool
-    path_n: np.ndarray  # [B, max_depth] node, action, child per level
+    path_n: np.ndarray  # [B, width] node, action, child per level (width grows)
     path_a: np.ndarray
     path_c: np.ndarray
     length: np.ndarray  # [B] path length of the current simulation
     leaf_value: np.ndarray  # [B] value at the end of the current path
-    levels: np.ndarray  # [max_depth] 0, 1, 2, ...
-    disc: np.ndarray  # [max_depth + 1] discount ** level
+    levels: np.ndarray  # [width] 0, 1, 2, ...
+    disc: np.ndarray  # [width + 1] discount ** level
+    discount: float
+    step: Any = None  # model.step, for re-sampling chance edges during the descent
+    resample: bool = False
     rows_cache: dict[str, Any] = field(default_factory=dict)
 
 
 def make_context(tree: SearchTree, cfg: Any, rng: np.random.Generator, root_prior: np.ndarray,
-                 gumbel: np.ndarray, table: np.ndarray | None, k: int, *,
-                 row_path: bool) -> SimContext:
+                 gumbel: np.ndarray, table: np.ndarray | None, k: int, *, row_path: bool,
+                 step: Any = None, resample: bool = False) -> SimContext:
     """Build the context of one search call (``cfg`` is an ``MCTSConfig``)."""
     b = tree.batch_size
-    depth = min(cfg.max_depth or tree.capacity, tree.capacity)
-    levels = np.arange(depth + 1)
+    depth = cfg.max_depth or _UNLIMITED
+    width = min(depth, 64)  # path scratch columns; doubled when a path gets longer
+    levels = np.arange(width + 1)
     ctx = SimContext(
         rng=rng, rule=cfg.rule, c1=cfg.c1, c2=cfg.c2,
         parent_fpu=cfg.unvisited_value == "parent", c_visit=cfg.c_visit, c_scale=cfg.c_scale,
         max_considered=cfg.max_considered_actions, k=k, max_depth=depth, root_prior=root_prior,
         gumbel=gumbel, visits0=tree.edges[:, 0, E_VISITS].copy(), table=table,
         active=np.flatnonzero(tree.nodes[:, 0, N_EXPANDABLE] > 0), row_path=row_path,
-        path_n=np.zeros((b, depth), np.int64), path_a=np.zeros((b, depth), np.int64),
-        path_c=np.zeros((b, depth), np.int64), length=np.zeros(b, np.int64),
+        path_n=np.zeros((b, width), np.int64), path_a=np.zeros((b, width), np.int64),
+        path_c=np.zeros((b, width), np.int64), length=np.zeros(b, np.int64),
         leaf_value=np.zeros(b), levels=levels[:-1],
-        disc=float(cfg.discount) ** levels.astype(np.float64),
+        disc=float(cfg.discount) ** levels.astype(np.float64), discount=float(cfg.discount),
+        step=step, resample=resample,
     )
     if row_path:
         ctx.rows_cache = {"prior": root_prior.tolist(), "gumbel": gumbel.tolist(),
                           "visits0": ctx.visits0.tolist(), "active": ctx.active.tolist(),
                           "disc": ctx.disc.tolist()}
     return ctx
+
+
+_UNLIMITED = 1 << 40
+
+
+def _grow_paths(ctx: SimContext) -> None:
+    """Double the path scratch width (a path reached the current width)."""
+    width = ctx.path_n.shape[1] * 2
+    pad = np.zeros((len(ctx.path_n), width - ctx.path_n.shape[1]), np.int64)
+    ctx.path_n, ctx.path_a, ctx.path_c = (np.concatenate([x, pad], axis=1)
+                                          for x in (ctx.path_n, ctx.path_a, ctx.path_c))
+    levels = np.arange(width + 1)
+    ctx.levels = levels[:-1]
+    ctx.disc = ctx.discount ** levels.astype(np.float64)
+    if ctx.row_path:
+        ctx.rows_cache["disc"] = ctx.disc.tolist()
 
 
 def _select(tree: SearchTree, ctx: SimContext, idx: np.ndarray, e: np.ndarray, nd: np.ndarray,
@@ -113,13 +136,18 @@ def descend(tree: SearchTree, ctx: SimContext) -> Leaves:
     found: list[tuple[np.ndarray, ...]] = []
     depth, k = 0, ctx.k
     while len(idx):
+        if depth >= ctx.path_n.shape[1]:
+            _grow_paths(ctx)
         e = tree.edges[idx, node]
         a = _select(tree, ctx, idx, e, tree.nodes[idx, node], depth == 0)
         ctx.path_n[idx, depth] = node
         ctx.path_a[idx, depth] = a
         depth += 1
         ctx.length[idx] = depth
-        if k == 1:
+        sample = None
+        if ctx.resample:
+            slot, child, has, sample = _resample_edges(tree, ctx, idx, node, a)
+        elif k == 1:
             slot = np.zeros_like(a)
             child = tree.children[idx, node, a, 0]
             has = child >= 0
@@ -130,7 +158,7 @@ def descend(tree: SearchTree, ctx: SimContext) -> Leaves:
             has = visits >= k
         if not has.all():
             new = ~has
-            found.append((idx[new], node[new], a[new], slot[new]))
+            found.append((idx[new], node[new], a[new], slot[new], sample and _take_sample(sample, new)))
             idx, child = idx[has], child[has]
         ctx.path_c[idx, depth - 1] = child
         stop = tree.nodes[idx, child, N_EXPANDABLE] == 0
@@ -145,13 +173,49 @@ def descend(tree: SearchTree, ctx: SimContext) -> Leaves:
     return _leaves(found)
 
 
-def _leaves(found: list[tuple[np.ndarray, ...]]) -> Leaves:
+def _leaves(found: list[tuple[Any, ...]]) -> Leaves:
     if not found:
         z = np.zeros(0, np.int64)
         return Leaves(z, z, z, z)
     if len(found) == 1:
-        return Leaves(*found[0])
-    return Leaves(*(np.concatenate(x) for x in zip(*found)))
+        b, p, a, s, smp = found[0]
+        return Leaves(b, p, a, s, sampled=smp)
+    b, p, a, s = (np.concatenate(x) for x in list(zip(*found))[:4])
+    smp = None
+    if found[0][4] is not None:
+        smp = (tree_concat([f[4][0] for f in found]), np.concatenate([f[4][1] for f in found]),
+               np.concatenate([f[4][2] for f in found]))
+    return Leaves(b, p, a, s, sampled=smp)
+
+
+def _take_sample(sample: tuple[Any, np.ndarray, np.ndarray],
+                 mask: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+    return tree_take(sample[0], mask), sample[1][mask], sample[2][mask]
+
+
+def _resample_edges(tree: SearchTree, ctx: SimContext, idx: np.ndarray, node: np.ndarray,
+                    a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+    """Sample a fresh transition for each selected edge and route it to a child.
+
+    The outcome goes to the stored child with the same state; else, with fewer than K
+    children, it becomes a new child (expanded by the caller); else it goes to the
+    least-visited stored child.
+
+    Returns:
+        (slot [m], child [m] (-1 if new), has_child [m] bool, (next, rewards, dones)).
+    """
+    states = tree_take_nodes(tree.states, idx, node)
+    nxt, rewards, dones = ctx.step(states, a, ctx.rng)
+    stored = tree.children[idx, node, a]  # [m, K]
+    match = equal_children(tree, idx, stored, nxt)
+    found = match.any(axis=1)
+    n_children = (stored >= 0).sum(axis=1)
+    visits = np.where(stored >= 0, tree.nodes[idx[:, None], np.maximum(stored, 0), N_VISITS], np.inf)
+    slot = np.where(found, match.argmax(axis=1),
+                    np.where(n_children < ctx.k, n_children, visits.argmin(axis=1)))
+    has = found | (n_children >= ctx.k)
+    child = np.where(has, stored[np.arange(len(idx)), np.minimum(slot, ctx.k - 1)], -1)
+    return slot, child, has, (nxt, np.asarray(rewards, np.float64), np.asarray(dones, bool))
 
 
 def _select_row(ctx: SimContext, b: int, e: list, nd: list, qn: list, at_root: bool) -> int:
@@ -175,10 +239,13 @@ def descend_rows(tree: SearchTree, ctx: SimContext) -> Leaves:
     k, max_depth = ctx.k, ctx.max_depth
     for b in ctx.rows_cache["active"]:
         edges, nodes, children = tree.edges[b], tree.nodes[b], tree.children[b]
-        pn, pa, pc = ctx.path_n[b], ctx.path_a[b], ctx.path_c[b]
         qn = tree.qnorm[b].tolist()
         node, depth, leaf_value = 0, 0, 0.0
+        pn, pa, pc = ctx.path_n[b], ctx.path_a[b], ctx.path_c[b]
         while True:
+            if depth >= len(pn):
+                _grow_paths(ctx)
+                pn, pa, pc = ctx.path_n[b], ctx.path_a[b], ctx.path_c[b]
             e = edges[node].tolist()
             a = _select_row(ctx, b, e, nodes[node].tolist(), qn, depth == 0)
             pn[depth] = node

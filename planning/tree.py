@@ -15,7 +15,8 @@ import numpy as np
 
 from planning.batch import tree_alloc_nodes, tree_leaves, tree_map
 
-__all__ = ["SearchTree", "alloc_tree", "match_children", "reroot", "set_qbounds"]
+__all__ = ["SearchTree", "alloc_tree", "equal_children", "grow_tree", "match_children", "reroot",
+           "set_qbounds"]
 
 # Column / row indices of the packed arrays.
 N_VISITS, N_VSUM, N_PSUM, N_PQ, N_EMAX, N_RAW, N_REWARD, N_TERMINAL, N_EXPANDABLE = range(9)
@@ -125,6 +126,41 @@ def set_qbounds(tree: SearchTree, qmin: np.ndarray, qmax: np.ndarray) -> None:
 _EPS = 1e-8
 
 
+def grow_tree(tree: SearchTree, capacity: int) -> None:
+    """In place: enlarge node storage to ``capacity`` slots per row (keeps contents)."""
+    extra = capacity - tree.capacity
+    if extra <= 0:
+        return
+
+    def pad(x: np.ndarray, fill: Any) -> np.ndarray:
+        tail = np.full((x.shape[0], extra, *x.shape[2:]), fill, dtype=x.dtype)
+        return np.concatenate([x, tail], axis=1)
+
+    for f in _ARRAYS:
+        setattr(tree, f, pad(getattr(tree, f), _FILLS.get(f, 0)))
+    tree.states = tree_map(lambda x: pad(x, 0), tree.states)
+
+
+def equal_children(tree: SearchTree, b: np.ndarray, cand: np.ndarray, states: Any) -> np.ndarray:
+    """Which candidate nodes hold exactly ``states``.
+
+    Args:
+        tree: the search tree.
+        b: [m] rows.
+        cand: [m, K] candidate node indices (-1 = none).
+        states: pytree with leaves [m, ...].
+
+    Returns:
+        [m, K] bool: candidate exists and every state leaf is equal.
+    """
+    ok = cand >= 0
+    safe = np.maximum(cand, 0)
+    for stored, new in zip(tree_leaves(tree.states), tree_leaves(states)):
+        eq = stored[b[:, None], safe] == np.asarray(new)[:, None]  # [m, K, ...]
+        ok &= eq.reshape(eq.shape[0], eq.shape[1], -1).all(axis=2)
+    return ok
+
+
 def match_children(tree: SearchTree, actions: np.ndarray, states: Any) -> np.ndarray:
     """Find, per row, the root child reached by ``actions`` whose state equals ``states``.
 
@@ -138,13 +174,7 @@ def match_children(tree: SearchTree, actions: np.ndarray, states: Any) -> np.nda
     """
     rows = np.arange(tree.batch_size)
     cand = tree.children[rows, 0, actions]  # [B, K]
-    ok = cand >= 0
-    safe = np.maximum(cand, 0)
-    for stored, new in zip(tree_leaves(tree.states), tree_leaves(states)):
-        x = stored[rows[:, None], safe]  # [B, K, ...]
-        y = np.asarray(new)[:, None]
-        eq = x == y
-        ok &= eq.reshape(eq.shape[0], eq.shape[1], -1).all(axis=2)
+    ok = equal_children(tree, rows, cand, states)
     first = np.argmax(ok, axis=1)
     return np.where(ok.any(axis=1), cand[rows, first], -1)
 
@@ -193,6 +223,9 @@ def reroot(tree: SearchTree, new_root: np.ndarray, extra_nodes: int) -> SearchTr
     out["children"] = remap[rows[:, None, None, None], out["children"]]
     out["parent"] = remap[rows[:, None], out["parent"]]
     out["parent_action"][:, 0] = -1
+    # A root is searched like a fresh root: whatever ended the episode before it is moot.
+    out["nodes"][:, 0, N_TERMINAL] = 0.0
+    out["nodes"][:, 0, N_EXPANDABLE] = (out["edges"][:, 0, E_MASK] == 0).any(axis=1)
     out["states"] = tree_map(lambda x: move(x, 0), tree.states)
     ev, ew = out["edges"][:, :, E_VISITS], out["edges"][:, :, E_VALUE]
     q = ew / np.maximum(ev, 1.0)

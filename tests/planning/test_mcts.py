@@ -1,0 +1,245 @@
+"""Search invariants, configuration checks, determinism, reuse, anytime behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planning import (MCTS, FunctionEvaluator, MCTSConfig, RolloutEvaluator, UniformEvaluator)
+from planning.batch import tree_take
+from tests.planning.conftest import NoisyChainModel, RandomTransitionModel
+
+RULES = ("puct", "gumbel")
+
+
+def _mcts(model, rule: str = "puct", evaluator=None, **kw) -> MCTS:
+    ev = evaluator or UniformEvaluator(model.num_actions)
+    return MCTS(model, ev, MCTSConfig(rule=rule, **kw))
+
+
+@pytest.mark.parametrize("sims", [1, 7, 50])
+@pytest.mark.parametrize("batch", [1, 9])
+def test_puct__root_visits_sum_to_simulations(random_model, sims: int, batch: int) -> None:
+    res = _mcts(random_model, num_simulations=sims).search(np.arange(batch), seed=0)
+    assert res.simulations_done == sims
+    np.testing.assert_array_equal(res.visit_counts.sum(1), sims)
+    np.testing.assert_allclose(res.policy.sum(1), 1.0)
+    assert res.tree.n_nodes.max() <= sims + 1
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_search__illegal_actions_never_visited_or_chosen(random_model, rule: str) -> None:
+    states = np.arange(40)
+    res = _mcts(random_model, rule, num_simulations=30).search(states, seed=1)
+    legal = random_model.legal_actions(states)
+    assert legal[np.arange(40), res.action].all()
+    assert (res.visit_counts[~legal] == 0).all()
+    assert (res.policy[~legal] == 0).all()
+    tree = res.tree  # no stored edge below the root leads through an illegal action either
+    used = np.arange(tree.capacity)[None, :] < tree.n_nodes[:, None]
+    assert (tree.edge_visits[~tree.legal & used[..., None]] == 0).all()
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_search__single_legal_action_is_taken(rule: str) -> None:
+    model = RandomTransitionModel(p_illegal=1.0)  # exactly one legal action per state
+    res = _mcts(model, rule, num_simulations=5).search(np.arange(20), seed=0)
+    legal = model.legal_actions(np.arange(20))
+    np.testing.assert_array_equal(res.action, legal.argmax(1))
+
+
+def _peaked_prior(model):
+    logits = np.zeros(model.num_actions, np.float32)
+    logits[3] = 5.0
+    return FunctionEvaluator(lambda s: (np.tile(logits, (len(s), 1)), np.zeros(len(s))),
+                             num_actions=model.num_actions, on="states")
+
+
+def test_puct__one_simulation_follows_the_prior() -> None:
+    model = RandomTransitionModel(p_illegal=0.0)
+    res = _mcts(model, evaluator=_peaked_prior(model), num_simulations=1).search(np.arange(5), seed=0)
+    np.testing.assert_array_equal(res.action, 3)
+    np.testing.assert_array_equal(res.visit_counts[:, 3], 1)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_search__zero_time_budget_falls_back_to_prior_argmax(rule: str) -> None:
+    model = RandomTransitionModel(p_illegal=0.0)
+    cfg = dict(num_simulations=50, time_budget_s=0.0)
+    res = _mcts(model, rule, evaluator=_peaked_prior(model), **cfg).search(np.arange(4), seed=0)
+    assert res.simulations_done == 0
+    np.testing.assert_array_equal(res.action, 3)
+    np.testing.assert_allclose(res.policy, res.prior)
+    assert (res.visit_counts == 0).all()
+
+
+def test_search__time_budget_stops_early() -> None:
+    model = RandomTransitionModel()
+    res = _mcts(model, num_simulations=100_000, time_budget_s=0.05).search(np.arange(2), seed=0)
+    assert 0 < res.simulations_done < 100_000
+    assert res.elapsed_s < 2.0
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_search__values_within_reward_bounds(random_model, rule: str) -> None:
+    gamma = 0.9
+    res = _mcts(random_model, rule, num_simulations=64, discount=gamma).search(np.arange(30), seed=2)
+    lo = -1.0 / (1 - gamma)  # rewards in [-1, 0], evaluator value 0
+    assert ((res.root_value >= lo) & (res.root_value <= 0)).all()
+    q = res.q_values[~np.isnan(res.q_values)]
+    assert ((q >= lo) & (q <= 0)).all()
+    assert np.isnan(res.q_values[res.visit_counts == 0]).all()
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_search__same_seed_same_result(rule: str) -> None:
+    model = NoisyChainModel()
+    mcts = _mcts(model, rule, num_simulations=40, chance_samples=3, dirichlet_fraction=0.25)
+    a, b = (mcts.search(np.zeros(6, np.int64), seed=7) for _ in range(2))
+    for f in ("action", "visit_counts", "root_value", "policy"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    c = mcts.search(np.zeros(6, np.int64), seed=8)
+    assert not np.array_equal(a.tree.states, c.tree.states)  # another seed samples differently
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("chance", [1, 3])
+def test_search__row_path_matches_vectorised_path(rule: str, chance: int) -> None:
+    """Oracle: the per-row Python descent/backup builds the same trees as the array path."""
+    model = RandomTransitionModel(seed=3) if chance == 1 else NoisyChainModel(length=6)
+    kw = dict(num_simulations=60, chance_samples=chance, chance_mode="stored")
+    fast, slow = _mcts(model, rule, **kw), _mcts(model, rule, **kw)
+    slow.row_path_max_batch = 0
+    states = np.arange(3) if chance == 1 else np.zeros(3, np.int64)
+    a, b = fast.search(states, seed=5), slow.search(states, seed=5)
+    np.testing.assert_array_equal(a.visit_counts, b.visit_counts)
+    np.testing.assert_allclose(a.tree.nodes, b.tree.nodes, rtol=1e-12, atol=1e-12)
+
+
+def test_search__batch_rows_are_independent(random_model) -> None:
+    """A row searched in a batch equals the same row searched alone (deterministic model)."""
+    mcts = _mcts(random_model, num_simulations=30)
+    batch = mcts.search(np.arange(10, 20), seed=0)
+    alone = mcts.search(np.array([14]), seed=0)
+    np.testing.assert_array_equal(batch.visit_counts[4], alone.visit_counts[0])
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_reuse__keeps_the_subtree_visits(random_model, rule: str) -> None:
+    mcts = _mcts(random_model, rule, num_simulations=60)
+    states = np.arange(8)
+    first = mcts.search(states, seed=0)
+    nxt, _, _ = random_model.step(states, first.action, np.random.default_rng(0))
+    child = first.tree.children[np.arange(8), 0, first.action, 0]
+    kept = first.tree.edge_visits[np.arange(8), child].sum(1)
+    second = mcts.search(nxt, seed=1, reuse=first, actions_taken=first.action)
+    fresh = mcts.search(nxt, seed=1)
+    assert (kept > 0).any()
+    np.testing.assert_array_equal(second.visit_counts.sum(1), kept + 60)
+    np.testing.assert_array_equal(fresh.visit_counts.sum(1), 60)
+
+
+def test_reuse__mismatched_state_starts_fresh() -> None:
+    model = NoisyChainModel(length=8)
+    mcts = _mcts(model, num_simulations=30, chance_samples=2)
+    first = mcts.search(np.zeros(2, np.int64), seed=0)
+    unseen = np.array([5, 5])  # not a child of the root through any action
+    second = mcts.search(unseen, seed=1, reuse=first, actions_taken=first.action)
+    np.testing.assert_array_equal(second.visit_counts.sum(1), 30)
+
+
+def test_reuse__requires_actions_taken(random_model) -> None:
+    mcts = _mcts(random_model, num_simulations=4)
+    first = mcts.search(np.arange(2), seed=0)
+    with pytest.raises(ValueError, match="planner.actions_taken"):
+        mcts.search(np.arange(2), seed=0, reuse=first)
+
+
+def test_chance_stored__edges_hold_k_samples_round_robin() -> None:
+    model = NoisyChainModel(length=10)
+    mcts = _mcts(model, num_simulations=200, chance_samples=3, chance_mode="stored")
+    tree = mcts.search(np.zeros(2, np.int64), seed=0).tree
+    used = (tree.children >= 0).sum(-1)
+    np.testing.assert_array_equal(used, np.minimum(tree.edge_visits, 3))
+
+
+def test_chance_resample__children_are_distinct_outcomes_with_right_frequencies() -> None:
+    model = NoisyChainModel(length=50)
+    mcts = _mcts(model, num_simulations=400, chance_samples=4, max_depth=2)
+    tree = mcts.search(np.zeros(1, np.int64), seed=0).tree
+    kids = tree.children[0, 0, 1]  # action 1: advance w.p. 0.7, else stay
+    kids = kids[kids >= 0]
+    states = tree.states[0, kids]
+    assert sorted(states.tolist()) == [0, 1]  # two distinct outcomes, no duplicates
+    share = tree.node_visits[0, kids[states == 1]].sum() / tree.node_visits[0, kids].sum()
+    assert abs(share - 0.7) < 0.1
+    assert (tree.children[0, 0, 0] >= 0).sum() <= 1  # action 0 always stays: one child
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_search__prefers_the_better_action_on_a_noisy_chain(rule: str) -> None:
+    model = NoisyChainModel(length=3)
+    ev = RolloutEvaluator(model, depth=10, discount=0.95)
+    res = _mcts(model, rule, evaluator=ev, num_simulations=64, chance_samples=4, discount=0.95,
+                gumbel_scale=0.0).search(np.zeros(4, np.int64), seed=0)
+    np.testing.assert_array_equal(res.action, 1)
+
+
+def test_dirichlet__noise_changes_root_visits_not_legality(random_model) -> None:
+    quiet = _mcts(random_model, num_simulations=40).search(np.arange(16), seed=3)
+    noisy = _mcts(random_model, num_simulations=40, dirichlet_fraction=0.5).search(np.arange(16), seed=3)
+    assert not np.array_equal(quiet.visit_counts, noisy.visit_counts)
+    legal = random_model.legal_actions(np.arange(16))
+    assert (noisy.visit_counts[~legal] == 0).all()
+
+
+def test_gumbel__sequential_halving_budget_is_spent_on_few_actions() -> None:
+    model = RandomTransitionModel(p_illegal=0.0, seed=4)
+    res = _mcts(model, "gumbel", num_simulations=32, max_considered_actions=4).search(np.arange(6), seed=0)
+    assert ((res.visit_counts > 0).sum(1) <= 4).all()
+    np.testing.assert_array_equal(res.visit_counts.sum(1), 32)
+    # The chosen action is among the most visited ones.
+    assert (res.visit_counts[np.arange(6), res.action] == res.visit_counts.max(1)).all()
+
+
+def test_terminal_root_children_are_not_expanded() -> None:
+    model = RandomTransitionModel(p_terminal=0.5, seed=1)
+    res = _mcts(model, num_simulations=40).search(np.arange(10), seed=0)
+    tree = res.tree
+    term = tree.terminal
+    assert (tree.edge_visits[term] == 0).all()
+    assert (tree.children[term] < 0).all()
+
+
+BAD_CONFIGS = [
+    ({"num_simulations": 0}, "planner.num_simulations: 0; allowed"),
+    ({"num_simulations": -3}, "planner.num_simulations"),
+    ({"rule": "ucb"}, "planner.rule: 'ucb'; allowed 'puct', 'gumbel'"),
+    ({"c1": -1.0}, "planner.c1: -1.0; allowed >= 0"),
+    ({"c2": 0.0}, "planner.c2"),
+    ({"discount": 1.5}, "planner.discount"),
+    ({"dirichlet_fraction": 2.0}, "planner.dirichlet_fraction"),
+    ({"chance_samples": 0}, "planner.chance_samples"),
+    ({"chance_mode": "exact"}, "planner.chance_mode: 'exact'; allowed 'resample', 'stored'"),
+    ({"max_depth": 0}, "planner.max_depth"),
+    ({"time_budget_s": -1.0}, "planner.time_budget_s"),
+    ({"unvisited_value": "max"}, "planner.unvisited_value"),
+    ({"max_considered_actions": 0}, "planner.max_considered_actions"),
+]
+
+
+@pytest.mark.parametrize(("kw", "msg"), BAD_CONFIGS)
+def test_config__bad_values_are_refused_with_one_line(kw: dict, msg: str) -> None:
+    with pytest.raises(ValueError) as err:
+        MCTSConfig(**kw)
+    assert msg in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_tree_take__pytree_states_round_trip() -> None:
+    from planning.batch import tree_map
+    states = {"a": np.arange(6), "b": (np.ones((6, 2)), np.zeros(6, bool))}
+    sub = tree_take(states, np.array([1, 4]))
+    assert sub["a"].tolist() == [1, 4] and sub["b"][0].shape == (2, 2)
+    doubled = tree_map(lambda x: x * 2, states)
+    assert doubled["a"][3] == 6
