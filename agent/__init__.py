@@ -9,7 +9,14 @@ simulator is imported when an episode runs, hydra when the CLI composes a config
 from __future__ import annotations
 
 from agent.baseline import BaselineConfig, BaselineController, TaskState
-from agent.control import Controller, ControllerFactory, GroundTruthPose, LocalizerPose, PoseSource, make_pose_source
+from agent.control import (
+    Controller,
+    ControllerFactory,
+    GroundTruthPose,
+    LocalizerPose,
+    PoseSource,
+    make_pose_source,
+)
 from agent.dispatch import Assignment, greedy_assign
 from agent.navigation import NavConfig, Navigator, NavStatus, RecoveryConfig, RoutePlannerConfig
 from agent.runner import EpisodeResult, RunConfig, RunResult, aggregate_kpis, run_episodes

@@ -223,7 +223,8 @@ def _verb_help(verb: Verb) -> str:
         prefix = "+" if g not in defaults else ""
         lines.append(f"  {prefix + g:<14} {', '.join(opts)}")
     lines += ["", "top-level keys:"]
-    lines += [f"  {k}={v}" for k, v in top.items() if k not in ("defaults", "hydra")]
+    lines += [f"  {k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in top.items()
+              if k not in ("defaults", "hydra")]
     lines += ["", "any field can be overridden with its dotted path, e.g. agent.nav.recovery.patience_s=8",
               "outputs go to hydra.run.dir (default outputs/<date>/<time>): config.yaml, report.json,",
               "trajectories.png, episode_0.gif (video=true)", "",

@@ -23,7 +23,15 @@ from typing import Any, Literal
 
 from agent.baseline import BaselineConfig
 from agent.control import LocalizationKind
-from sim.config import FaultsConfig, OrdersConfig, RobotConfig, SensorsConfig, SimConfig, WorldConfig
+from agent.runner import RunConfig
+from sim.config import (
+    FaultsConfig,
+    OrdersConfig,
+    RobotConfig,
+    SensorsConfig,
+    SimConfig,
+    WorldConfig,
+)
 from sim.config import validate as validate_sim
 from sim.layout import LayoutConfig, LayoutError, generate_layout
 
@@ -369,9 +377,7 @@ def to_baseline_config(app: AppConfig) -> BaselineConfig:
     return dataclasses.replace(app.agent.baseline, localization=app.localization.kind)
 
 
-def to_run_config(app: AppConfig):  # -> agent.runner.RunConfig (import kept lazy: no cycle)
+def to_run_config(app: AppConfig) -> RunConfig:
     """Map the validated config to the runner's :class:`agent.runner.RunConfig`."""
-    from agent.runner import RunConfig
-
     return RunConfig(sim=to_sim_config(app), episodes=app.episodes, seed=app.seed, video=app.video,
                      video_every=app.video_every, video_width=app.video_width)

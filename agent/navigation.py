@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.safety import SafetyConfig, StaticRaster, forward_obstacle, rotation_clear, safe_speed, to_world
+from agent.safety import (
+    SafetyConfig,
+    StaticRaster,
+    forward_obstacle,
+    rotation_clear,
+    safe_speed,
+    to_world,
+)
 from agent.traffic import CellLocks
 from planning import Reservations, astar, space_time_astar
 from sim.follower import FollowerConfig, PurePursuitFollower, stopping_speed
@@ -183,6 +190,7 @@ class Navigator:
         self.res.reserve_path(self.robot_id, [cell], self._step(t), hold_last=None)
         self.locks.keep_only(self.robot_id, self._footprint_cells(pose))
         self.locks.acquire(self.robot_id, [cell])
+        self._announce(self.robot_id, [cell])  # standing still: the route is the current cell
 
     def set_goal(self, goal: Cell, pose: np.ndarray, t: float, *, dwell_steps: int | None = None) -> bool:
         """Plan to ``goal`` from ``pose`` at time ``t`` (s).
@@ -235,6 +243,7 @@ class Navigator:
             path = astar(self._free, start, self.goal, blocked=mask)
         if path is None:
             self.res.reserve_path(self.robot_id, [start], k0, hold_last=None)
+            self._announce(self.robot_id, [start])
             self.route = []
             self.follower.clear()
             self.status = NavStatus.BLOCKED
@@ -277,6 +286,7 @@ class Navigator:
             self.status = NavStatus.ARRIVED
             self.res.release(self.robot_id)
             self.res.reserve_path(self.robot_id, [self.goal], self._step(t), hold_last=self.dwell)
+            self._announce(self.robot_id, [self.goal])
             return cmd
         self._update_progress(pose, t)
         if t - self._progress_t > self._patience():
@@ -405,6 +415,7 @@ class Navigator:
             self.route = []
             self.res.release(self.robot_id)
             self.res.reserve_path(self.robot_id, [self.cell_of(pose)], self._step(t), hold_last=None)
+            self._announce(self.robot_id, [self.cell_of(pose)])
             self._hold_footprint(pose)
             return STOP
         expiry = t + self.cfg.recovery.clear_decay_s
@@ -416,8 +427,8 @@ class Navigator:
 
     def blocking_cells(self, pose: np.ndarray, points: np.ndarray | None) -> list[Cell]:
         """Cells ahead that block the robot: the cell another robot holds, else the cells of
-        the nearest lidar points in the forward corridor, else the next route cell (a
-        blockage we cannot see)."""
+        the lidar points in the forward corridor; with the lidar failed, the next route
+        cell. Nothing visible (e.g. the robot itself does not move): no cell, plain replan."""
         own = self.cell_of(pose)
         if self.lock_blocker is not None and self.lock_blocker != own:
             return [self.lock_blocker]
@@ -431,7 +442,7 @@ class Navigator:
                     cell = (int(r), int(c))
                     if cell != own and bool(self.layout.is_free(np.array(cell))) and cell not in out:
                         out.append(cell)
-        if not out and self.route:
+        if points is None and self.route:  # lidar failed: assume the next route cell is blocked
             ahead = [c for c in self.route[max(self.follower.progress_index, 0):] if c != own]
             if ahead:
                 out.append(ahead[0])

@@ -104,9 +104,7 @@ def flatten_kpis(d: dict, prefix: str = "") -> dict[str, float]:
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(flatten_kpis(v, key + "."))
-        elif isinstance(v, bool):
-            out[key] = float(v)
-        elif isinstance(v, (int, float)):
+        elif isinstance(v, (bool, int, float)):
             out[key] = float(v)
         elif isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float)) for x in v):
             out[key + ".mean"] = float(np.mean(v))
@@ -223,10 +221,16 @@ class _Progress:
         self._task = None
         self._done_before = 0.0
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> _Progress:  # noqa: PYI034
         if self.enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
                                  TextColumn("{task.completed:>6.0f}/{task.total:.0f} sim s"),

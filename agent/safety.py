@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -95,7 +96,7 @@ class StaticRaster:
     (box distance) of an occupied grid cell; built once per (layout, tol).
     """
 
-    _cache: dict[tuple[int, float], tuple[Layout, StaticRaster]] = {}
+    _cache: ClassVar[dict[tuple[int, float], tuple[Layout, StaticRaster]]] = {}
 
     def __init__(self, layout: Layout, tol: float, res: float = 0.05) -> None:
         h, w = layout.shape

@@ -13,9 +13,16 @@ Data (seeded, :func:`make_dataset`):
 3. Targets per state, from :class:`learning.expert.ShortestPathExpert`:
    **policy** = uniform over the expert's optimal actions (shortest path through cells
    without active blockages or parked robots, stepping around moving robots);
-   **value** = Monte-Carlo discounted return of the greedy expert played from the state
-   in the grid model itself (same rewards, ``discount``, stochastic blockage clearing,
-   robot waits and new orders, until the horizon), averaged over ``value_rollouts``.
+   **value** = discounted return of the greedy expert from the state, played in the
+   grid model itself (same rewards, ``discount``, horizon, stochastic blockage clearing
+   and robot waits). The default model ends the episode at the first delivery (as
+   :func:`planning.evaluation.run_planning_eval` does), so the value is the return of
+   the current order: exact for open situations, a sample for stochastic ones
+   (averaged over ``value_rollouts`` plays). With ``terminate_on_delivery=False`` the
+   play stops at the first delivery and adds the exact expected return of the later
+   random orders in an open warehouse (:func:`learning.expert.open_world_values`):
+   sampling those orders instead is unbiased but noisy (noise variance 0.11 against a
+   signal variance of 0.05 on open situations).
 
 Training (:func:`train_policy_value`): Adam, cosine learning rate, loss
 ``CE(policy target, logits) + value_weight * MSE(value target, value)`` (:func:`pv_loss`).
@@ -33,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from learning.expert import ShortestPathExpert, expert_returns
+from learning.expert import ShortestPathExpert, expert_returns, open_world_values
 from learning.network import PolicyValueConfig, PolicyValueNet
 from planning.evaluators import random_legal_actions
 from planning.grid_model import GridModel, GridModelConfig, GridState
@@ -68,6 +75,10 @@ class PretrainConfig:
         value_weight: weight of the value MSE in the loss.
         n_others: other-robot slots per situation.
         n_blocks: blockage slots per situation.
+        horizon_steps: grid-model episode length, steps (``t / horizon`` is an input).
+        terminate_on_delivery: grid-model episodes end at the first delivery (the value
+            is then the return of the current order). The defaults match
+            :func:`planning.evaluation.run_planning_eval` (60 steps, terminating).
     """
 
     seed: int = 0
@@ -87,6 +98,8 @@ class PretrainConfig:
     value_weight: float = 1.0
     n_others: int = 4
     n_blocks: int = 2
+    horizon_steps: int = 60
+    terminate_on_delivery: bool = True
 
     def __post_init__(self) -> None:
         checks = [
@@ -107,10 +120,16 @@ class PretrainConfig:
             ("value_weight", self.value_weight >= 0, ">= 0"),
             ("n_others", self.n_others >= 0, "integer >= 0"),
             ("n_blocks", self.n_blocks >= 0, "integer >= 0"),
+            ("horizon_steps", self.horizon_steps >= 1, "integer >= 1"),
         ]
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"pretrain.{name}: {getattr(self, name)!r}; allowed {allowed}")
+
+    def model_config(self) -> GridModelConfig:
+        """The grid-model settings the data is generated with."""
+        return GridModelConfig(horizon_steps=self.horizon_steps,
+                               terminate_on_delivery=self.terminate_on_delivery)
 
 
 @dataclass(frozen=True)
@@ -165,44 +184,46 @@ def _start_states(model: GridModel, states: GridState, cfg: PretrainConfig,
     return model.replace(states, load=load, t=t.astype(np.int64))
 
 
-def sample_training_states(layout: Layout, cfg: PretrainConfig, rng: np.random.Generator, *,
-                           model_config: GridModelConfig | None = None
+def sample_training_states(layout: Layout, cfg: PretrainConfig, rng: np.random.Generator
                            ) -> tuple[GridModel, GridState, np.ndarray, np.ndarray]:
-    """Situations played by the epsilon-greedy expert; every alive visited state.
+    """Situations played by the epsilon-greedy expert; every visited non-terminal state.
 
     Returns:
         (model, states [N], kind [N] int64, situation [N] int64).
     """
     kinds = [cfg.kinds[i % len(cfg.kinds)] for i in range(cfg.n_situations)]
-    model, states = sample_situations(layout, kinds, rng, config=model_config,
+    model, states = sample_situations(layout, kinds, rng, config=cfg.model_config(),
                                       n_others=cfg.n_others, n_blocks=cfg.n_blocks)
     states = _start_states(model, states, cfg, rng)
     expert = ShortestPathExpert(model)
     kind_id = np.array([SITUATION_KINDS.index(k) for k in kinds], np.int64)
     sit = np.arange(len(kinds))
+    alive = states.t < model.config.horizon_steps
     rec, rec_kind, rec_sit = [], [], []
     for _ in range(cfg.record_steps):
-        alive = np.flatnonzero(states.t < model.config.horizon_steps)
-        rec.append(GridState(**{k: v[alive] for k, v in vars(states).items()}))
-        rec_kind.append(kind_id[alive])
-        rec_sit.append(sit[alive])
+        rows = np.flatnonzero(alive)
+        rec.append(GridState(**{k: v[rows] for k, v in vars(states).items()}))
+        rec_kind.append(kind_id[rows])
+        rec_sit.append(sit[rows])
         a = expert.act(states, rng)
         explore = rng.random(len(a)) < cfg.epsilon
         a = np.where(explore, random_legal_actions(model.legal_actions(states), rng), a)
-        states, _, _ = model.step(states, a, rng)
+        states, _, done = model.step(states, a, rng)
+        alive &= ~done
     return model, _concat(rec), np.concatenate(rec_kind), np.concatenate(rec_sit)
 
 
-def make_dataset(layout: Layout, cfg: PretrainConfig, rng: np.random.Generator, *,
-                 model_config: GridModelConfig | None = None) -> PVDataset:
+def make_dataset(layout: Layout, cfg: PretrainConfig, rng: np.random.Generator) -> PVDataset:
     """Seeded states with expert policy and value targets (see the module docstring)."""
-    model, states, kind, sit = sample_training_states(layout, cfg, rng, model_config=model_config)
+    model, states, kind, sit = sample_training_states(layout, cfg, rng)
     expert = ShortestPathExpert(model)
     policy = expert.policy_target(states)
     k = cfg.value_rollouts
     rep = states if k == 1 else GridState(**{n: np.repeat(v, k, axis=0)
                                               for n, v in vars(states).items()})
-    value = expert_returns(expert, rep, rng, discount=cfg.discount).reshape(-1, k).mean(1)
+    table = open_world_values(model, cfg.discount)
+    value = expert_returns(expert, rep, rng, discount=cfg.discount, continuation=table)
+    value = value.reshape(-1, k).mean(1)
     obs = model.encode(states)
     return PVDataset({n: obs[n].astype(np.float32) for n in OBS_KEYS}, policy.astype(np.float32),
                      value.astype(np.float32), kind, sit)
@@ -242,7 +263,7 @@ def pv_loss(net: PolicyValueNet, obs: dict[str, torch.Tensor], policy: torch.Ten
     ce = -(policy * logp).sum(-1).mean()
     mse = F.mse_loss(out.value, value)
     loss = ce + value_weight * mse
-    return loss, {"loss": float(loss), "policy_loss": float(ce), "value_loss": float(mse)}
+    return loss, {"loss": loss.item(), "policy_loss": ce.item(), "value_loss": mse.item()}
 
 
 def _lr(step: int, cfg: PretrainConfig) -> float:
@@ -338,8 +359,7 @@ def action_agreement(net: PolicyValueNet, model: GridModel, states: GridState) -
 
 
 def pretrain(layout: Layout, cfg: PretrainConfig, *, net_config: PolicyValueConfig | None = None,
-             model_config: GridModelConfig | None = None, log_every: int = 0
-             ) -> tuple[PolicyValueNet, TrainLog, dict[str, object]]:
+             log_every: int = 0) -> tuple[PolicyValueNet, TrainLog, dict[str, object]]:
     """Generates the data and trains a fresh network, all from ``cfg.seed``.
 
     Returns:
@@ -347,7 +367,7 @@ def pretrain(layout: Layout, cfg: PretrainConfig, *, net_config: PolicyValueConf
     """
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
-    data = make_dataset(layout, cfg, rng, model_config=model_config)
+    data = make_dataset(layout, cfg, rng)
     data_s = time.perf_counter() - t0
     train, val = split_holdout(data, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -356,8 +376,11 @@ def pretrain(layout: Layout, cfg: PretrainConfig, *, net_config: PolicyValueConf
     info: dict[str, object] = {
         "stage": "pretrain", "seed": cfg.seed, "n_samples": len(data), "n_train": len(train),
         "data_wall_s": round(data_s, 1), "train_wall_s": round(log.wall_s, 1),
-        "value_target": "MC discounted return of the greedy shortest-path expert in the grid "
-                        f"model (discount {cfg.discount}, {cfg.value_rollouts} rollouts)",
+        "value_target": "discounted return of the greedy shortest-path expert played in the "
+                        f"grid model (discount {cfg.discount}, {cfg.value_rollouts} plays; "
+                        "later orders: exact open-warehouse expectation)",
+        "grid_model": {"horizon_steps": cfg.horizon_steps,
+                       "terminate_on_delivery": cfg.terminate_on_delivery},
         "policy_target": "uniform over shortest-path expert actions",
         "final_train_loss": float(np.mean(log.loss[-50:])) if log.loss else None,
         "val": log.val,

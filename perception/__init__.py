@@ -24,7 +24,13 @@ from perception.evaluation import (
     logs_from_scenario,
     plot_errors,
 )
-from perception.localization import SENSOR_NAMES, FilterEstimate, Localizer, LocalizerConfig, LocalizerStats
+from perception.localization import (
+    SENSOR_NAMES,
+    FilterEstimate,
+    Localizer,
+    LocalizerConfig,
+    LocalizerStats,
+)
 from perception.obstacles import Blockage, BlockageConfig, BlockageDetector
 from perception.relocalization import PositionFix, multilaterate
 from perception.scan_match import MapField, ScanMatch, ScanMatchConfig, match_scan, scan_points
@@ -45,46 +51,41 @@ from perception.synthetic import (
 # fusion exports added by the lead
 
 __all__ = [
-    # localization
-    "Localizer",
-    "LocalizerConfig",
-    "LocalizerStats",
-    "FilterEstimate",
     "SENSOR_NAMES",
-    # scan matching and relocalization
-    "MapField",
-    "ScanMatch",
-    "ScanMatchConfig",
-    "match_scan",
-    "scan_points",
-    "PositionFix",
-    "multilaterate",
-    # obstacles
     "Blockage",
     "BlockageConfig",
     "BlockageDetector",
-    # evaluation
     "BlockageMetrics",
+    "BoxObstacle",
+    "FilterEstimate",
     "FilterMetrics",
     "InjectedBlockage",
-    "LocalizationEvalResult",
-    "OutageWindow",
-    "RobotLog",
-    "Trace",
-    "evaluate_localization",
-    "evaluate_synthetic",
-    "logs_from_scenario",
-    "plot_errors",
-    # synthetic sensors (tests, benchmarks, evaluation without the simulator)
-    "BoxObstacle",
     "Kidnap",
+    "LocalizationEvalResult",
+    "Localizer",
+    "LocalizerConfig",
+    "LocalizerStats",
+    "MapField",
     "NoiseProfile",
     "Outage",
+    "OutageWindow",
+    "PositionFix",
+    "RobotLog",
     "RobotRun",
+    "ScanMatch",
+    "ScanMatchConfig",
     "Scenario",
     "ScenarioConfig",
     "SlipBurst",
+    "Trace",
     "degraded_config",
+    "evaluate_localization",
+    "evaluate_synthetic",
     "generate_scenario",
+    "logs_from_scenario",
+    "match_scan",
+    "multilaterate",
     "nominal_config",
+    "plot_errors",
+    "scan_points",
 ]

@@ -19,8 +19,19 @@ from typing import Any
 import numpy as np
 from filterpy.kalman import ExtendedKalmanFilter
 
-from perception.motion import IKS, IWA, IYAW, N_STATE, WHEEL_ASYM_BOUNDS, WHEEL_SCALE_BOUNDS, MeasurementModel, \
-    propagate_jacobian, propagate_one, wrap, wrap_scalar
+from perception.motion import (
+    IKS,
+    IWA,
+    IYAW,
+    N_STATE,
+    WHEEL_ASYM_BOUNDS,
+    WHEEL_SCALE_BOUNDS,
+    MeasurementModel,
+    propagate_jacobian,
+    propagate_one,
+    wrap,
+    wrap_scalar,
+)
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,7 @@ class _EKF(ExtendedKalmanFilter):
     dt: float = 0.0
     offsets: tuple[float, float] = (0.0, 0.0)
 
-    def predict_x(self, u: Any = 0) -> None:  # noqa: ARG002 - filterpy signature
+    def predict_x(self, u: Any = 0) -> None:
         self.x = propagate_one(self.x[:, 0], self.dt, *self.offsets)[:, None]
 
 
@@ -163,5 +174,10 @@ class EkfBackend(FilterBackend):
                 d[angle, 0] = wrap(d[angle, 0])
             return d
 
-        self._f.update(z.reshape(-1, 1), HJacobian=lambda _x: H, Hx=lambda _x: hx.reshape(-1, 1),
-                       R=R, residual=residual)
+        self._f.update(
+            z.reshape(-1, 1),
+            HJacobian=lambda _x: H,
+            Hx=lambda _x: hx.reshape(-1, 1),
+            R=R,
+            residual=residual,
+        )

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -151,6 +152,7 @@ class LocalizationEvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (for report.json); inf/nan become None."""
+
         def clean(v: Any) -> Any:
             if isinstance(v, float):
                 return v if math.isfinite(v) else None
@@ -162,40 +164,65 @@ class LocalizationEvalResult:
 
         out: dict[str, Any] = {}
         for k, m in self.metrics.items():
-            out[k] = clean({
-                "pos_rmse_cm": m.pos_rmse_cm, "yaw_rmse_deg": m.yaw_rmse_deg, "pos_p95_cm": m.pos_p95_cm,
-                "pos_max_cm": m.pos_max_cm, "mean_nees": m.mean_nees, "divergences": m.divergences,
-                "episodes": m.episodes, "rejections": dict(m.rejections), "relocalizations": m.relocalizations,
-                "kidnaps_detected": m.kidnaps_detected, "recovery_s": list(m.recovery_s),
-                "max_recovery_s": m.max_recovery_s, "kidnap_recovery_s": list(m.kidnap_recovery_s),
-                "frames_per_s": m.frames_per_s})
+            out[k] = clean(
+                {
+                    "pos_rmse_cm": m.pos_rmse_cm,
+                    "yaw_rmse_deg": m.yaw_rmse_deg,
+                    "pos_p95_cm": m.pos_p95_cm,
+                    "pos_max_cm": m.pos_max_cm,
+                    "mean_nees": m.mean_nees,
+                    "divergences": m.divergences,
+                    "episodes": m.episodes,
+                    "rejections": dict(m.rejections),
+                    "relocalizations": m.relocalizations,
+                    "kidnaps_detected": m.kidnaps_detected,
+                    "recovery_s": list(m.recovery_s),
+                    "max_recovery_s": m.max_recovery_s,
+                    "kidnap_recovery_s": list(m.kidnap_recovery_s),
+                    "frames_per_s": m.frames_per_s,
+                }
+            )
         if self.blockage is not None:
             b = self.blockage
-            out["blockage"] = clean({"precision": b.precision, "recall": b.recall,
-                                     "latency_s": list(b.latency_s), "mean_latency_s": b.mean_latency_s,
-                                     "reported": b.reported, "true_positives": b.true_positives,
-                                     "injected": b.injected, "detected": b.detected})
+            out["blockage"] = clean(
+                {
+                    "precision": b.precision,
+                    "recall": b.recall,
+                    "latency_s": list(b.latency_s),
+                    "mean_latency_s": b.mean_latency_s,
+                    "reported": b.reported,
+                    "true_positives": b.true_positives,
+                    "injected": b.injected,
+                    "detected": b.detected,
+                }
+            )
         return out
 
     def summary(self) -> str:
         """One line per filter kind (plus blockages), human readable."""
         lines = []
         for k, m in self.metrics.items():
-            lines.append(f"{k:>15}: pos RMSE {m.pos_rmse_cm:.2f} cm, yaw RMSE {m.yaw_rmse_deg:.3f} deg, "
-                         f"p95 {m.pos_p95_cm:.2f} cm, max {m.pos_max_cm:.2f} cm, NEES {m.mean_nees:.2f}, "
-                         f"divergences {m.divergences}/{m.episodes}, max recovery {m.max_recovery_s:.2f} s, "
-                         f"rejections {sum(m.rejections.values())}")
+            lines.append(
+                f"{k:>15}: pos RMSE {m.pos_rmse_cm:.2f} cm, yaw RMSE {m.yaw_rmse_deg:.3f} deg, "
+                f"p95 {m.pos_p95_cm:.2f} cm, max {m.pos_max_cm:.2f} cm, NEES {m.mean_nees:.2f}, "
+                f"divergences {m.divergences}/{m.episodes}, max recovery {m.max_recovery_s:.2f} s, "
+                f"rejections {sum(m.rejections.values())}"
+            )
         if self.blockage is not None:
             b = self.blockage
-            lines.append(f"{'blockages':>15}: precision {b.precision:.2f}, recall {b.recall:.2f}, "
-                         f"mean latency {b.mean_latency_s:.2f} s ({b.detected}/{b.injected} detected)")
+            lines.append(
+                f"{'blockages':>15}: precision {b.precision:.2f}, recall {b.recall:.2f}, "
+                f"mean latency {b.mean_latency_s:.2f} s ({b.detected}/{b.injected} detected)"
+            )
         return "\n".join(lines)
 
 
 # ---- running filters ------------------------------------------------------------------------
 
 
-def _run_filter(layout: Layout, log: RobotLog, cfg: LocalizerConfig) -> tuple[Trace, list[Pose], Any, float]:
+def _run_filter(
+    layout: Layout, log: RobotLog, cfg: LocalizerConfig
+) -> tuple[Trace, list[Pose], Any, float]:
     loc = Localizer(layout, cfg, log.initial_pose)
     poses: list[Pose] = []
     t0 = time.perf_counter()
@@ -207,14 +234,26 @@ def _run_filter(layout: Layout, log: RobotLog, cfg: LocalizerConfig) -> tuple[Tr
     e = est - truth
     e[:, 2] = wrap(e[:, 2])
     covs = np.stack([p.cov for p in poses]) if poses else np.zeros((0, 3, 3))
-    nees = np.einsum("ti,ti->t", e, np.linalg.solve(covs, e[..., None])[..., 0]) if poses else np.zeros(0)
-    trace = Trace(kind=cfg.kind, robot_id=log.robot_id, stamps=np.array([f.stamp for f in log.frames]),
-                  pos_err=np.hypot(e[:, 0], e[:, 1]), yaw_err=e[:, 2], nees=nees,
-                  health=tuple(p.health for p in poses))
+    nees = (
+        np.einsum("ti,ti->t", e, np.linalg.solve(covs, e[..., None])[..., 0])
+        if poses
+        else np.zeros(0)
+    )
+    trace = Trace(
+        kind=cfg.kind,
+        robot_id=log.robot_id,
+        stamps=np.array([f.stamp for f in log.frames]),
+        pos_err=np.hypot(e[:, 0], e[:, 1]),
+        yaw_err=e[:, 2],
+        nees=nees,
+        health=tuple(p.health for p in poses),
+    )
     return trace, poses, loc.stats, wall
 
 
-def _held_below(stamps: np.ndarray, err: np.ndarray, start: float, thresh: float, hold_s: float) -> float:
+def _held_below(
+    stamps: np.ndarray, err: np.ndarray, start: float, thresh: float, hold_s: float
+) -> float:
     """Seconds from ``start`` until ``err <= thresh`` holds for ``hold_s``; inf if never."""
     idx = np.flatnonzero(stamps >= start)
     ok = err[idx] <= thresh
@@ -243,9 +282,16 @@ def _diverged(tr: Trace, mask: np.ndarray, nees_blowup: float, nees_blowup_s: fl
     return False
 
 
-def _kind_metrics(kind: str, runs: list[tuple[RobotLog, Trace, Any, float]], *, recover_cm: float,
-                  hold_s: float, kidnap_grace_s: float, nees_blowup: float, nees_blowup_s: float
-                  ) -> FilterMetrics:
+def _kind_metrics(
+    kind: str,
+    runs: list[tuple[RobotLog, Trace, Any, float]],
+    *,
+    recover_cm: float,
+    hold_s: float,
+    kidnap_grace_s: float,
+    nees_blowup: float,
+    nees_blowup_s: float,
+) -> FilterMetrics:
     errs, yerrs, nees = [], [], []
     rec, kid_rec, rej = [], [], {}
     div = reloc = kid = 0
@@ -270,56 +316,97 @@ def _kind_metrics(kind: str, runs: list[tuple[RobotLog, Trace, Any, float]], *, 
         wall += w
     e, ye, ne = np.concatenate(errs), np.concatenate(yerrs), np.concatenate(nees)
     return FilterMetrics(
-        kind=kind, pos_rmse_cm=float(np.sqrt(np.mean(e**2)) * 100), yaw_rmse_deg=float(np.degrees(np.sqrt(np.mean(ye**2)))),
-        pos_p95_cm=float(np.percentile(e, 95) * 100), pos_max_cm=float(e.max() * 100), mean_nees=float(np.mean(ne)),
-        divergences=div, episodes=len(runs), rejections=MappingProxyType(rej), relocalizations=reloc,
-        kidnaps_detected=kid, recovery_s=tuple(rec), kidnap_recovery_s=tuple(kid_rec),
-        frames_per_s=float(frames / wall) if wall > 0 else math.inf)
+        kind=kind,
+        pos_rmse_cm=float(np.sqrt(np.mean(e**2)) * 100),
+        yaw_rmse_deg=float(np.degrees(np.sqrt(np.mean(ye**2)))),
+        pos_p95_cm=float(np.percentile(e, 95) * 100),
+        pos_max_cm=float(e.max() * 100),
+        mean_nees=float(np.mean(ne)),
+        divergences=div,
+        episodes=len(runs),
+        rejections=MappingProxyType(rej),
+        relocalizations=reloc,
+        kidnaps_detected=kid,
+        recovery_s=tuple(rec),
+        kidnap_recovery_s=tuple(kid_rec),
+        frames_per_s=float(frames / wall) if wall > 0 else math.inf,
+    )
 
 
 # ---- blockages ------------------------------------------------------------------------------
 
 
-def _blockage_metrics(layout: Layout, logs: Sequence[RobotLog], poses: Sequence[list[Pose]],
-                      injected: Sequence[InjectedBlockage], cfg: BlockageConfig, match_tol_s: float
-                      ) -> BlockageMetrics:
+def _blockage_metrics(
+    layout: Layout,
+    logs: Sequence[RobotLog],
+    poses: Sequence[list[Pose]],
+    injected: Sequence[InjectedBlockage],
+    cfg: BlockageConfig,
+    match_tol_s: float,
+) -> BlockageMetrics:
     det = BlockageDetector(layout, cfg)
-    order = sorted(((f.stamp, i, k) for i, log in enumerate(logs) for k, f in enumerate(log.frames)))
-    events: dict[tuple[tuple[int, int], float], float] = {}  # (cell, first_seen) -> first report time
+    order = sorted(
+        ((f.stamp, i, k) for i, log in enumerate(logs) for k, f in enumerate(log.frames))
+    )
+    events: dict[
+        tuple[tuple[int, int], float], float
+    ] = {}  # (cell, first_seen) -> first report time
     for stamp, i, k in order:
         f = logs[i].frames[k]
         if f.lidar is None:
             continue
-        others = np.array([[poses[j][min(k, len(poses[j]) - 1)].x, poses[j][min(k, len(poses[j]) - 1)].y]
-                           for j in range(len(logs)) if j != i]).reshape(-1, 2)
+        others = np.array(
+            [
+                [poses[j][min(k, len(poses[j]) - 1)].x, poses[j][min(k, len(poses[j]) - 1)].y]
+                for j in range(len(logs))
+                if j != i
+            ]
+        ).reshape(-1, 2)
         for b in det.update(poses[i][k], f.lidar, stamp, exclude_xy=others):
             events.setdefault((b.cell, b.first_seen), stamp)
     tp = 0
     latency = []
     hit = [math.inf] * len(injected)
     for (cell, first), reported in events.items():
-        match = [j for j, inj in enumerate(injected)
-                 if any((inj.cells == np.array(cell)).all(axis=1))
-                 and inj.t0 - match_tol_s <= first <= inj.t1 + match_tol_s]
+        match = [
+            j
+            for j, inj in enumerate(injected)
+            if any((inj.cells == np.array(cell)).all(axis=1))
+            and inj.t0 - match_tol_s <= first <= inj.t1 + match_tol_s
+        ]
         tp += bool(match)
         for j in match:
             hit[j] = min(hit[j], reported - injected[j].t0)
     latency = [h for h in hit if math.isfinite(h)]
-    return BlockageMetrics(precision=tp / len(events) if events else 1.0,
-                           recall=len(latency) / len(injected) if injected else 1.0,
-                           latency_s=tuple(latency), reported=len(events), true_positives=tp,
-                           injected=len(injected), detected=len(latency))
+    return BlockageMetrics(
+        precision=tp / len(events) if events else 1.0,
+        recall=len(latency) / len(injected) if injected else 1.0,
+        latency_s=tuple(latency),
+        reported=len(events),
+        true_positives=tp,
+        injected=len(injected),
+        detected=len(latency),
+    )
 
 
 # ---- public entry points --------------------------------------------------------------------
 
 
-def evaluate_localization(layout: Layout, logs: Sequence[RobotLog], *, kinds: Iterable[str] = KINDS,
-                          config: LocalizerConfig | None = None,
-                          blockages: Sequence[InjectedBlockage] | None = None,
-                          blockage_config: BlockageConfig | None = None, recover_cm: float = 2.0,
-                          hold_s: float = 0.5, kidnap_grace_s: float = 5.0, nees_blowup: float = 100.0,
-                          nees_blowup_s: float = 1.0, match_tol_s: float = 0.5) -> LocalizationEvalResult:
+def evaluate_localization(
+    layout: Layout,
+    logs: Sequence[RobotLog],
+    *,
+    kinds: Iterable[str] = KINDS,
+    config: LocalizerConfig | None = None,
+    blockages: Sequence[InjectedBlockage] | None = None,
+    blockage_config: BlockageConfig | None = None,
+    recover_cm: float = 2.0,
+    hold_s: float = 0.5,
+    kidnap_grace_s: float = 5.0,
+    nees_blowup: float = 100.0,
+    nees_blowup_s: float = 1.0,
+    match_tol_s: float = 0.5,
+) -> LocalizationEvalResult:
     """Run every filter kind over every robot log and score them against ground truth.
 
     Args:
@@ -357,35 +444,68 @@ def evaluate_localization(layout: Layout, logs: Sequence[RobotLog], *, kinds: It
             runs.append((log, tr, stats, wall))
             if kind == ("ekf" if "ekf" in kinds else kinds[0]):
                 poses_for_blockage.append(poses)
-        metrics[kind] = _kind_metrics(kind, runs, recover_cm=recover_cm, hold_s=hold_s,
-                                      kidnap_grace_s=kidnap_grace_s, nees_blowup=nees_blowup,
-                                      nees_blowup_s=nees_blowup_s)
+        metrics[kind] = _kind_metrics(
+            kind,
+            runs,
+            recover_cm=recover_cm,
+            hold_s=hold_s,
+            kidnap_grace_s=kidnap_grace_s,
+            nees_blowup=nees_blowup,
+            nees_blowup_s=nees_blowup_s,
+        )
     blk = None
     if blockages is not None:
-        blk = _blockage_metrics(layout, logs, poses_for_blockage, blockages, blockage_config or BlockageConfig(),
-                                match_tol_s)
-    return LocalizationEvalResult(metrics=MappingProxyType(metrics), blockage=blk, traces=tuple(traces),
-                                  outages=MappingProxyType(outages))
+        blk = _blockage_metrics(
+            layout,
+            logs,
+            poses_for_blockage,
+            blockages,
+            blockage_config or BlockageConfig(),
+            match_tol_s,
+        )
+    return LocalizationEvalResult(
+        metrics=MappingProxyType(metrics),
+        blockage=blk,
+        traces=tuple(traces),
+        outages=MappingProxyType(outages),
+    )
 
 
-def logs_from_scenario(scenario: Any, cell_size: float = 1.0) -> tuple[list[RobotLog], list[InjectedBlockage]]:
+def logs_from_scenario(
+    scenario: Any, cell_size: float = 1.0
+) -> tuple[list[RobotLog], list[InjectedBlockage]]:
     """Convert a :class:`perception.synthetic.Scenario` into evaluation inputs.
 
     Args:
         scenario: the synthetic scenario.
         cell_size: the layout's cell size (m), to turn obstacle boxes into cells.
     """
-    logs = [RobotLog(robot_id=r.robot_id, frames=r.frames, truth=r.truth, initial_pose=r.initial_pose,
-                     outages=tuple(OutageWindow(o.sensor, o.t0, o.t1) for o in r.outages),
-                     kidnap_times=r.kidnap_times) for r in scenario.runs]
+    logs = [
+        RobotLog(
+            robot_id=r.robot_id,
+            frames=r.frames,
+            truth=r.truth,
+            initial_pose=r.initial_pose,
+            outages=tuple(OutageWindow(o.sensor, o.t0, o.t1) for o in r.outages),
+            kidnap_times=r.kidnap_times,
+        )
+        for r in scenario.runs
+    ]
     inj = [InjectedBlockage(cells=b.cells(cell_size), t0=b.t0, t1=b.t1) for b in scenario.obstacles]
     return logs, inj
 
 
-def evaluate_synthetic(sensors: Literal["nominal", "degraded"] = "nominal", episodes: int = 1, *, seed: int = 0,
-                       duration_s: float | None = None, n_robots: int = 1, layout: Layout | None = None,
-                       kinds: Iterable[str] = KINDS, config: LocalizerConfig | None = None
-                       ) -> LocalizationEvalResult:
+def evaluate_synthetic(
+    sensors: Literal["nominal", "degraded"] = "nominal",
+    episodes: int = 1,
+    *,
+    seed: int = 0,
+    duration_s: float | None = None,
+    n_robots: int = 1,
+    layout: Layout | None = None,
+    kinds: Iterable[str] = KINDS,
+    config: LocalizerConfig | None = None,
+) -> LocalizationEvalResult:
     """``forklift eval task=localization sensors=... episodes=N`` on synthetic data.
 
     Each episode draws a fresh scenario (``np.random.default_rng([seed, episode])``) on
@@ -414,7 +534,9 @@ def evaluate_synthetic(sensors: Literal["nominal", "degraded"] = "nominal", epis
     return evaluate_localization(layout, logs, kinds=kinds, config=config)
 
 
-def plot_errors(result: LocalizationEvalResult, path: str | Path, *, robot_id: int | None = None) -> Path:
+def plot_errors(
+    result: LocalizationEvalResult, path: str | Path, *, robot_id: int | None = None
+) -> Path:
     """Position error over time per filter kind, outage windows shaded; writes a PNG.
 
     Args:
@@ -433,8 +555,13 @@ def plot_errors(result: LocalizationEvalResult, path: str | Path, *, robot_id: i
     rid = result.traces[0].robot_id if robot_id is None else robot_id
     idx = [i for i, t in enumerate(result.traces) if t.robot_id == rid]
     fig, ax = plt.subplots(figsize=(10, 4))
-    colors = {"uwb": "tab:orange", "lidar": "tab:red", "fiducial": "tab:green", "imu": "tab:purple",
-              "odom": "tab:brown"}
+    colors = {
+        "uwb": "tab:orange",
+        "lidar": "tab:red",
+        "fiducial": "tab:green",
+        "imu": "tab:purple",
+        "odom": "tab:brown",
+    }
     shaded = set()
     for i in idx:
         for o in result.outages.get(i, ()):

@@ -48,8 +48,9 @@ Robustness (what robot_localization users expect):
   innovation (< ``recover_max_offset`` / ``recover_max_yaw``) inflates P along the
   innovation and is applied (the filter was overconfident, e.g. after wheel slip).
 * **Collisions**: an accelerometer norm above ``impact_accel`` inflates the yaw-rate
-  process noise for that period and skips the odometry (skidding / spinning wheels);
-  the accelerometer carries v. **Gyro lock-out breaker**: after ``gyro_relock``
+  process noise for that period, adds ``impact_pos_sigma`` / ``impact_yaw_sigma`` of
+  pose noise (sampled inertial data miss part of a collision's motion) and skips the
+  odometry (skidding / spinning wheels); the accelerometer carries v. **Gyro lock-out breaker**: after ``gyro_relock``
   consecutive gyro rejections the yaw-rate variance is reopened by the last innovation,
   so a wrong w state can never shut out the gyro for good.
 * **Relocalization** when lost: a floor fiducial gives the full pose, checked against
@@ -68,170 +69,35 @@ from __future__ import annotations
 import copy
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Mapping
 
 import numpy as np
 from scipy.stats import chi2
 
 from perception import motion as mm
 from perception.ekf import EkfBackend, FilterBackend
+from perception.localization_config import (
+    SENSOR_NAMES,
+    FilterEstimate,
+    LocalizerConfig,
+    LocalizerStats,
+)
 from perception.readings import check_fiducial, check_imu, check_lidar, check_odom, check_uwb
-from perception.relocalization import multilaterate
-from perception.scan_match import MapField, ScanMatchConfig, match_scan, scan_points, search_yaw
+from perception.relocalization import fiducial_candidate, uwb_candidate, yaw_candidate
+from perception.scan_match import MapField, match_scan, scan_points
 from perception.ukf import UkfBackend
 from sim.layout import Layout
 from sim.types import Health, Pose, SensorFrame
 
-SENSOR_NAMES: tuple[str, ...] = ("odom", "imu", "lidar", "uwb", "fiducial")
-_KINDS = ("ekf", "ukf", "dead_reckoning")
 _ODOM_ROWS = {2: np.array([True, True]), 3: np.array([True, True, False])}
+_MOTION_ROWS = {
+    (True, True): (slice(0, 3), slice(0, 3)),
+    (True, False): (slice(0, 2), slice(0, 2)),
+    (False, True): (slice(2, 3), slice(2, 3)),
+}
 _NUMERIC_ERRORS = (np.linalg.LinAlgError, ValueError, FloatingPointError, ZeroDivisionError)
-
-
-@dataclass(frozen=True)
-class LocalizerConfig:
-    """Typed configuration of a :class:`Localizer` (SI units; PSD = power spectral density)."""
-
-    kind: Literal["ekf", "ukf", "dead_reckoning"] = "ekf"
-    # process noise
-    accel_psd: float = 0.05  # (m/s)^2/s, forward acceleration (no IMU accel)
-    use_accel: bool = True  # drive v with the IMU's forward acceleration when present
-    imu_accel_sigma: float = 0.2  # m/s^2, accelerometer noise + vibration
-    aided_accel_psd: float = 1e-4  # (m/s)^2/s, extra v random walk when IMU-aided
-    impact_accel: float = 3.0  # m/s^2; a larger |accel| is a collision (robot limit ~1-2.3)
-    impact_w_sigma: float = 2.0  # rad/s extra yaw-rate std on an impact
-    gyro_relock: int = 1  # consecutive gyro rejections before the yaw-rate state is reopened
-    yaw_accel_psd: float = 0.2  # (rad/s)^2/s
-    gyro_bias_psd: float = 1e-7  # (rad/s)^2/s
-    wheel_scale_psd: float = 1e-7  # 1/s
-    wheel_asym_psd: float = 1e-7  # (rad/m)^2/s
-    pos_psd: float = 1e-6  # m^2/s, pose model error (arc approximation, floor bumps)
-    yaw_psd: float = 1e-7  # rad^2/s
-    # measurement noise
-    # odometry noise in wheel space (differential drive): each wheel's ground speed has
-    # std sqrt(odom_wheel_sigma_abs^2 + (odom_wheel_sigma_rel * speed)^2), mapped to (v, w)
-    odom_track_width: float = 0.5  # m
-    odom_wheel_sigma_rel: float = 0.03  # fraction of wheel speed (noise + slip)
-    odom_wheel_sigma_abs: float = 0.005  # m/s per wheel
-    odom_velocity: Literal["mean", "end"] = "mean"  # odometry/gyro: period mean (simulator) or at the stamp
-    gyro_sigma: float = 0.005  # rad/s
-    uwb_sigma: float = 0.08  # m
-    uwb_tag_height: float = 0.35  # m (the simulator's tag)
-    uwb_max_range: float = 200.0  # m, longer is malformed
-    fiducial_sigma: float = 0.005  # m
-    fiducial_yaw_sigma: float = float(np.deg2rad(0.3))  # rad
-    fiducial_max_offset: float = 0.5  # m, larger (dx, dy) is malformed
-    # lidar scan matching
-    lidar_period_s: float = 0.0  # s between matches (0 = every scan)
-    lidar_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # lidar pose in robot frame
-    lidar_min_fitness: float = 0.5  # inlier fraction below this: match rejected
-    lidar_max_prior_pos_std: float = 0.3  # m, wider prior: no local match (basin)
-    lidar_max_prior_yaw_std: float = 0.2  # rad
-    field_resolution: float = 0.02  # m, signed distance field pixel
-    scan: ScanMatchConfig = ScanMatchConfig()
-    # initial uncertainty (used when the initial pose carries no covariance)
-    init_pos_std: float = 0.05
-    init_yaw_std: float = 0.02
-    init_v_std: float = 0.1
-    init_w_std: float = 0.1
-    init_gyro_bias_std: float = 0.01
-    init_wheel_scale_std: float = 0.02
-    init_wheel_asym_std: float = 0.05  # rad/m
-    # gates (chi-square probabilities)
-    gate_odom: float = 0.999
-    gate_imu: float = 0.99999  # the gyro is the yaw-rate witness: only gross faults fail
-    gate_uwb: float = 0.99
-    gate_fiducial: float = 0.999
-    gate_lidar: float = 0.999
-    # time-outs (s); fiducials have none
-    timeout_odom: float = 0.25
-    timeout_imu: float = 0.25
-    timeout_lidar: float = 0.5
-    timeout_uwb: float = 1.0
-    # health
-    degraded_pos_std: float = 0.03  # m
-    lost_pos_std: float = 0.5  # m
-    degraded_yaw_std: float = float(np.deg2rad(2.0))
-    lost_yaw_std: float = float(np.deg2rad(30.0))
-    degraded_rejections: int = 3  # consecutive rejections of one exteroceptive sensor
-    kidnap_rejections: int = 10  # consecutive lidar / UWB-majority rejections -> lost
-    kidnap_fiducials: int = 2  # consecutive rejected fiducial readings -> lost
-    # bounded recovery from small persistent pose innovations (see Localizer._recover)
-    recover_after: int = 2  # consecutive rejections of a good pose measurement
-    recover_max_offset: float = 0.3  # m
-    recover_max_yaw: float = float(np.deg2rad(15.0))  # rad
-    recover_min_fitness: float = 0.7  # scan matches must fit at least this well
-    # relocalization
-    reloc_min_anchors: int = 4
-    reloc_chi2_prob: float = 0.99
-    reloc_min_fitness: float = 0.7
-    reloc_yaw_seeds: int = 16
-    # time handling
-    history_s: float = 1.0  # replay window for late frames (0 = reject late frames)
-    max_dt: float = 1.0  # s, longest single prediction
-    # UKF sigma points (Van der Merwe)
-    ukf_alpha: float = 1.0
-    ukf_beta: float = 2.0
-    ukf_kappa: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise ValueError(f"localization.kind: {self.kind!r}; allowed {', '.join(_KINDS)}")
-        for name in ("uwb_sigma", "fiducial_sigma", "gyro_sigma", "odom_wheel_sigma_abs", "odom_track_width",
-                     "max_dt"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"localization.{name}: {getattr(self, name)}; allowed > 0")
-        for name in ("gate_odom", "gate_imu", "gate_uwb", "gate_fiducial", "gate_lidar"):
-            if not 0.0 < getattr(self, name) < 1.0:
-                raise ValueError(f"localization.{name}: {getattr(self, name)}; allowed in (0, 1)")
-        if self.odom_velocity not in ("end", "mean"):
-            raise ValueError(f"localization.odom_velocity: {self.odom_velocity!r}; allowed end, mean")
-        if self.history_s < 0 or self.lidar_period_s < 0:
-            raise ValueError("localization.history_s / lidar_period_s: allowed >= 0")
-
-
-@dataclass(frozen=True)
-class LocalizerStats:
-    """Counters of one localizer (snapshot).
-
-    Attributes:
-        frames: frames processed (not counting replays).
-        accepted / rejected: measurement components per sensor passed / failed the gate
-            (UWB: per range; lidar: per scan match, a poor fit counts as rejected).
-        malformed: readings (or UWB entries) dropped as malformed, per sensor and "frame".
-        timeouts: transitions into the timed-out state, per sensor.
-        timed_out: sensors timed out now.
-        late_replayed: late frames inserted by replay. late_dropped: too late / duplicates.
-        numerical_resets: restores of the last good estimate.
-        covariance_repairs: eigenvalue clamps of P.
-        relocalizations: accepted relocalizations. kidnaps_detected: lost-by-rejection events.
-        recoveries: bounded covariance recoveries (small persistent pose innovations).
-    """
-
-    frames: int
-    accepted: Mapping[str, int]
-    rejected: Mapping[str, int]
-    malformed: Mapping[str, int]
-    timeouts: Mapping[str, int]
-    timed_out: frozenset[str]
-    late_replayed: int
-    late_dropped: int
-    numerical_resets: int
-    covariance_repairs: int
-    relocalizations: int
-    kidnaps_detected: int
-    recoveries: int
-
-
-@dataclass(frozen=True)
-class FilterEstimate:
-    """Full filter estimate: state [8] (see :mod:`perception.motion`), covariance [8, 8]."""
-
-    x: np.ndarray
-    P: np.ndarray
-    stamp: float
 
 
 @dataclass
@@ -277,21 +143,39 @@ class Localizer:
             ``stamp`` (time of the pose; the first frame propagates from it).
     """
 
-    def __init__(self, layout: Layout, config: LocalizerConfig | None = None,
-                 initial_pose: Pose | None = None) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        config: LocalizerConfig | None = None,
+        initial_pose: Pose | None = None,
+    ) -> None:
         self.layout = layout
         self.cfg = config or LocalizerConfig()
         pose0 = initial_pose or Pose(x=0.0, y=0.0, yaw=0.0)
-        self._field = MapField.of(layout, self.cfg.field_resolution) if self.cfg.kind != "dead_reckoning" else None
-        self._gates = {s: {m: float(chi2.ppf(getattr(self.cfg, f"gate_{s}"), m)) for m in (1, 2, 3)}
-                       for s in SENSOR_NAMES}
-        self._timeouts = {"odom": self.cfg.timeout_odom, "imu": self.cfg.timeout_imu,
-                          "lidar": self.cfg.timeout_lidar, "uwb": self.cfg.timeout_uwb}
-        self._motion_models = {(o, g): mm.odom_gyro_model(o, g) for o in (True, False) for g in (True, False)
-                               if o or g}
+        self._field = (
+            MapField.of(layout, self.cfg.field_resolution)
+            if self.cfg.kind != "dead_reckoning"
+            else None
+        )
+        self._gates = {
+            s: {m: float(chi2.ppf(getattr(self.cfg, f"gate_{s}"), m)) for m in (1, 2, 3)}
+            for s in SENSOR_NAMES
+        }
+        self._timeouts = {
+            "odom": self.cfg.timeout_odom,
+            "imu": self.cfg.timeout_imu,
+            "lidar": self.cfg.timeout_lidar,
+            "uwb": self.cfg.timeout_uwb,
+        }
+        self._motion_models = {
+            (o, g): mm.odom_gyro_model(o, g) for o in (True, False) for g in (True, False) if o or g
+        }
         g_o, g_i = self._gates["odom"][1], self._gates["imu"][1]
-        self._motion_gates = {(True, True): np.array([g_o, g_o, g_i]), (True, False): np.array([g_o, g_o]),
-                              (False, True): np.array([g_i])}
+        self._motion_gates = {
+            (True, True): np.array([g_o, g_o, g_i]),
+            (True, False): np.array([g_o, g_o]),
+            (False, True): np.array([g_i]),
+        }
         self._q_cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
         self._fid_model, self._lidar_model = mm.pose_model("fiducial"), mm.pose_model("lidar")
         self._uwb_models: dict[bytes, mm.MeasurementModel] = {}
@@ -342,12 +226,20 @@ class Localizer:
         """Snapshot of the counters."""
         c = self._c
         return LocalizerStats(
-            frames=c.frames, accepted=MappingProxyType(dict(c.accepted)),
-            rejected=MappingProxyType(dict(c.rejected)), malformed=MappingProxyType(dict(c.malformed)),
-            timeouts=MappingProxyType(dict(c.timeouts)), timed_out=frozenset(self._t.timed_out),
-            late_replayed=c.late_replayed, late_dropped=c.late_dropped,
-            numerical_resets=c.numerical_resets, covariance_repairs=c.covariance_repairs,
-            relocalizations=c.relocalizations, kidnaps_detected=c.kidnaps_detected, recoveries=c.recoveries)
+            frames=c.frames,
+            accepted=MappingProxyType(dict(c.accepted)),
+            rejected=MappingProxyType(dict(c.rejected)),
+            malformed=MappingProxyType(dict(c.malformed)),
+            timeouts=MappingProxyType(dict(c.timeouts)),
+            timed_out=frozenset(self._t.timed_out),
+            late_replayed=c.late_replayed,
+            late_dropped=c.late_dropped,
+            numerical_resets=c.numerical_resets,
+            covariance_repairs=c.covariance_repairs,
+            relocalizations=c.relocalizations,
+            kidnaps_detected=c.kidnaps_detected,
+            recoveries=c.recoveries,
+        )
 
     def reset(self, pose: Pose) -> None:
         """Re-initialise the filter at ``pose`` (operator or supervisor override); keeps stats."""
@@ -361,20 +253,41 @@ class Localizer:
 
     def _initial_state(self, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.cfg
-        x0 = np.array([pose.x, pose.y, mm.wrap(pose.yaw), 0.0, 0.0, 0.0, 1.0, 0.0], dtype=np.float64)
+        x0 = np.array(
+            [pose.x, pose.y, mm.wrap(pose.yaw), 0.0, 0.0, 0.0, 1.0, 0.0], dtype=np.float64
+        )
         if not np.all(np.isfinite(x0)):
-            raise ValueError(f"initial_pose: {pose.x}, {pose.y}, {pose.yaw}; allowed finite numbers")
-        P0 = np.diag(np.square([cfg.init_pos_std, cfg.init_pos_std, cfg.init_yaw_std, cfg.init_v_std,
-                                cfg.init_w_std, cfg.init_gyro_bias_std, cfg.init_wheel_scale_std,
-                                cfg.init_wheel_asym_std]))
+            raise ValueError(
+                f"initial_pose: {pose.x}, {pose.y}, {pose.yaw}; allowed finite numbers"
+            )
+        P0 = np.diag(
+            np.square(
+                [
+                    cfg.init_pos_std,
+                    cfg.init_pos_std,
+                    cfg.init_yaw_std,
+                    cfg.init_v_std,
+                    cfg.init_w_std,
+                    cfg.init_gyro_bias_std,
+                    cfg.init_wheel_scale_std,
+                    cfg.init_wheel_asym_std,
+                ]
+            )
+        )
         cov = np.asarray(pose.cov, dtype=np.float64)
-        if cov.shape == (3, 3) and np.all(np.isfinite(cov)) and np.all(np.linalg.eigvalsh(0.5 * (cov + cov.T)) > 0):
+        if (
+            cov.shape == (3, 3)
+            and np.all(np.isfinite(cov))
+            and np.all(np.linalg.eigvalsh(0.5 * (cov + cov.T)) > 0)
+        ):
             P0[:3, :3] = 0.5 * (cov + cov.T)
         return x0, P0
 
     def _make_backend(self, x0: np.ndarray, P0: np.ndarray) -> FilterBackend:
         if self.cfg.kind == "ukf":
-            return UkfBackend(x0, P0, alpha=self.cfg.ukf_alpha, beta=self.cfg.ukf_beta, kappa=self.cfg.ukf_kappa)
+            return UkfBackend(
+                x0, P0, alpha=self.cfg.ukf_alpha, beta=self.cfg.ukf_beta, kappa=self.cfg.ukf_kappa
+            )
         return EkfBackend(x0, P0)
 
     # ---- late data -------------------------------------------------------------------------
@@ -393,7 +306,12 @@ class Localizer:
 
     def _late(self, stamp: float, frame: SensorFrame) -> None:
         hist = self._history
-        if not hist or self.cfg.history_s <= 0 or stamp < hist[0][0] or any(s == stamp for s, _, _ in hist):
+        if (
+            not hist
+            or self.cfg.history_s <= 0
+            or stamp < hist[0][0]
+            or any(s == stamp for s, _, _ in hist)
+        ):
             self._c.late_dropped += 1
             return
         i = next(k for k, (s, _, _) in enumerate(hist) if s > stamp)
@@ -449,16 +367,23 @@ class Localizer:
         q = self._q_cache.get(key)
         if q is None:
             cfg = self.cfg
-            q = (mm.velocity_noise(dt, accel_psd=cfg.accel_psd, yaw_accel_psd=cfg.yaw_accel_psd,
-                                   gyro_bias_psd=cfg.gyro_bias_psd, wheel_scale_psd=cfg.wheel_scale_psd,
-                                   wheel_asym_psd=cfg.wheel_asym_psd),
-                 mm.pose_noise(dt, pos_psd=cfg.pos_psd, yaw_psd=cfg.yaw_psd))
+            q = (
+                mm.velocity_noise(
+                    dt,
+                    accel_psd=cfg.accel_psd,
+                    yaw_accel_psd=cfg.yaw_accel_psd,
+                    gyro_bias_psd=cfg.gyro_bias_psd,
+                    wheel_scale_psd=cfg.wheel_scale_psd,
+                    wheel_asym_psd=cfg.wheel_asym_psd,
+                ),
+                mm.pose_noise(dt, pos_psd=cfg.pos_psd, yaw_psd=cfg.yaw_psd),
+            )
             if len(self._q_cache) < 32:
                 self._q_cache[key] = q
         return q
 
     def _predict(self, frame: SensorFrame, dt: float) -> None:
-        """Random-walk half-step, odometry + gyro update (gated per component), propagation."""
+        """Random-walk half-step, odometry + gyro update (gated), pose propagation."""
         cfg, b = self.cfg, self._backend
         q_vel, q_pose = self._noise(dt)
         z_odom = z_gyro = None
@@ -469,49 +394,73 @@ class Localizer:
             z_gyro = check_imu(frame.imu)
             self._count(self._c.malformed, "imu") if z_gyro is None else self._seen("imu")
         v0, w0 = float(b.xv[mm.IV]), float(b.xv[mm.IW])
+        impact = False
         if z_gyro is not None and cfg.use_accel:
-            # IMU-aided velocity: v += a_fwd dt, far tighter than the blind random walk, so
-            # a slipping wheel (odometry jumps, accelerometer does not) fails the gate
-            acc = frame.imu.accel
-            b.xv[mm.IV] += float(acc[0]) * dt
-            q_vel = q_vel.copy()
-            q_vel[mm.IV, mm.IV] = (cfg.imu_accel_sigma * dt) ** 2 + cfg.aided_accel_psd * dt
-            if math.hypot(float(acc[0]), float(acc[1])) > cfg.impact_accel:
-                # collision: the body may spin within one period (let the gyro in) and the
-                # wheels skid or spin (the accelerometer carries v; odometry is skipped)
-                q_vel[mm.IW, mm.IW] += cfg.impact_w_sigma**2
-                if z_odom is not None:
-                    self._count(self._c.rejected, "odom", 2)
-                    z_odom = None
+            q_vel, impact = self._imu_aided(frame.imu.accel, dt, q_vel)
+        if impact and z_odom is not None:  # skidding / spinning wheels: odometry skipped
+            self._count(self._c.rejected, "odom", 2)
+            z_odom = None
         if z_gyro is not None and self._t.consec.get("imu", 0) >= cfg.gyro_relock:
             # gyro lock-out breaker: the yaw-rate state, not the gyro, is wrong
             q_vel = q_vel.copy()
             q_vel[mm.IW, mm.IW] += self._t.gyro_innov2
         b.add_noise(q_vel)
         if z_odom is not None or z_gyro is not None:
-            has = (z_odom is not None, z_gyro is not None)
-            R = np.zeros((3, 3))
-            if z_odom is not None:
-                R[:2, :2] = self._odom_cov(z_odom)
-            R[2, 2] = cfg.gyro_sigma**2
-            rows = [0, 1, 2] if has == (True, True) else ([0, 1] if has[0] else [2])
-            z = np.concatenate([v for v in (z_odom, z_gyro) if v is not None])
-            ok = self._gated(None, self._motion_models[has], z, R[np.ix_(rows, rows)], joint=False,
-                             gates=self._motion_gates[has])
-            if z_odom is not None:
-                self._count(self._c.accepted, "odom", int(ok[0]) + int(ok[1]))
-                self._count(self._c.rejected, "odom", 2 - int(ok[0]) - int(ok[1]))
-            if z_gyro is not None:
-                self._count(self._c.accepted, "imu", int(ok[-1]))
-                self._count(self._c.rejected, "imu", 1 - int(ok[-1]))
-                self._t.consec["imu"] = 0 if ok[-1] else self._t.consec.get("imu", 0) + 1
-                self._t.gyro_innov2 = float(self._last_innovation.y[-1]) ** 2
+            self._motion_update(z_odom, z_gyro)
         if dt > 0:
             dv = dw = 0.0
             if cfg.odom_velocity == "end":  # move with the period's mean speeds
                 dv, dw = 0.5 * (float(b.xv[mm.IV]) - v0), 0.5 * (float(b.xv[mm.IW]) - w0)
+            if impact:  # instantaneous inertial samples miss part of a collision's motion
+                q_pose = q_pose + np.diag(
+                    np.square(
+                        [
+                            cfg.impact_pos_sigma,
+                            cfg.impact_pos_sigma,
+                            cfg.impact_yaw_sigma,
+                            0,
+                            0,
+                            0,
+                            0,
+                            0,
+                        ]
+                    )
+                )
             b.propagate(dt, q_pose, dv, dw)
         b.normalise()
+
+    def _imu_aided(self, acc: np.ndarray, dt: float, q_vel: np.ndarray) -> tuple[np.ndarray, bool]:
+        """IMU-aided velocity half-step: ``v += a_fwd dt`` with accelerometer noise (far
+        tighter than the blind random walk, so a slipping wheel fails the odometry gate).
+        Returns the process noise and whether the period had an impact (collision)."""
+        cfg = self.cfg
+        self._backend.xv[mm.IV] += float(acc[0]) * dt
+        q_vel = q_vel.copy()
+        q_vel[mm.IV, mm.IV] = (cfg.imu_accel_sigma * dt) ** 2 + cfg.aided_accel_psd * dt
+        impact = math.hypot(float(acc[0]), float(acc[1])) > cfg.impact_accel
+        if impact:  # the body may spin within one period: let the gyro in
+            q_vel[mm.IW, mm.IW] += cfg.impact_w_sigma**2
+        return q_vel, impact
+
+    def _motion_update(self, z_odom: np.ndarray | None, z_gyro: np.ndarray | None) -> None:
+        """One gated update with odometry (v, w) and/or gyro; counts per sensor."""
+        has = (z_odom is not None, z_gyro is not None)
+        R = np.zeros((3, 3))
+        if z_odom is not None:
+            R[:2, :2] = self._odom_cov(z_odom)
+        R[2, 2] = self.cfg.gyro_sigma**2
+        r_rows, r_cols = _MOTION_ROWS[has]
+        z = np.concatenate([v for v in (z_odom, z_gyro) if v is not None])
+        model, gates = self._motion_models[has], self._motion_gates[has]
+        ok = self._gated(None, model, z, R[r_rows, r_cols], joint=False, gates=gates)
+        if z_odom is not None:
+            self._count(self._c.accepted, "odom", int(ok[0]) + int(ok[1]))
+            self._count(self._c.rejected, "odom", 2 - int(ok[0]) - int(ok[1]))
+        if z_gyro is not None:
+            self._count(self._c.accepted, "imu", int(ok[-1]))
+            self._count(self._c.rejected, "imu", 1 - int(ok[-1]))
+            self._t.consec["imu"] = 0 if ok[-1] else self._t.consec.get("imu", 0) + 1
+            self._t.gyro_innov2 = float(self._last_innovation.y[-1]) ** 2
 
     def _odom_cov(self, z: np.ndarray) -> np.ndarray:
         """[2, 2] covariance of odometry (v, w) from independent per-wheel speed noise."""
@@ -521,11 +470,24 @@ class Localizer:
         sl2 = cfg.odom_wheel_sigma_abs**2 + (cfg.odom_wheel_sigma_rel * vl) ** 2
         sr2 = cfg.odom_wheel_sigma_abs**2 + (cfg.odom_wheel_sigma_rel * vr) ** 2
         # v = (vl + vr) / 2, w = (vr - vl) / t
-        return np.array([[0.25 * (sl2 + sr2), 0.5 * (sr2 - sl2) / t],
-                         [0.5 * (sr2 - sl2) / t, (sl2 + sr2) / (t * t)]])
+        return np.array(
+            [
+                [0.25 * (sl2 + sr2), 0.5 * (sr2 - sl2) / t],
+                [0.5 * (sr2 - sl2) / t, (sl2 + sr2) / (t * t)],
+            ]
+        )
 
-    def _gated(self, sensor: str | None, model: mm.MeasurementModel, z: np.ndarray, R: np.ndarray, *,
-               joint: bool, gates: np.ndarray | None = None, recover: bool = False) -> np.ndarray:
+    def _gated(
+        self,
+        sensor: str | None,
+        model: mm.MeasurementModel,
+        z: np.ndarray,
+        R: np.ndarray,
+        *,
+        joint: bool,
+        gates: np.ndarray | None = None,
+        recover: bool = False,
+    ) -> np.ndarray:
         """Gate ``z`` [m] against the prior, then update with what passed.
 
         Args:
@@ -598,32 +560,50 @@ class Localizer:
         scan = self._checked_lidar(frame)
         pos_std, yaw_std = self._stds()
         lost_pos = self._t.kidnapped or pos_std > self.cfg.lost_pos_std
-        if (lost_pos or yaw_std > self.cfg.lost_yaw_std) and self._relocalize(fid, uwb, scan, lost_pos):
+        if (lost_pos or yaw_std > self.cfg.lost_yaw_std) and self._relocalize(
+            fid, uwb, scan, lost_pos
+        ):
             return  # this frame's measurements made the fix; do not use them twice
         if self._t.kidnapped:
             return  # wait for a relocalization; measurements would fight a wrong prior
         res: dict[str, bool | None] = {}
         if fid is not None:
-            res["fiducial"] = bool(self._gated("fiducial", self._fid_model, fid[0], fid[1], joint=True,
-                                               recover=True)[0])
+            res["fiducial"] = bool(
+                self._gated("fiducial", self._fid_model, fid[0], fid[1], joint=True, recover=True)[
+                    0
+                ]
+            )
         if scan is not None and stamp - self._t.last_lidar >= self.cfg.lidar_period_s - 1e-9:
             res["lidar"] = self._lidar_update(scan, stamp)
         if uwb is not None:
             ids, ranges = uwb
-            ok = self._gated("uwb", self._uwb_model(ids), ranges, np.eye(len(ids)) * self.cfg.uwb_sigma**2,
-                             joint=False)
+            ok = self._gated(
+                "uwb",
+                self._uwb_model(ids),
+                ranges,
+                np.eye(len(ids)) * self.cfg.uwb_sigma**2,
+                joint=False,
+            )
             res["uwb"] = 2 * int(ok.sum()) >= len(ok)  # a majority of the ranges agrees
         self._track_rejections(res)
 
     def _checked_fiducial(self, frame: SensorFrame) -> tuple[np.ndarray, np.ndarray] | None:
         if frame.fiducial is None:
             return None
-        chk = check_fiducial(frame.fiducial, len(self.layout.fiducials), self.cfg.fiducial_max_offset)
+        chk = check_fiducial(
+            frame.fiducial, len(self.layout.fiducials), self.cfg.fiducial_max_offset
+        )
         if chk is None:
             self._count(self._c.malformed, "fiducial")
             return None
         mid, d = chk
-        z = np.array([self.layout.fiducials[mid, 0] + d[0], self.layout.fiducials[mid, 1] + d[1], mm.wrap(d[2])])
+        z = np.array(
+            [
+                self.layout.fiducials[mid, 0] + d[0],
+                self.layout.fiducials[mid, 1] + d[1],
+                mm.wrap(d[2]),
+            ]
+        )
         s, sy = self.cfg.fiducial_sigma, self.cfg.fiducial_yaw_sigma
         return z, np.diag([s * s, s * s, sy * sy])
 
@@ -672,12 +652,20 @@ class Localizer:
         if len(pts) < cfg.scan.min_points:
             return None
         self._t.last_lidar = stamp
-        m = match_scan(self._field, pts, self._backend.x[:3], cfg.scan, outlier=max(cfg.scan.outlier, 3.0 * pos_std))
+        m = match_scan(
+            self._field,
+            pts,
+            self._backend.x[:3],
+            cfg.scan,
+            outlier=max(cfg.scan.outlier, 3.0 * pos_std),
+        )
         if m is None or m.fitness < cfg.lidar_min_fitness:
             self._count(self._c.rejected, "lidar")
             return None
         good = m.converged and m.fitness >= cfg.recover_min_fitness
-        return bool(self._gated("lidar", self._lidar_model, m.pose, m.cov, joint=True, recover=good)[0])
+        return bool(
+            self._gated("lidar", self._lidar_model, m.pose, m.cov, joint=True, recover=good)[0]
+        )
 
     def _track_rejections(self, results: Mapping[str, bool | None]) -> None:
         """Per-sensor consecutive rejections; persistent disagreement of a trusted sensor
@@ -687,8 +675,11 @@ class Localizer:
         for sensor, ok in results.items():
             if ok is not None:
                 t.consec[sensor] = 0 if ok else t.consec.get(sensor, 0) + 1
-        wrong = (t.consec.get("lidar", 0) >= cfg.kidnap_rejections or t.consec.get("uwb", 0) >= cfg.kidnap_rejections
-                 or t.consec.get("fiducial", 0) >= cfg.kidnap_fiducials)
+        wrong = (
+            t.consec.get("lidar", 0) >= cfg.kidnap_rejections
+            or t.consec.get("uwb", 0) >= cfg.kidnap_rejections
+            or t.consec.get("fiducial", 0) >= cfg.kidnap_fiducials
+        )
         if wrong and not t.kidnapped:
             t.kidnapped = True
             if not self._replaying:
@@ -703,16 +694,43 @@ class Localizer:
 
     def _relocalize(self, fid, uwb, scan, lost_pos: bool) -> bool:
         """Try a global fix; on success reset the pose block of the state. Returns success."""
+        cfg = self.cfg
+        pts = None
+        if scan is not None:
+            pts = scan_points(scan, cfg.scan, cfg.lidar_offset)
+            pts = pts if len(pts) >= cfg.scan.min_points else None
+        kw = {
+            "tag_height": cfg.uwb_tag_height,
+            "uwb_sigma": cfg.uwb_sigma,
+            "scan_cfg": cfg.scan,
+            "min_fitness": cfg.reloc_min_fitness,
+        }
         cand = None
         if fid is not None:
-            cand = self._reloc_fiducial(fid, uwb, scan)
+            cand = fiducial_candidate(
+                self._field, self.layout.uwb_anchors, fid[0], fid[1], uwb, pts, **kw
+            )
         elif lost_pos and uwb is not None:
-            cand = self._reloc_uwb(uwb, scan)
-        elif scan is not None and not lost_pos:
-            pts = scan_points(scan, self.cfg.scan, self.cfg.lidar_offset)
-            m = search_yaw(self._field, pts, self._backend.x[:2], self.cfg.scan, n_seeds=self.cfg.reloc_yaw_seeds)
-            if m is not None and m.fitness >= self.cfg.reloc_min_fitness:
-                cand = (m.pose, m.cov)
+            cand = uwb_candidate(
+                self._field,
+                self.layout.uwb_anchors,
+                uwb,
+                pts,
+                float(self._backend.xv[mm.IYAW]),
+                min_anchors=cfg.reloc_min_anchors,
+                chi2_prob=cfg.reloc_chi2_prob,
+                yaw_seeds=cfg.reloc_yaw_seeds,
+                **kw,
+            )
+        elif pts is not None and not lost_pos:
+            cand = yaw_candidate(
+                self._field,
+                pts,
+                self._backend.x[:2],
+                cfg.scan,
+                min_fitness=cfg.reloc_min_fitness,
+                yaw_seeds=cfg.reloc_yaw_seeds,
+            )
         if cand is None:
             return False
         pose, cov = cand
@@ -727,44 +745,6 @@ class Localizer:
         if not self._replaying:
             self._c.relocalizations += 1
         return True
-
-    def _uwb_consistent(self, xy: np.ndarray, uwb) -> bool:
-        ids, ranges = uwb
-        a = self.layout.uwb_anchors[ids]
-        pred = np.sqrt(np.sum((a[:, :2] - xy) ** 2, axis=1) + (self.cfg.uwb_tag_height - a[:, 2]) ** 2)
-        return bool(np.median(np.abs(ranges - pred)) <= 3.0 * self.cfg.uwb_sigma)
-
-    def _reloc_fiducial(self, fid, uwb, scan):
-        z, R = fid
-        if uwb is not None and len(uwb[0]) >= 3 and not self._uwb_consistent(z[:2], uwb):
-            return None
-        if scan is not None:
-            pts = scan_points(scan, self.cfg.scan, self.cfg.lidar_offset)
-            if len(pts) >= self.cfg.scan.min_points:
-                m = match_scan(self._field, pts, z, self.cfg.scan)
-                if m is None or m.fitness < self.cfg.reloc_min_fitness or np.hypot(*(m.pose[:2] - z[:2])) > 0.1:
-                    return None
-        return z, R
-
-    def _reloc_uwb(self, uwb, scan):
-        ids, ranges = uwb
-        fix = multilaterate(self.layout.uwb_anchors[ids], ranges, tag_height=self.cfg.uwb_tag_height,
-                            sigma=self.cfg.uwb_sigma, min_anchors=self.cfg.reloc_min_anchors,
-                            chi2_prob=self.cfg.reloc_chi2_prob)
-        if fix is None or not np.isfinite(fix.xy).all() or self._field.distance(fix.xy[None])[0] < -0.1:
-            return None
-        if scan is None:
-            cov = np.diag([0.0, 0.0, np.pi**2])
-            cov[:2, :2] = fix.cov
-            return np.array([fix.xy[0], fix.xy[1], self._backend.x[2]]), cov
-        pts = scan_points(scan, self.cfg.scan, self.cfg.lidar_offset)
-        m = search_yaw(self._field, pts, fix.xy, self.cfg.scan, n_seeds=self.cfg.reloc_yaw_seeds)
-        if m is None or m.fitness < self.cfg.reloc_min_fitness:
-            return None
-        d = m.pose[:2] - fix.xy
-        if d @ np.linalg.solve(fix.cov + m.cov[:2, :2], d) > chi2.ppf(self.cfg.reloc_chi2_prob, 2) + 4.0:
-            return None
-        return m.pose, m.cov
 
     # ---- numerics, time-outs, health --------------------------------------------------------
 
@@ -795,7 +775,9 @@ class Localizer:
         t = self._t
         x = t.good_x if t.good_x is not None else self._initial_state(self._pose)[0]
         P = t.good_P if t.good_P is not None else self._initial_state(self._pose)[1]
-        self._backend.set_state(x, 0.5 * (P + P.T) * 4.0 + np.diag([1e-4, 1e-4, 1e-4, 1e-2, 1e-2, 0, 0, 0]))
+        self._backend.set_state(
+            x, 0.5 * (P + P.T) * 4.0 + np.diag([1e-4, 1e-4, 1e-4, 1e-2, 1e-2, 0, 0, 0])
+        )
         if not self._replaying:
             self._c.numerical_resets += 1
 
@@ -822,8 +804,12 @@ class Localizer:
         pos_std, yaw_std = self._stds()
         if t.kidnapped or pos_std > cfg.lost_pos_std or yaw_std > cfg.lost_yaw_std:
             return "lost"
-        if (pos_std > cfg.degraded_pos_std or yaw_std > cfg.degraded_yaw_std
-                or max(t.consec.values(), default=0) >= cfg.degraded_rejections or t.timed_out):
+        if (
+            pos_std > cfg.degraded_pos_std
+            or yaw_std > cfg.degraded_yaw_std
+            or max(t.consec.values(), default=0) >= cfg.degraded_rejections
+            or t.timed_out
+        ):
             return "degraded"
         return "ok"
 
@@ -831,5 +817,11 @@ class Localizer:
         x, P = self._backend.xv, self._backend.Pv
         if not (np.all(np.isfinite(x[:3])) and np.all(np.isfinite(P[:3, :3]))):
             x, P = self._t.good_x, self._t.good_P  # defensive: never hand out NaN
-        return Pose(x=float(x[0]), y=float(x[1]), yaw=mm.wrap_scalar(float(x[2])), cov=P[:3, :3].copy(),
-                    health=self._t.health, stamp=float(self._t.stamp))
+        return Pose(
+            x=float(x[0]),
+            y=float(x[1]),
+            yaw=mm.wrap_scalar(float(x[2])),
+            cov=P[:3, :3].copy(),
+            health=self._t.health,
+            stamp=float(self._t.stamp),
+        )

@@ -33,9 +33,9 @@ before it, removes the one-period velocity lag of a constant-velocity model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,9 +50,11 @@ TWO_PI = 2.0 * np.pi
 
 def wrap(a: np.ndarray | float) -> np.ndarray | float:
     """Wrap angles (rad) to (-pi, pi], any shape."""
-    return np.pi - np.mod(np.pi - np.asarray(a, dtype=np.float64), TWO_PI) if isinstance(
-        a, np.ndarray
-    ) else float(np.pi - np.mod(np.pi - a, TWO_PI))
+    return (
+        np.pi - np.mod(np.pi - np.asarray(a, dtype=np.float64), TWO_PI)
+        if isinstance(a, np.ndarray)
+        else float(np.pi - np.mod(np.pi - a, TWO_PI))
+    )
 
 
 def wrap_scalar(a: float) -> float:
@@ -112,8 +114,15 @@ def propagate_jacobian(x: np.ndarray, dt: float, dv: float = 0.0, dw: float = 0.
     return F
 
 
-def velocity_noise(dt: float, *, accel_psd: float, yaw_accel_psd: float,
-                   gyro_bias_psd: float, wheel_scale_psd: float, wheel_asym_psd: float = 0.0) -> np.ndarray:
+def velocity_noise(
+    dt: float,
+    *,
+    accel_psd: float,
+    yaw_accel_psd: float,
+    gyro_bias_psd: float,
+    wheel_scale_psd: float,
+    wheel_asym_psd: float = 0.0,
+) -> np.ndarray:
     """Process noise [8, 8] of the random-walk half-step (continuous white-noise PSDs).
 
     Args:
@@ -260,5 +269,7 @@ def numerical_jacobian(model: MeasurementModel, x: np.ndarray, eps: float = 1e-6
     for i in range(N_STATE):
         d = np.zeros(N_STATE)
         d[i] = eps
-        cols.append(model.residual(model.h((x + d)[None])[0], model.h((x - d)[None])[0]) / (2 * eps))
+        cols.append(
+            model.residual(model.h((x + d)[None])[0], model.h((x - d)[None])[0]) / (2 * eps)
+        )
     return np.stack(cols, axis=-1)

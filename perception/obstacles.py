@@ -60,7 +60,7 @@ class BlockageConfig:
     free_range: float = 6.0  # m; free-space carving length of no-return beams (and cap)
     l_hit: float = 0.85
     l_miss: float = -0.4
-    l_min: float = -2.0
+    l_min: float = -1.0  # a seen-free cell turns occupied after two hits
     l_max: float = 3.5
     l_occ: float = 0.6  # occupied above this
     dwell_s: float = 1.0  # s occupied before a blockage is reported
@@ -116,8 +116,9 @@ class BlockageDetector:
 
     # ---- public API ----------------------------------------------------------------------
 
-    def update(self, pose: Pose, scan: LidarScan, stamp: float, *,
-               exclude_xy: np.ndarray | None = None) -> list[Blockage]:
+    def update(
+        self, pose: Pose, scan: LidarScan, stamp: float, *, exclude_xy: np.ndarray | None = None
+    ) -> list[Blockage]:
         """Integrate one scan taken at ``pose``; returns the current blockages.
 
         Args:
@@ -131,8 +132,13 @@ class BlockageDetector:
         """
         checked = check_lidar(scan) if scan is not None else None
         std = _pos_std(pose)
-        if (checked is None or pose.health == "lost" or not math.isfinite(std)
-                or std > self.cfg.max_pose_std or not math.isfinite(stamp)):
+        if (
+            checked is None
+            or pose.health == "lost"
+            or not math.isfinite(std)
+            or std > self.cfg.max_pose_std
+            or not math.isfinite(stamp)
+        ):
             return self.blockages()
         self._stamp = max(self._stamp, float(stamp))
         origin, ends, hit, valid = self._beams(pose, checked)
@@ -143,8 +149,14 @@ class BlockageDetector:
     def blockages(self) -> list[Blockage]:
         """Cells occupied for at least ``dwell_s`` (as of the latest scan)."""
         ok = ~np.isnan(self._first) & (self._stamp - self._first >= self.cfg.dwell_s - 1e-9)
-        return [Blockage(cell=(int(r), int(c)), first_seen=float(self._first[r, c]),
-                         last_seen=float(self._last[r, c])) for r, c in np.argwhere(ok)]
+        return [
+            Blockage(
+                cell=(int(r), int(c)),
+                first_seen=float(self._first[r, c]),
+                last_seen=float(self._last[r, c]),
+            )
+            for r, c in np.argwhere(ok)
+        ]
 
     @property
     def transient_cells(self) -> np.ndarray:
@@ -166,7 +178,9 @@ class BlockageDetector:
 
     # ---- internals ----------------------------------------------------------------------
 
-    def _beams(self, pose: Pose, scan: LidarScan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _beams(
+        self, pose: Pose, scan: LidarScan
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(origin [2], beam ends [N, 2], hit [N] bool, valid [N] bool) in the world frame."""
         cfg = self.cfg
         ox, oy, oyaw = cfg.lidar_offset
@@ -176,13 +190,16 @@ class BlockageDetector:
         hit = np.isfinite(r) & (r >= cfg.min_range) & (r < scan.range_max)
         no_ret = np.isposinf(r) | (np.isfinite(r) & (r >= scan.range_max))
         valid = hit | no_ret
-        length = np.where(hit, np.nan_to_num(r, nan=0.0, posinf=0.0), min(cfg.free_range, scan.range_max))
+        length = np.where(
+            hit, np.nan_to_num(r, nan=0.0, posinf=0.0), min(cfg.free_range, scan.range_max)
+        )
         ang = pose.yaw + oyaw + scan.angles
         ends = origin + length[:, None] * np.stack([np.cos(ang), np.sin(ang)], axis=-1)
         return origin, ends, hit, valid
 
-    def _unexplained(self, ends: np.ndarray, hit: np.ndarray, std: float,
-                     exclude_xy: np.ndarray | None) -> np.ndarray:
+    def _unexplained(
+        self, ends: np.ndarray, hit: np.ndarray, std: float, exclude_xy: np.ndarray | None
+    ) -> np.ndarray:
         """[N] bool: hit points the static map does not explain (and no known robot does)."""
         out = np.zeros(len(ends), dtype=bool)
         idx = np.flatnonzero(hit)
@@ -192,12 +209,22 @@ class BlockageDetector:
         out[idx] = d > self.cfg.unexplained_dist + self.cfg.pose_std_gain * std
         if exclude_xy is not None and len(exclude_xy):
             ex = np.asarray(exclude_xy, dtype=np.float64).reshape(-1, 2)
-            near = np.min(np.hypot(ends[:, None, 0] - ex[None, :, 0], ends[:, None, 1] - ex[None, :, 1]), axis=1)
+            near = np.min(
+                np.hypot(ends[:, None, 0] - ex[None, :, 0], ends[:, None, 1] - ex[None, :, 1]),
+                axis=1,
+            )
             out &= near > self.cfg.exclude_radius
         return out
 
-    def _integrate(self, origin: np.ndarray, ends: np.ndarray, hit: np.ndarray, valid: np.ndarray,
-                   obstacle: np.ndarray, stamp: float) -> None:
+    def _integrate(
+        self,
+        origin: np.ndarray,
+        ends: np.ndarray,
+        hit: np.ndarray,
+        valid: np.ndarray,
+        obstacle: np.ndarray,
+        stamp: float,
+    ) -> None:
         cfg, shape = self.cfg, self._fine_shape
         # free space: crossed cells of every valid beam, capped at free_range
         seg = ends[valid] - origin
@@ -223,7 +250,9 @@ class BlockageDetector:
     def _update_cells(self, hit_fine: np.ndarray, stamp: float) -> None:
         sub = self.cfg.subdivision
         h, w = self.layout.shape
-        occ = (self._logodds > self.cfg.l_occ).reshape(h, sub, w, sub).any(axis=(1, 3)) & self.layout.free
+        occ = (self._logodds > self.cfg.l_occ).reshape(h, sub, w, sub).any(
+            axis=(1, 3)
+        ) & self.layout.free
         hit = hit_fine.reshape(h, sub, w, sub).any(axis=(1, 3))
         newly = occ & np.isnan(self._first)
         self._first[newly] = stamp

@@ -11,8 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def raycast_grid(occupancy: np.ndarray, cell_size: float, origin: np.ndarray, angles: np.ndarray,
-                 max_range: float) -> np.ndarray:
+def raycast_grid(
+    occupancy: np.ndarray,
+    cell_size: float,
+    origin: np.ndarray,
+    angles: np.ndarray,
+    max_range: float,
+) -> np.ndarray:
     """Exact distance along each ray to the first occupied cell (Amanatides-Woo DDA).
 
     All rays advance together, one cell boundary per iteration.
@@ -101,13 +106,14 @@ def raycast_boxes(origin: np.ndarray, angles: np.ndarray, boxes: np.ndarray) -> 
     t_hi = np.where(par, np.where(inside, np.inf, -np.inf), t_hi)
     t_near = t_lo.max(axis=-1)  # [N, B]
     t_far = t_hi.min(axis=-1)
-    hit = (t_far >= np.maximum(t_near, 0.0))
+    hit = t_far >= np.maximum(t_near, 0.0)
     t = np.where(hit, np.maximum(t_near, 0.0), np.inf)
     return t.min(axis=-1)
 
 
-def ray_cells(origin: np.ndarray, ends: np.ndarray, resolution: float, shape: tuple[int, int]
-              ) -> tuple[np.ndarray, np.ndarray]:
+def ray_cells(
+    origin: np.ndarray, ends: np.ndarray, resolution: float, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Cells crossed by segments from ``origin`` to each end point (dense sampling).
 
     Samples every half cell along each segment, excluding the last half cell (the end

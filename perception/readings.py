@@ -70,20 +70,25 @@ def check_uwb(uwb: UwbReading, n_anchors: int, max_range: float) -> CheckedUwb |
         return None
     if ids_raw.ndim != 1 or rng.ndim != 1 or ids_raw.shape != rng.shape:
         return None
-    if ids_raw.size and not np.issubdtype(ids_raw.dtype, np.integer):
-        if not np.issubdtype(ids_raw.dtype, np.floating) or not np.all(
-                np.isfinite(ids_raw) & (ids_raw == np.round(ids_raw))):
-            return None
+    integral = np.issubdtype(ids_raw.dtype, np.integer) or (
+        np.issubdtype(ids_raw.dtype, np.floating)
+        and np.all(np.isfinite(ids_raw) & (ids_raw == np.round(ids_raw)))
+    )
+    if ids_raw.size and not integral:
+        return None
     ids = ids_raw.astype(np.int64)
     ok = np.isfinite(rng) & (rng > 0.0) & (rng <= max_range) & (ids >= 0) & (ids < n_anchors)
-    _, first = np.unique(ids, return_index=True)
-    unique = np.zeros(len(ids), dtype=bool)
-    unique[first] = True
-    ok &= unique
+    if len(set(ids.tolist())) != len(ids):  # duplicates: keep the first of each id
+        _, first = np.unique(ids, return_index=True)
+        unique = np.zeros(len(ids), dtype=bool)
+        unique[first] = True
+        ok &= unique
     return CheckedUwb(ids=ids[ok], ranges=rng[ok], n_bad=int((~ok).sum()))
 
 
-def check_fiducial(fid: FiducialReading, n_markers: int, max_offset: float) -> tuple[int, np.ndarray] | None:
+def check_fiducial(
+    fid: FiducialReading, n_markers: int, max_offset: float
+) -> tuple[int, np.ndarray] | None:
     """(marker id, [3] (dx, dy, yaw)) or None (unknown id, NaN, offset > max_offset)."""
     try:
         mid = int(fid.marker_id)

@@ -1,4 +1,4 @@
-"""Global position fixes for relocalization: robust UWB multilateration.
+"""Global fixes for relocalization: robust UWB multilateration and candidate poses.
 
 :func:`multilaterate` solves for the tag's (x, y) from >= 3 ranges to anchors at known
 3D positions: a linear least-squares start (range equations differenced against their
@@ -7,6 +7,14 @@ residual is dropped while the residual chi-square fails and enough anchors remai
 fix is only returned when it passes the chi-square consistency test with at least
 ``min_anchors`` ranges, so a relocalization never jumps on a fix that its own
 measurements contradict.
+
+The ``*_candidate`` functions turn the sensors of one frame into a full pose candidate
+``(pose [3], cov [3, 3])`` for a lost localizer, each checked against the other
+sensors: a floor fiducial (direct pose) must agree with the UWB ranges (median
+residual <= 3 sigma) and the lidar (a scan match from it that fits and stays within
+10 cm); a UWB fix gets its heading from a lidar yaw search whose result must agree with
+the fix (chi-square), or keeps the current heading with a yaw variance of pi^2 when
+there is no lidar; a yaw search alone re-finds the heading at a trusted position.
 """
 
 from __future__ import annotations
@@ -15,6 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import chi2
+
+from perception.scan_match import MapField, ScanMatchConfig, match_scan, search_yaw
+
+Candidate = tuple[np.ndarray, np.ndarray]  # (pose [3] (x, y, yaw), cov [3, 3])
 
 
 @dataclass(frozen=True)
@@ -34,8 +46,9 @@ class PositionFix:
     chi2: float
 
 
-def _gauss_newton(a: np.ndarray, r: np.ndarray, dz2: np.ndarray, xy: np.ndarray, iters: int = 8
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _gauss_newton(
+    a: np.ndarray, r: np.ndarray, dz2: np.ndarray, xy: np.ndarray, iters: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Refine xy [2]; returns (xy, residuals [K] = measured - predicted, J [K, 2])."""
     for _ in range(iters):
         d = xy - a[:, :2]
@@ -62,8 +75,15 @@ def _linear_start(a: np.ndarray, r: np.ndarray, dz2: np.ndarray) -> np.ndarray |
     return xy
 
 
-def multilaterate(anchors: np.ndarray, ranges: np.ndarray, *, tag_height: float, sigma: float,
-                  min_anchors: int = 4, chi2_prob: float = 0.99) -> PositionFix | None:
+def multilaterate(
+    anchors: np.ndarray,
+    ranges: np.ndarray,
+    *,
+    tag_height: float,
+    sigma: float,
+    min_anchors: int = 4,
+    chi2_prob: float = 0.99,
+) -> PositionFix | None:
     """Robust 2D position of a tag at ``tag_height`` from 3D ranges.
 
     Args:
@@ -101,3 +121,100 @@ def multilaterate(anchors: np.ndarray, ranges: np.ndarray, *, tag_height: float,
         idx = np.flatnonzero(used)
         used[idx[int(np.argmax(res))]] = False
     return None
+
+
+def _uwb_consistent(
+    anchors: np.ndarray,
+    uwb: tuple[np.ndarray, np.ndarray],
+    xy: np.ndarray,
+    *,
+    tag_height: float,
+    uwb_sigma: float,
+) -> bool:
+    ids, ranges = uwb
+    a = anchors[ids]
+    pred = np.sqrt(np.sum((a[:, :2] - xy) ** 2, axis=1) + (tag_height - a[:, 2]) ** 2)
+    return bool(np.median(np.abs(ranges - pred)) <= 3.0 * uwb_sigma)
+
+
+def fiducial_candidate(
+    field: MapField,
+    anchors: np.ndarray,
+    z: np.ndarray,
+    R: np.ndarray,
+    uwb: tuple[np.ndarray, np.ndarray] | None,
+    pts: np.ndarray | None,
+    *,
+    tag_height: float,
+    uwb_sigma: float,
+    scan_cfg: ScanMatchConfig,
+    min_fitness: float,
+) -> Candidate | None:
+    """The fiducial's pose ``z`` [3] with covariance ``R`` [3, 3], unless UWB ranges
+    (``(ids [K], ranges [K])``) or the lidar points ``pts`` [N, 2] (robot frame) contradict it."""
+    if (
+        uwb is not None
+        and len(uwb[0]) >= 3
+        and not _uwb_consistent(anchors, uwb, z[:2], tag_height=tag_height, uwb_sigma=uwb_sigma)
+    ):
+        return None
+    if pts is not None:
+        m = match_scan(field, pts, z, scan_cfg)
+        if m is None or m.fitness < min_fitness or np.hypot(*(m.pose[:2] - z[:2])) > 0.1:
+            return None
+    return z, R
+
+
+def uwb_candidate(
+    field: MapField,
+    anchors: np.ndarray,
+    uwb: tuple[np.ndarray, np.ndarray],
+    pts: np.ndarray | None,
+    yaw_guess: float,
+    *,
+    tag_height: float,
+    uwb_sigma: float,
+    scan_cfg: ScanMatchConfig,
+    min_fitness: float,
+    min_anchors: int,
+    chi2_prob: float,
+    yaw_seeds: int,
+) -> Candidate | None:
+    """Multilateration plus (with lidar points) a yaw search at the fix, or the current
+    heading ``yaw_guess`` with variance pi^2 (without lidar)."""
+    ids, ranges = uwb
+    fix = multilaterate(
+        anchors[ids],
+        ranges,
+        tag_height=tag_height,
+        sigma=uwb_sigma,
+        min_anchors=min_anchors,
+        chi2_prob=chi2_prob,
+    )
+    if fix is None or not np.isfinite(fix.xy).all() or field.distance(fix.xy[None])[0] < -0.1:
+        return None
+    if pts is None:
+        cov = np.diag([0.0, 0.0, np.pi**2])
+        cov[:2, :2] = fix.cov
+        return np.array([fix.xy[0], fix.xy[1], yaw_guess]), cov
+    m = search_yaw(field, pts, fix.xy, scan_cfg, n_seeds=yaw_seeds)
+    if m is None or m.fitness < min_fitness:
+        return None
+    d = m.pose[:2] - fix.xy
+    if d @ np.linalg.solve(fix.cov + m.cov[:2, :2], d) > chi2.ppf(chi2_prob, 2) + 4.0:
+        return None
+    return m.pose, m.cov
+
+
+def yaw_candidate(
+    field: MapField,
+    pts: np.ndarray,
+    xy: np.ndarray,
+    scan_cfg: ScanMatchConfig,
+    *,
+    min_fitness: float,
+    yaw_seeds: int,
+) -> Candidate | None:
+    """Heading search at a trusted position ``xy`` [2] (the yaw alone was lost)."""
+    m = search_yaw(field, pts, xy, scan_cfg, n_seeds=yaw_seeds)
+    return (m.pose, m.cov) if m is not None and m.fitness >= min_fitness else None

@@ -29,7 +29,7 @@ from sim.layout import Layout
 from sim.types import LidarScan
 
 _MAX_PIXELS = 16_000_000
-_FIELD_CACHE: "weakref.WeakKeyDictionary[Layout, dict[float, MapField]]" = weakref.WeakKeyDictionary()
+_FIELD_CACHE: weakref.WeakKeyDictionary[Layout, dict[float, MapField]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,7 +49,7 @@ class MapField:
     cell_size: float
 
     @staticmethod
-    def of(layout: Layout, resolution: float = 0.02) -> "MapField":
+    def of(layout: Layout, resolution: float = 0.02) -> MapField:
         """The (cached) field of ``layout``; resolution is coarsened for very large maps."""
         per_layout = _FIELD_CACHE.setdefault(layout, {})
         if resolution not in per_layout:
@@ -94,7 +94,7 @@ class MapField:
 def _build_field(layout: Layout, resolution: float) -> MapField:
     occ = np.asarray(layout.occupancy, dtype=bool)
     h, w = occ.shape
-    sub = max(1, int(round(layout.cell_size / resolution)))
+    sub = max(1, round(layout.cell_size / resolution))
     while h * w * sub * sub > _MAX_PIXELS and sub > 1:
         sub -= 1
     res = layout.cell_size / sub
@@ -176,8 +176,9 @@ class ScanMatch:
     converged: bool
 
 
-def scan_points(scan: LidarScan, cfg: ScanMatchConfig,
-                offset: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+def scan_points(
+    scan: LidarScan, cfg: ScanMatchConfig, offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> np.ndarray:
     """Valid returns of a scan as robot-frame points [N, 2] (m), subsampled to ``max_points``.
 
     ``nan`` (invalid) and ``+inf`` (no return) beams and beams below ``min_range`` are
@@ -202,8 +203,9 @@ def _transform(pose: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _normal_equations(field: MapField, pose: np.ndarray, pts: np.ndarray, cfg: ScanMatchConfig,
-                      outlier: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _normal_equations(
+    field: MapField, pose: np.ndarray, pts: np.ndarray, cfg: ScanMatchConfig, outlier: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Weighted normal equations at ``pose``.
 
     Range noise along a beam shows in the point-to-surface residual scaled by the cosine
@@ -221,7 +223,9 @@ def _normal_equations(field: MapField, pose: np.ndarray, pts: np.ndarray, cfg: S
     J[:, :2] = g
     J[:, 2] = g[:, 1] * rel[:, 0] - g[:, 0] * rel[:, 1]
     inv_len = 1.0 / np.maximum(np.sqrt(rel[:, 0] ** 2 + rel[:, 1] ** 2), 1e-9)
-    c = np.maximum(np.abs(g[:, 0] * rel[:, 0] + g[:, 1] * rel[:, 1]) * inv_len, cfg.min_incidence_cos)
+    c = np.maximum(
+        np.abs(g[:, 0] * rel[:, 0] + g[:, 1] * rel[:, 1]) * inv_len, cfg.min_incidence_cos
+    )
     ar = np.abs(r)
     h = cfg.huber / np.maximum(ar / c, cfg.huber)  # Huber on the normalised residual
     h[ar > outlier] = 0.0
@@ -233,8 +237,14 @@ def _normal_equations(field: MapField, pose: np.ndarray, pts: np.ndarray, cfg: S
 _STEP_TOL = np.array([1e-3, 1e-3, 1e-3])  # m, m, rad: the remaining error is then ~ step^2 (um)
 
 
-def match_scan(field: MapField, pts: np.ndarray, guess: np.ndarray, cfg: ScanMatchConfig,
-               *, outlier: float | None = None) -> ScanMatch | None:
+def match_scan(
+    field: MapField,
+    pts: np.ndarray,
+    guess: np.ndarray,
+    cfg: ScanMatchConfig,
+    *,
+    outlier: float | None = None,
+) -> ScanMatch | None:
     """Gauss-Newton alignment of robot-frame points to the map, starting at ``guess``.
 
     The outlier cut starts at ``outlier`` (wide basin) and shrinks to ``cfg.outlier``
@@ -278,8 +288,16 @@ def match_scan(field: MapField, pts: np.ndarray, guess: np.ndarray, cfg: ScanMat
     return _finish(pose, A, r, h, c, len(pts), cfg, converged)
 
 
-def _finish(pose: np.ndarray, A: np.ndarray, r: np.ndarray, h: np.ndarray, c: np.ndarray, n: int,
-            cfg: ScanMatchConfig, converged: bool) -> ScanMatch | None:
+def _finish(
+    pose: np.ndarray,
+    A: np.ndarray,
+    r: np.ndarray,
+    h: np.ndarray,
+    c: np.ndarray,
+    n: int,
+    cfg: ScanMatchConfig,
+    converged: bool,
+) -> ScanMatch | None:
     inl = np.abs(r) < cfg.inlier
     n_in = int(inl.sum())
     if n_in < max(cfg.min_points // 2, 4):
@@ -293,13 +311,22 @@ def _finish(pose: np.ndarray, A: np.ndarray, r: np.ndarray, h: np.ndarray, c: np
     cov = 0.5 * (cov + cov.T) + np.diag(cfg.cov_floor)
     if not (np.isfinite(cov).all() and np.isfinite(pose).all()):
         return None
-    pose[2] = math.pi - math.fmod(math.fmod(math.pi - pose[2], 2 * math.pi) + 2 * math.pi, 2 * math.pi)
+    pose[2] = math.pi - math.fmod(
+        math.fmod(math.pi - pose[2], 2 * math.pi) + 2 * math.pi, 2 * math.pi
+    )
     rms = float(np.sqrt(np.mean(r[inl] ** 2)))
     return ScanMatch(pose=pose, cov=cov, fitness=n_in / n, rms=rms, n_points=n, converged=converged)
 
 
-def search_yaw(field: MapField, pts: np.ndarray, xy: np.ndarray, cfg: ScanMatchConfig, *,
-               n_seeds: int = 16, outlier: float = 0.5) -> ScanMatch | None:
+def search_yaw(
+    field: MapField,
+    pts: np.ndarray,
+    xy: np.ndarray,
+    cfg: ScanMatchConfig,
+    *,
+    n_seeds: int = 16,
+    outlier: float = 0.5,
+) -> ScanMatch | None:
     """Global yaw search at a known position: Gauss-Newton from ``n_seeds`` headings.
 
     Returns:

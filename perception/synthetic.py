@@ -32,7 +32,15 @@ import numpy as np
 from perception.motion import wrap
 from perception.raycast import raycast_boxes, raycast_grid
 from sim.layout import ROBOT_FOOTPRINT_M, Layout
-from sim.types import FiducialReading, ImuReading, LidarScan, OdomReading, Pose, SensorFrame, UwbReading
+from sim.types import (
+    FiducialReading,
+    ImuReading,
+    LidarScan,
+    OdomReading,
+    Pose,
+    SensorFrame,
+    UwbReading,
+)
 
 SENSORS: tuple[str, ...] = ("odom", "imu", "lidar", "uwb", "fiducial")
 
@@ -108,7 +116,9 @@ class BoxObstacle:
         """[C, 2] (row, col) layout cells the box overlaps."""
         c0, c1 = int(np.floor(self.xmin / cell_size)), int(np.ceil(self.xmax / cell_size))
         r0, r1 = int(np.floor(self.ymin / cell_size)), int(np.ceil(self.ymax / cell_size))
-        return np.array([(r, c) for r in range(r0, r1) for c in range(c0, c1)], dtype=np.int64).reshape(-1, 2)
+        return np.array(
+            [(r, c) for r in range(r0, r1) for c in range(c0, c1)], dtype=np.int64
+        ).reshape(-1, 2)
 
     def active(self, t: float) -> bool:
         return self.t0 <= t < self.t1
@@ -130,7 +140,7 @@ class ScenarioConfig:
     pause_prob: float = 0.3
     see_other_robots: bool = True
     init_sigma: tuple[float, float, float] = (0.01, 0.01, 0.005)  # initial pose error std
-    noise: NoiseProfile = NoiseProfile()
+    noise: NoiseProfile = field(default_factory=NoiseProfile)
     outages: tuple[Outage, ...] = ()
     slip_bursts: tuple[SlipBurst, ...] = ()
     kidnaps: tuple[Kidnap, ...] = ()
@@ -187,9 +197,13 @@ def degraded_config(duration_s: float = 60.0, n_robots: int = 1) -> ScenarioConf
     """One modality out at a time (UWB, lidar, fiducial, IMU, odometry), 5% UWB outliers,
     three two-second wheel-spin bursts (gain 0.4), one of them during the lidar outage."""
     d = duration_s
-    outs = (Outage("uwb", 0.10 * d, 0.25 * d), Outage("lidar", 0.30 * d, 0.45 * d),
-            Outage("fiducial", 0.50 * d, 0.65 * d), Outage("imu", 0.70 * d, 0.80 * d),
-            Outage("odom", 0.85 * d, 0.92 * d))
+    outs = (
+        Outage("uwb", 0.10 * d, 0.25 * d),
+        Outage("lidar", 0.30 * d, 0.45 * d),
+        Outage("fiducial", 0.50 * d, 0.65 * d),
+        Outage("imu", 0.70 * d, 0.80 * d),
+        Outage("odom", 0.85 * d, 0.92 * d),
+    )
     slips = tuple(SlipBurst(t, t + 2.0) for t in (0.2 * d, 0.4 * d, 0.6 * d))
     return ScenarioConfig(duration_s=d, n_robots=n_robots, outages=outs, slip_bursts=slips)
 
@@ -211,7 +225,9 @@ def _profile(dist: float, vmax: float, acc: float, dt_f: float) -> np.ndarray:
     return v * (dist / (v.sum() * dt_f))
 
 
-def _bfs_path(free: np.ndarray, start: tuple[int, int], goal: tuple[int, int]) -> list[tuple[int, int]]:
+def _bfs_path(
+    free: np.ndarray, start: tuple[int, int], goal: tuple[int, int]
+) -> list[tuple[int, int]]:
     h, w = free.shape
     prev = {start: start}
     q = deque([start])
@@ -249,8 +265,14 @@ def _corners(path: list[tuple[int, int]]) -> list[tuple[int, int]]:
 class _Driver:
     """Generates the fine-step (v, w) commands and the integrated true poses of one robot."""
 
-    def __init__(self, layout: Layout, cfg: ScenarioConfig, free: np.ndarray, start: tuple[int, int],
-                 rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        cfg: ScenarioConfig,
+        free: np.ndarray,
+        start: tuple[int, int],
+        rng: np.random.Generator,
+    ) -> None:
         self.layout, self.cfg, self.free, self.rng = layout, cfg, free, rng
         self.dt_f = cfg.dt / cfg.substeps
         xy = layout.cell_to_xy(np.array(start))
@@ -293,7 +315,7 @@ class _Driver:
         self._emit(v, w)
 
     def wait(self, seconds: float) -> None:
-        n = int(round(seconds / self.dt_f))
+        n = round(seconds / self.dt_f)
         self._emit(np.zeros(n), np.zeros(n))
 
     def teleport(self, rng: np.random.Generator) -> None:
@@ -317,11 +339,17 @@ class _Driver:
             self.wait(float(self.rng.uniform(0.2, 1.5)))
 
 
-def _drive(layout: Layout, cfg: ScenarioConfig, free: np.ndarray, start: tuple[int, int],
-           kidnaps: list[float], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _drive(
+    layout: Layout,
+    cfg: ScenarioConfig,
+    free: np.ndarray,
+    start: tuple[int, int],
+    kidnaps: list[float],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fine-step commands (v [Nf], w [Nf]) and poses [Nf + 1, 3] covering the duration."""
     drv = _Driver(layout, cfg, free, start, rng)
-    n_need = int(round(cfg.duration_s / drv.dt_f)) + cfg.substeps
+    n_need = round(cfg.duration_s / drv.dt_f) + cfg.substeps
     pending = sorted(kidnaps)
     while drv.n < n_need:
         if pending and drv.n * drv.dt_f >= pending[0]:
@@ -331,11 +359,19 @@ def _drive(layout: Layout, cfg: ScenarioConfig, free: np.ndarray, start: tuple[i
         if pending and drv.n * drv.dt_f > pending[0]:
             # cut the trajectory at the kidnap time and teleport there
             k = int(np.ceil(pending[0] / drv.dt_f))
-            v, w, p = np.concatenate(drv.v)[:k], np.concatenate(drv.w)[:k], np.concatenate(drv.poses)[:k + 1]
+            v, w, p = (
+                np.concatenate(drv.v)[:k],
+                np.concatenate(drv.w)[:k],
+                np.concatenate(drv.poses)[: k + 1],
+            )
             drv.v, drv.w, drv.poses, drv.n = [v], [w], [p], k
             drv.pose = p[-1].copy()
             drv.cell = tuple(int(c) for c in layout.xy_to_cell(drv.pose[:2]))
-    return np.concatenate(drv.v)[:n_need], np.concatenate(drv.w)[:n_need], np.concatenate(drv.poses)[:n_need + 1]
+    return (
+        np.concatenate(drv.v)[:n_need],
+        np.concatenate(drv.w)[:n_need],
+        np.concatenate(drv.poses)[: n_need + 1],
+    )
 
 
 # ---- sensors ------------------------------------------------------------------------------
@@ -353,13 +389,17 @@ def _robot_box(xy: np.ndarray) -> np.ndarray:
 class _Sensors:
     """Noisy readings of one robot, given its true motion."""
 
-    def __init__(self, layout: Layout, cfg: ScenarioConfig, robot: int, rng: np.random.Generator) -> None:
+    def __init__(
+        self, layout: Layout, cfg: ScenarioConfig, robot: int, rng: np.random.Generator
+    ) -> None:
         self.layout, self.cfg, self.nz, self.robot, self.rng = layout, cfg, cfg.noise, robot, rng
         self.scales = 1.0 + rng.normal(0.0, self.nz.wheel_scale_sigma, 2)  # (left, right)
         self.bias = rng.normal(0.0, self.nz.gyro_bias_sigma)
         n = self.nz.lidar_beams
         full = self.nz.lidar_fov >= 2 * np.pi - 1e-9
-        self.angles = -0.5 * self.nz.lidar_fov + np.arange(n) * self.nz.lidar_fov / (n if full else n - 1)
+        self.angles = -0.5 * self.nz.lidar_fov + np.arange(n) * self.nz.lidar_fov / (
+            n if full else n - 1
+        )
         self.prev_v = 0.0
 
     def odom(self, v: float, w: float, t: float) -> OdomReading:
@@ -369,10 +409,15 @@ class _Sensors:
         wheels = np.array([v - half, v + half])
         gain = sum(b.gain for b in _covers(self.cfg.slip_bursts, t, self.robot))
         wheels = wheels * (1.0 + gain) + 0.2 * gain * np.sign(wheels)
-        noise = wheels * rng.normal(0.0, nz.odom_sigma_rel, 2) + rng.normal(0.0, nz.odom_sigma_abs, 2)
+        noise = wheels * rng.normal(0.0, nz.odom_sigma_rel, 2) + rng.normal(
+            0.0, nz.odom_sigma_abs, 2
+        )
         meas = (wheels + noise * (np.abs(wheels) > 1e-4)) * self.scales
-        return OdomReading(v=float(0.5 * (meas[0] + meas[1])), w=float((meas[1] - meas[0]) / nz.track_width),
-                           dt=self.cfg.dt)
+        return OdomReading(
+            v=float(0.5 * (meas[0] + meas[1])),
+            w=float((meas[1] - meas[0]) / nz.track_width),
+            dt=self.cfg.dt,
+        )
 
     def imu(self, v: float, w: float) -> ImuReading:
         nz, rng = self.nz, self.rng
@@ -384,7 +429,9 @@ class _Sensors:
     def lidar(self, pose: np.ndarray, boxes: np.ndarray) -> LidarScan:
         nz, rng = self.nz, self.rng
         world = pose[2] + self.angles
-        r = raycast_grid(self.layout.occupancy, self.layout.cell_size, pose[:2], world, nz.lidar_range)
+        r = raycast_grid(
+            self.layout.occupancy, self.layout.cell_size, pose[:2], world, nz.lidar_range
+        )
         if len(boxes):
             r = np.minimum(r, raycast_boxes(pose[:2], world, boxes))
         r = r + rng.normal(0, nz.lidar_sigma, len(r))
@@ -415,11 +462,17 @@ class _Sensors:
         return FiducialReading(marker_id=i, dx=float(dx), dy=float(dy), yaw=float(yaw))
 
 
-def _frames(layout: Layout, cfg: ScenarioConfig, robot: int, motion: tuple, others: list[np.ndarray],
-            rng: np.random.Generator) -> tuple[list[SensorFrame], np.ndarray, np.ndarray, float]:
+def _frames(
+    layout: Layout,
+    cfg: ScenarioConfig,
+    robot: int,
+    motion: tuple,
+    others: list[np.ndarray],
+    rng: np.random.Generator,
+) -> tuple[list[SensorFrame], np.ndarray, np.ndarray, float]:
     v_f, w_f, poses_f = motion
     sens = _Sensors(layout, cfg, robot, rng)
-    n_frames = int(round(cfg.duration_s / cfg.dt))
+    n_frames = round(cfg.duration_s / cfg.dt)
     s = cfg.substeps
     frames, truth, bias = [], np.zeros((n_frames, 3)), np.zeros(n_frames)
     for k in range(1, n_frames + 1):
@@ -428,7 +481,7 @@ def _frames(layout: Layout, cfg: ScenarioConfig, robot: int, motion: tuple, othe
         pose[2] = wrap(pose[2])
         # period means: the simulator's velocity motors hold each tick's speed, so its
         # odometry and gyro are the mean speeds of the period ending at the stamp
-        v, w = float(v_f[(k - 1) * s:k * s].mean()), float(w_f[(k - 1) * s:k * s].mean())
+        v, w = float(v_f[(k - 1) * s : k * s].mean()), float(w_f[(k - 1) * s : k * s].mean())
         off = {o.sensor for o in _covers(cfg.outages, t, robot)}
         boxes = [np.array([b.xmin, b.ymin, b.xmax, b.ymax]) for b in cfg.obstacles if b.active(t)]
         if cfg.see_other_robots:
@@ -465,8 +518,9 @@ def generate_scenario(layout: Layout, cfg: ScenarioConfig, rng: np.random.Genera
             if 0 <= r < free.shape[0] and 0 <= c < free.shape[1]:
                 free[r, c] = False
     cand = np.argwhere(free)
-    starts = cfg.start_cells or tuple(tuple(int(v) for v in cand[i])
-                                      for i in rng.choice(len(cand), cfg.n_robots, replace=False))
+    starts = cfg.start_cells or tuple(
+        tuple(int(v) for v in cand[i]) for i in rng.choice(len(cand), cfg.n_robots, replace=False)
+    )
     motions = []
     for i in range(cfg.n_robots):
         kid = [k.t for k in cfg.kidnaps if k.robot == i]
@@ -477,11 +531,24 @@ def generate_scenario(layout: Layout, cfg: ScenarioConfig, rng: np.random.Genera
         frames, truth, bias, scales = _frames(layout, cfg, i, motions[i], others, rng)
         p0 = motions[i][2][0]
         guess = p0 + rng.normal(0, 1, 3) * np.array(cfg.init_sigma)
-        init = Pose(x=float(guess[0]), y=float(guess[1]), yaw=float(wrap(guess[2])),
-                    cov=np.diag(np.square(cfg.init_sigma) * 4.0), stamp=0.0)
-        runs.append(RobotRun(
-            robot_id=i, frames=tuple(frames), truth=truth, stamps=np.array([f.stamp for f in frames]),
-            initial_pose=init, wheel_scales=scales, gyro_bias=bias,
-            outages=tuple(o for o in cfg.outages if o.robot is None or o.robot == i),
-            kidnap_times=tuple(k.t for k in cfg.kidnaps if k.robot == i)))
+        init = Pose(
+            x=float(guess[0]),
+            y=float(guess[1]),
+            yaw=float(wrap(guess[2])),
+            cov=np.diag(np.square(cfg.init_sigma) * 4.0),
+            stamp=0.0,
+        )
+        runs.append(
+            RobotRun(
+                robot_id=i,
+                frames=tuple(frames),
+                truth=truth,
+                stamps=np.array([f.stamp for f in frames]),
+                initial_pose=init,
+                wheel_scales=scales,
+                gyro_bias=bias,
+                outages=tuple(o for o in cfg.outages if o.robot is None or o.robot == i),
+                kidnap_times=tuple(k.t for k in cfg.kidnaps if k.robot == i),
+            )
+        )
     return Scenario(config=cfg, runs=tuple(runs), obstacles=cfg.obstacles)

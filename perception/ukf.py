@@ -21,7 +21,8 @@ them from the current (x, P) before every update.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from filterpy.kalman import MerweScaledSigmaPoints, UnscentedKalmanFilter
@@ -59,9 +60,14 @@ def _angle_residual(angle_mask: np.ndarray) -> Callable[[np.ndarray, np.ndarray]
 _STATE_RESIDUAL = _angle_residual(_STATE_ANGLES)
 
 
-def unscented_transform(sigmas: np.ndarray, Wm: np.ndarray, Wc: np.ndarray,
-                        noise_cov: np.ndarray | None = None, mean_fn: Any = None,
-                        residual_fn: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def unscented_transform(
+    sigmas: np.ndarray,
+    Wm: np.ndarray,
+    Wc: np.ndarray,
+    noise_cov: np.ndarray | None = None,
+    mean_fn: Any = None,
+    residual_fn: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised drop-in for filterpy's ``unscented_transform`` (same signature).
 
     ``mean_fn(sigmas, Wm)`` and ``residual_fn(sigmas [S, n], mean [n])`` must be batched.
@@ -106,8 +112,9 @@ class _UKF(UnscentedKalmanFilter):
         sigmas = self.points_fn.sigma_points(self.x, self.P)
         self.sigmas_f = fx(sigmas, dt, **fx_args)
 
-    def cross_variance(self, x: np.ndarray, z: np.ndarray, sigmas_f: np.ndarray,
-                       sigmas_h: np.ndarray) -> np.ndarray:
+    def cross_variance(
+        self, x: np.ndarray, z: np.ndarray, sigmas_f: np.ndarray, sigmas_h: np.ndarray
+    ) -> np.ndarray:
         dx = self.residual_x(sigmas_f, x)
         dz = self.residual_z(sigmas_h, z)
         return (dx.T * self.Wc) @ dz
@@ -118,15 +125,29 @@ class UkfBackend(FilterBackend):
 
     kind = "ukf"
 
-    def __init__(self, x0: np.ndarray, P0: np.ndarray, *, alpha: float = 1.0, beta: float = 2.0,
-                 kappa: float = 0.0) -> None:
+    def __init__(
+        self,
+        x0: np.ndarray,
+        P0: np.ndarray,
+        *,
+        alpha: float = 1.0,
+        beta: float = 2.0,
+        kappa: float = 0.0,
+    ) -> None:
         points = _Points(N_STATE, alpha=alpha, beta=beta, kappa=kappa)
         self._z_angles = np.zeros(1, dtype=bool)
-        self._f = _UKF(dim_x=N_STATE, dim_z=1, dt=0.05, hx=None, fx=propagate, points=points,
-                       x_mean_fn=lambda s, w: _circular_mean(s, w, _STATE_ANGLES),
-                       z_mean_fn=lambda s, w: _circular_mean(s, w, self._z_angles),
-                       residual_x=_STATE_RESIDUAL,
-                       residual_z=lambda a, b: self._z_residual(a, b))
+        self._f = _UKF(
+            dim_x=N_STATE,
+            dim_z=1,
+            dt=0.05,
+            hx=None,
+            fx=propagate,
+            points=points,
+            x_mean_fn=lambda s, w: _circular_mean(s, w, _STATE_ANGLES),
+            z_mean_fn=lambda s, w: _circular_mean(s, w, self._z_angles),
+            residual_x=_STATE_RESIDUAL,
+            residual_z=lambda a, b: self._z_residual(a, b),
+        )
         self._z_residual: Callable[[np.ndarray, np.ndarray], np.ndarray] = np.subtract
         self.set_state(x0, P0)
 
@@ -161,9 +182,14 @@ class UkfBackend(FilterBackend):
         sig = f.points_fn.sigma_points(f.x, f.P)
         f.sigmas_f = sig
         hz = model.h(sig)  # [S, m]
-        zp, S = unscented_transform(hz, f.Wm, f.Wc, R,
-                                    lambda s, w: _circular_mean(s, w, model.angle_mask),
-                                    _angle_residual(model.angle_mask))
+        zp, S = unscented_transform(
+            hz,
+            f.Wm,
+            f.Wc,
+            R,
+            lambda s, w: _circular_mean(s, w, model.angle_mask),
+            _angle_residual(model.angle_mask),
+        )
         return Innovation(model, z, R, model.residual(z, zp), S, hz)
 
     def update(self, inn: Innovation, mask: np.ndarray | None = None) -> None:

@@ -22,6 +22,8 @@ __all__ = [
 
 def tree_map(fn: Callable[..., np.ndarray], tree: Any, *rest: Any) -> Any:
     """Apply ``fn`` leafwise over one or more pytrees of identical structure."""
+    if isinstance(tree, np.ndarray):
+        return fn(tree, *rest)
     if isinstance(tree, dict):
         return {k: tree_map(fn, tree[k], *(r[k] for r in rest)) for k in tree}
     if dataclasses.is_dataclass(tree) and not isinstance(tree, type):

@@ -30,7 +30,7 @@ from gymnasium import spaces
 from planning.grid_model import _HEADING_OF_MOVE, PROPRIO_DIM, GridModel, GridModelConfig, GridState
 from planning.situations import ABSENT_CELL, SITUATION_KINDS, plan_to_random_goal, sample_situations
 from sim.layout import Layout, LayoutConfig, ascii_art, generate_layout
-from sim.types import ACTION_DELTAS, N_ACTIONS, MacroAction
+from sim.types import N_ACTIONS, MacroAction
 
 __all__ = ["GridFleetEnv", "GridWarehouseEnv", "register_envs"]
 
@@ -108,10 +108,10 @@ class GridWarehouseEnv(gym.Env):
             return None
         rows = [list(r) for r in ascii_art(self.layout).splitlines()]
         h = len(rows)
-        for r, c in self.model.others_pos(self.state)[0]:
-            if 0 <= r < h:
+        for r, c in self.model.to_cells(self.model.others_pos(self.state)[0]):
+            if r >= 0:
                 rows[h - 1 - r][c] = "o"
-        r, c = self.state.pos[0]
+        r, c = self.model.to_cells(self.state.pos[0])
         rows[h - 1 - r][c] = "R"
         return "\n".join("".join(x) for x in rows)
 
@@ -124,8 +124,8 @@ class GridWarehouseEnv(gym.Env):
         m = self.model
         assert m is not None and self.state is not None
         plans, plan_len = m.plans.copy(), m.plan_len.copy()
-        plans[0, r] = ABSENT_CELL[0]
-        plans[0, r, :len(path)] = path
+        plans[0, r] = ABSENT_CELL
+        plans[0, r, :len(path)] = m.to_flat(np.array(path))
         plan_len[0, r] = len(path)
         self.model = m.with_plans(plans, plan_len)
         k = self.state.others_k.copy()
@@ -136,10 +136,10 @@ class GridWarehouseEnv(gym.Env):
         """Give every absent scripted robot a start cell and a plan (keeps n_others real)."""
         m, st = self.model, self.state
         assert m is not None and st is not None
-        taken = {tuple(st.pos[0])} | {tuple(c) for c in m.others_pos(st)[0]}
+        taken = {tuple(c) for c in m.to_cells(np.r_[st.pos[:1], m.others_pos(st)[0]])}
         free = self.layout.free_cells
         for r in range(self.n_others):
-            if m.plans[0, r, 0, 0] != ABSENT_CELL[0]:
+            if m.plans[0, r, 0] != ABSENT_CELL:
                 continue
             for _ in range(64):
                 c = tuple(int(v) for v in free[self.np_random.integers(len(free))])
@@ -154,7 +154,7 @@ class GridWarehouseEnv(gym.Env):
         assert m is not None and st is not None
         done = st.others_k[0] >= m.plan_len[0] - 1
         for r in np.flatnonzero(done):
-            cur = tuple(int(v) for v in m.others_pos(st)[0, r])
+            cur = tuple(int(v) for v in m.to_cells(m.others_pos(st)[0, r]))
             self._set_plan(int(r), plan_to_random_goal(self.layout, cur, self.np_random, _MAX_PLAN))
             m, st = self.model, self.state
 
@@ -191,7 +191,7 @@ class GridFleetEnv(gym.Env):
         rng, n = self.np_random, self.n_robots
         free = self.layout.free_cells
         cells = free[rng.choice(len(free), size=n + self.n_blocks, replace=False)]
-        pick = self.model.pick_cells[rng.integers(len(self.model.pick_cells), size=n)]
+        pick = self.model.to_cells(self.model.pick_cells)[rng.integers(len(self.model.pick_cells), size=n)]
         station = self.layout.stations[rng.integers(len(self.layout.stations), size=n)]
         blocks = np.broadcast_to(cells[n:], (n, self.n_blocks, 2)).copy()
         self.state = self.model.initial_states(cells[:n], pick, station, blocks=blocks)
@@ -200,25 +200,27 @@ class GridFleetEnv(gym.Env):
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self.state is None:
             raise RuntimeError("env: step() before reset()")
-        st, cfg, rng = self.state, self.config, self.np_random
+        st, cfg, rng, m = self.state, self.config, self.np_random, self.model
         a = np.asarray(action, np.int64).reshape(self.n_robots)
-        valid = self.model.legal_actions(st)[np.arange(self.n_robots), a]
+        valid = m.legal_actions(st)[np.arange(self.n_robots), a]
         move = valid & (a < 4)
-        go = _resolve_moves(st.pos, np.where(move[:, None], st.pos + ACTION_DELTAS[a], st.pos), move)
+        tgt = st.pos + m._delta[a] * move
+        go = _resolve_moves(st.pos, tgt, move)
         collide = move & ~go
         picked = valid & (a == MacroAction.PICK)
         dropped = valid & (a == MacroAction.DROP)
-        pick, station = self.model._next_orders(st, dropped, rng)
+        u = rng.random((self.n_robots, 2))
+        pick = np.where(dropped, m.pick_cells[(u[:, 0] * len(m.pick_cells)).astype(np.int64)], st.pick)
+        station = np.where(dropped, m.station_cells[(u[:, 1] * len(m.station_cells)).astype(np.int64)], st.station)
         block_on = st.block_on
         if block_on.shape[1]:
-            clear = rng.random(block_on.shape[1]) < self.model.p_clear
+            clear = rng.random(block_on.shape[1]) < m.p_clear
             block_on = block_on & ~clear[None, :]
-        heading = np.where(go, _HEADING_OF_MOVE[np.minimum(a, 3)], st.heading)
-        self.state = self.model.replace(
-            st, pos=np.where(go[:, None], st.pos + ACTION_DELTAS[a], st.pos), heading=heading,
+        self.state = m.replace(
+            st, pos=np.where(go, tgt, st.pos), heading=np.where(go, _HEADING_OF_MOVE[a & 3], st.heading),
             moved=go, load=(st.load | picked) & ~dropped, pick=pick, station=station,
             block_on=block_on, t=st.t + 1, delivered=st.delivered + dropped)
-        rewards = (-cfg.time_cost_per_s * self.model.step_s + cfg.pick_reward * picked
+        rewards = (-cfg.time_cost_per_s * m.step_s + cfg.pick_reward * picked
                    + cfg.delivery_reward * dropped + cfg.collision_reward * collide
                    + cfg.invalid_reward * ~valid)
         terminated = bool(cfg.terminate_on_delivery and dropped.any())
@@ -231,7 +233,7 @@ class GridFleetEnv(gym.Env):
         st, n = self.state, self.n_robots
         assert st is not None
         if n > 1:
-            others = np.array([np.delete(st.pos, i, axis=0) for i in range(n)])[:, :, None, :]
+            others = np.array([np.delete(st.pos, i) for i in range(n)])[:, :, None]
             model = self.model.with_plans(others, np.ones((n, n - 1), np.int64))
         else:
             model = self.model
@@ -241,17 +243,16 @@ class GridFleetEnv(gym.Env):
 
 
 def _resolve_moves(pos: np.ndarray, tgt: np.ndarray, move: np.ndarray) -> np.ndarray:
-    """[N] bool: which intended moves succeed (no shared next cell, no swap)."""
+    """[N] bool: which intended moves (flat cells) succeed (no shared next cell, no swap)."""
     go = move.copy()
     n = len(pos)
+    lower = np.tril(np.ones((n, n), bool), -1)
+    swap = (tgt[:, None] == pos[None, :]) & (tgt[None, :] == pos[:, None]) & ~np.eye(n, dtype=bool)
     for _ in range(n + 1):
-        nxt = np.where(go[:, None], tgt, pos)
-        same = (nxt[:, None, :] == nxt[None, :, :]).all(-1) & ~np.eye(n, dtype=bool)
-        swap = ((tgt[:, None, :] == pos[None, :, :]).all(-1)
-                & (tgt[None, :, :] == pos[:, None, :]).all(-1) & go[:, None] & go[None, :])
+        nxt = np.where(go, tgt, pos)
+        same = (nxt[:, None] == nxt[None, :]) & ~np.eye(n, dtype=bool)
         # A mover loses a contested cell to a robot staying there or to a lower index.
-        lower = np.tril(np.ones((n, n), bool), -1)
-        lose = (same & (~go[None, :] | lower)).any(1) | swap.any(1)
+        lose = (same & (~go[None, :] | lower)).any(1) | (swap & go[:, None] & go[None, :]).any(1)
         bad = go & lose
         if not bad.any():
             return go

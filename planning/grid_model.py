@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from sim.layout import Layout
-from sim.types import ACTION_DELTAS, N_ACTIONS, MacroAction
+from sim.types import N_ACTIONS, MacroAction
 
 __all__ = ["GridModel", "GridModelConfig", "GridState", "PROPRIO_DIM", "OCC_BLOCKAGE",
            "OCC_ROBOT", "OCC_STATIC"]
@@ -51,8 +51,8 @@ __all__ = ["GridModel", "GridModelConfig", "GridState", "PROPRIO_DIM", "OCC_BLOC
 PROPRIO_DIM = 12
 OCC_STATIC, OCC_BLOCKAGE, OCC_ROBOT = 1.0, 0.5, 0.25
 _HEADING_OF_MOVE = np.array([1, 3, 0, 2], np.int64)  # N, S, E, W -> index in (E, N, W, S)
+_WAIT, _PICK, _DROP = int(MacroAction.WAIT), int(MacroAction.PICK), int(MacroAction.DROP)
 _HEADING_XY = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], np.float32)  # E, N, W, S
-_MOVE_XY = np.array([[0, 1], [0, -1], [1, 0], [-1, 0]], np.float32)  # N, S, E, W as (x, y)
 
 
 def _fail(field: str, value: object, allowed: str) -> ValueError:
@@ -94,14 +94,17 @@ class GridModelConfig:
 class GridState:
     """A batch of grid-model states (all arrays have leading dim B).
 
+    Cells are flat indices ``row * W + col`` (W = layout width); use
+    :meth:`GridModel.to_cells` / :meth:`GridModel.to_flat` to convert. -1 = no cell.
+
     Attributes:
-        pos: [B, 2] int64 ego cell (row, col).
+        pos: [B] int64 ego cell.
         heading: [B] int64 index into (east, north, west, south).
         moved: [B] bool the ego moved in the last step.
         load: [B] bool carrying the order's load.
-        pick: [B, 2] int64 pick cell of the current order.
-        station: [B, 2] int64 station cell of the current order.
-        blocks: [B, K, 2] int64 known blockage cells (K may be 0).
+        pick: [B] int64 pick cell of the current order.
+        station: [B] int64 station cell of the current order.
+        blocks: [B, K] int64 known blockage cells (-1 = unused slot; K may be 0).
         block_on: [B, K] bool blockage still present.
         others_k: [B, R] int64 progress of each other robot along its plan.
         scn: [B] int64 row of the model's plan table holding the other robots' plans.
@@ -130,10 +133,11 @@ class GridModel:
     """Vectorised warehouse model implementing :class:`planning.PlanningModel`.
 
     Args:
-        layout: the warehouse.
+        layout: the warehouse (its outer ring must be wall, as ``sim.layout`` builds it).
         config: model settings.
-        plans: [C, R, T, 2] int64 announced plans of R other robots, one row per
-            scenario (``GridState.scn``); cells past ``plan_len`` are ignored.
+        plans: [C, R, T] int64 announced plans (flat cells) of R other robots, one row per
+            scenario (``GridState.scn``); entries past ``plan_len`` are ignored; a plan of
+            -1 cells is an absent robot.
         plan_len: [C, R] int64 plan lengths (>= 1).
     """
 
@@ -147,24 +151,43 @@ class GridModel:
         self.step_s = layout.cell_size / cfg.nominal_speed_mps
         self.p_clear = 1.0 - math.exp(-cfg.blockage_clear_rate_per_s * self.step_s)
         h, w = layout.shape
-        self._free_pad = np.zeros((h + 2, w + 2), bool)
-        self._free_pad[1:-1, 1:-1] = layout.free
-        half = cfg.crop_size // 2
-        self._occ_pad = np.full((h + 2 * half, w + 2 * half), OCC_STATIC, np.float32)
-        self._occ_pad[half:half + h, half:half + w] = layout.occupancy.astype(np.float32)
-        off = np.arange(cfg.crop_size) - half
-        self._crop_r, self._crop_c = np.meshgrid(off, off, indexing="ij")
-        self._size_m = np.array(layout.size_m, np.float32)  # (width, height)
-        self._goal_scale = np.float32(max(layout.size_m))
+        self.width = w
+        self._free = layout.free.ravel()
+        self._delta = np.array([w, -w, 1, -1, 0, 0, 0], np.int64)  # flat ACTION_DELTAS
+        self._init_encoding_tables()
         reach = layout.reachable_from(layout.stations[0])
-        self.pick_cells = layout.pick_points[reach[layout.pick_points[:, 0], layout.pick_points[:, 1]]]
+        picks = layout.pick_points[reach[layout.pick_points[:, 0], layout.pick_points[:, 1]]]
+        self.pick_cells = self.to_flat(picks)
+        self.station_cells = self.to_flat(layout.stations)
         if plans is None:
-            plans, plan_len = np.zeros((1, 0, 1, 2), np.int64), np.ones((1, 0), np.int64)
+            plans, plan_len = np.zeros((1, 0, 1), np.int64), np.ones((1, 0), np.int64)
         self.plans = np.asarray(plans, np.int64)
         self.plan_len = np.asarray(plan_len, np.int64)
-        if self.plans.ndim != 4 or self.plan_len.shape != self.plans.shape[:2]:
+        if self.plans.ndim != 3 or self.plan_len.shape != self.plans.shape[:2]:
             raise ValueError(f"grid.plans: shape {self.plans.shape} with plan_len "
-                             f"{self.plan_len.shape}; allowed [C, R, T, 2] and [C, R]")
+                             f"{self.plan_len.shape}; allowed [C, R, T] and [C, R]")
+
+    def _init_encoding_tables(self) -> None:
+        """Per-cell lookup tables so that encoding is a handful of gathers."""
+        lay, half = self.layout, self.config.crop_size // 2
+        h, w = lay.shape
+        wp = w + 2 * half
+        occ = np.full((h + 2 * half, wp), OCC_STATIC, np.float32)
+        occ[half:half + h, half:half + w] = lay.occupancy.astype(np.float32)
+        self._occ_flat = occ.ravel()
+        rc = np.stack(np.divmod(np.arange(h * w), w), axis=-1)
+        self._rc = rc  # [H*W, 2] (row, col) of each flat cell
+        self._pad_index = (rc[:, 0] + half) * wp + rc[:, 1] + half
+        off = np.arange(self.config.crop_size) - half
+        self._crop_offsets = off[:, None] * wp + off[None, :]  # [S, S]
+        xy = lay.cell_to_xy(rc).astype(np.float32)
+        self._xy_unit = xy / np.array(lay.size_m, np.float32)
+        self._xy_goal = xy / np.float32(max(lay.size_m))
+        motion = np.zeros((8, 6), np.float32)  # row = heading * 2 + moved: one-hot, velocity
+        for hd in range(4):
+            motion[2 * hd:2 * hd + 2, hd] = 1.0
+            motion[2 * hd + 1, 4:6] = _HEADING_XY[hd]
+        self._motion = motion
 
     @property
     def deterministic(self) -> bool:
@@ -177,98 +200,102 @@ class GridModel:
         return self.plans.shape[1]
 
     def with_plans(self, plans: np.ndarray, plan_len: np.ndarray) -> GridModel:
-        """The same model with another plan table."""
+        """The same model with another plan table (flat cells [C, R, T], lengths [C, R])."""
         return GridModel(self.layout, self.config, plans=plans, plan_len=plan_len)
+
+    def to_flat(self, cells: np.ndarray) -> np.ndarray:
+        """(row, col) [..., 2] -> flat [...] int64."""
+        cells = np.asarray(cells, np.int64)
+        return cells[..., 0] * self.width + cells[..., 1]
+
+    def to_cells(self, flat: np.ndarray) -> np.ndarray:
+        """flat [...] -> (row, col) [..., 2] int64 (-1 stays (-1, -1))."""
+        flat = np.asarray(flat, np.int64)
+        out = np.stack(np.divmod(flat, self.width), axis=-1)
+        return np.where(flat[..., None] < 0, -1, out)
 
     # ---- queries -------------------------------------------------------------------------
     def others_pos(self, states: GridState, k: np.ndarray | None = None) -> np.ndarray:
-        """[B, R, 2] cells of the other robots at progress ``k`` (default: current)."""
+        """[B, R] flat cells of the other robots at progress ``k`` (default: current)."""
         k = states.others_k if k is None else k
-        r = np.arange(self.n_others)[None, :]
         idx = np.minimum(k, self.plan_len[states.scn] - 1)
-        return self.plans[states.scn[:, None], r, idx]
-
-    def _blocked(self, states: GridState, cells: np.ndarray) -> np.ndarray:
-        """cells [B, M, 2] -> [B, M] bool covered by an active blockage."""
-        if states.blocks.shape[1] == 0:
-            return np.zeros(cells.shape[:2], bool)
-        hit = (states.blocks[:, None, :, :] == cells[:, :, None, :]).all(-1)  # [B, M, K]
-        return (hit & states.block_on[:, None, :]).any(-1)
+        return self.plans[states.scn[:, None], np.arange(self.n_others), idx]
 
     def legal_actions(self, states: GridState) -> np.ndarray:
         """[B, 7] bool legal macro actions."""
         pos = states.pos
-        tgt = pos[:, None, :] + ACTION_DELTAS[None, :4]  # [B, 4, 2]
+        tgt = pos[:, None] + self._delta[:4]  # [B, 4]
         out = np.empty((len(pos), N_ACTIONS), bool)
-        out[:, :4] = self._free_pad[tgt[..., 0] + 1, tgt[..., 1] + 1] & ~self._blocked(states, tgt)
-        out[:, MacroAction.WAIT] = True
-        out[:, MacroAction.PICK] = ~states.load & (pos == states.pick).all(1)
-        out[:, MacroAction.DROP] = states.load & (pos == states.station).all(1)
+        ok = self._free[tgt]
+        if states.blocks.shape[1]:
+            hit = (tgt[:, :, None] == states.blocks[:, None, :]) & states.block_on[:, None, :]
+            ok &= ~hit.any(-1)
+        out[:, :4] = ok
+        out[:, _WAIT] = True
+        out[:, _PICK] = ~states.load & (pos == states.pick)
+        out[:, _DROP] = states.load & (pos == states.station)
         return out
 
     def goal(self, states: GridState) -> np.ndarray:
-        """[B, 2] current goal cell: the pick cell if empty, else the station."""
-        return np.where(states.load[:, None], states.station, states.pick)
+        """[B] current goal cell: the pick cell if empty, else the station."""
+        return np.where(states.load, states.station, states.pick)
 
     # ---- dynamics ------------------------------------------------------------------------
     def step(self, states: GridState, actions: np.ndarray,
              rng: np.random.Generator) -> tuple[GridState, np.ndarray, np.ndarray]:
-        """Advance every row one step (see module docstring for the rules)."""
+        """Advance every row one step (see module docstring for the rules).
+
+        One ``rng.random((B, R + K + 2))`` draw per call: other robots' waits, blockage
+        clearing, and the next order (pick, station) after a delivery.
+        """
         cfg = self.config
         a = np.asarray(actions, np.int64)
-        b = len(a)
-        rows = np.arange(b)
-        valid = self.legal_actions(states)[rows, a]
+        b, n_r, n_k = len(a), self.n_others, states.blocks.shape[1]
+        u = rng.random((b, n_r + n_k + 2))
+        valid = self.legal_actions(states)[np.arange(b), a]
         move = valid & (a < 4)
-        tgt = np.where(move[:, None], states.pos + ACTION_DELTAS[a], states.pos)
-        others_k, collide = self._move_others(states, tgt, rng)
+        tgt = states.pos + self._delta[a] * move
+        others_k, collide = self._move_others(states, tgt, u[:, :n_r])
         go = move & ~collide
-        picked = valid & (a == MacroAction.PICK)
-        dropped = valid & (a == MacroAction.DROP)
-        pick, station = self._next_orders(states, dropped, rng)
+        picked = valid & (a == _PICK)
+        dropped = valid & (a == _DROP)
+        pick, station = states.pick, states.station
+        if dropped.any() and not cfg.terminate_on_delivery:
+            pick = np.where(dropped, self.pick_cells[(u[:, -2] * len(self.pick_cells)).astype(np.int64)], pick)
+            station = np.where(dropped, self.station_cells[(u[:, -1] * len(self.station_cells)).astype(np.int64)], station)
         block_on = states.block_on
-        if block_on.shape[1]:
-            block_on = block_on & (rng.random(block_on.shape) >= self.p_clear)
+        if n_k:
+            block_on = block_on & (u[:, n_r:n_r + n_k] >= self.p_clear)
         t = states.t + 1
-        reward = (-cfg.time_cost_per_s * self.step_s + cfg.pick_reward * picked
-                  + cfg.delivery_reward * dropped + cfg.collision_reward * collide
-                  + cfg.invalid_reward * ~valid)
+        reward = (self._step_reward + cfg.pick_reward * picked + cfg.delivery_reward * dropped
+                  + cfg.collision_reward * collide + cfg.invalid_reward * ~valid)
         done = t >= cfg.horizon_steps
         if cfg.terminate_on_delivery:
-            done = done | dropped
+            done |= dropped
         nxt = GridState(
-            pos=np.where(go[:, None], tgt, states.pos),
-            heading=np.where(go, _HEADING_OF_MOVE[np.minimum(a, 3)], states.heading),
+            pos=np.where(go, tgt, states.pos), heading=np.where(go, _HEADING_OF_MOVE[a & 3], states.heading),
             moved=go, load=(states.load | picked) & ~dropped, pick=pick, station=station,
             blocks=states.blocks, block_on=block_on, others_k=others_k, scn=states.scn, t=t,
             delivered=states.delivered + dropped,
         )
-        return nxt, reward.astype(np.float64), done
+        return nxt, reward, done
+
+    @property
+    def _step_reward(self) -> float:
+        return -self.config.time_cost_per_s * self.step_s
 
     def _move_others(self, states: GridState, tgt: np.ndarray,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        b = len(tgt)
+                     u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.n_others == 0:
-            return states.others_k, np.zeros(b, bool)
+            return states.others_k, np.zeros(len(tgt), bool)
         k = states.others_k
-        adv = rng.random(k.shape) >= self.config.other_wait_prob
-        k_new = np.minimum(k + adv, self.plan_len[states.scn] - 1)
-        old = self.others_pos(states, k)
-        new = self.others_pos(states, k_new)
-        vertex = (new == tgt[:, None]).all(-1).any(1)
-        swap = ((old == tgt[:, None]).all(-1) & (new == states.pos[:, None]).all(-1)).any(1)
-        return k_new, vertex | swap
-
-    def _next_orders(self, states: GridState, dropped: np.ndarray,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        b = len(dropped)
-        i = rng.integers(len(self.pick_cells), size=b)
-        j = rng.integers(len(self.layout.stations), size=b)
-        if self.config.terminate_on_delivery or not dropped.any():
-            return states.pick, states.station
-        new = dropped[:, None]
-        return (np.where(new, self.pick_cells[i], states.pick),
-                np.where(new, self.layout.stations[j], states.station))
+        last = self.plan_len[states.scn] - 1
+        k_new = np.minimum(k + (u >= self.config.other_wait_prob), last)
+        rows, r = states.scn[:, None], np.arange(self.n_others)
+        old = self.plans[rows, r, np.minimum(k, last)]
+        new = self.plans[rows, r, k_new]
+        clash = (new == tgt[:, None]) | ((old == tgt[:, None]) & (new == states.pos[:, None]))
+        return k_new, clash.any(1)
 
     # ---- observation ---------------------------------------------------------------------
     def encode(self, states: GridState) -> dict[str, np.ndarray]:
@@ -278,37 +305,31 @@ class GridModel:
 
     def proprio(self, states: GridState) -> np.ndarray:
         """[B, 12] float32 proprioceptive vector."""
-        b = len(states)
-        out = np.zeros((b, PROPRIO_DIM), np.float32)
-        xy = self.layout.cell_to_xy(states.pos).astype(np.float32)
-        out[:, 0:2] = xy / self._size_m
-        out[np.arange(b), 2 + states.heading] = 1.0
-        out[:, 6:8] = _HEADING_XY[states.heading] * states.moved[:, None]
-        out[:, 8:10] = (self.layout.cell_to_xy(self.goal(states)).astype(np.float32) - xy) / self._goal_scale
+        out = np.empty((len(states), PROPRIO_DIM), np.float32)
+        out[:, 0:2] = self._xy_unit[states.pos]
+        out[:, 2:8] = self._motion[states.heading * 2 + states.moved]
+        out[:, 8:10] = self._xy_goal[self.goal(states)] - self._xy_goal[states.pos]
         out[:, 10] = states.load
         out[:, 11] = states.t / self.config.horizon_steps
         return out
 
     def occupancy(self, states: GridState) -> np.ndarray:
         """[B, S, S] float32 egocentric, world-aligned occupancy crop."""
-        half = self.config.crop_size // 2
-        r = states.pos[:, 0, None, None] + self._crop_r + half
-        c = states.pos[:, 1, None, None] + self._crop_c + half
-        out = self._occ_pad[r, c]
+        out = self._occ_flat[self._pad_index[states.pos][:, None, None] + self._crop_offsets]
         if states.blocks.shape[1]:
             self._paint(out, states.pos, states.blocks, states.block_on, OCC_BLOCKAGE)
         if self.n_others:
             o = self.others_pos(states)
-            self._paint(out, states.pos, o, np.ones(o.shape[:2], bool), OCC_ROBOT)
+            self._paint(out, states.pos, o, o >= 0, OCC_ROBOT)
         return out
 
     def _paint(self, out: np.ndarray, pos: np.ndarray, cells: np.ndarray, on: np.ndarray,
                value: float) -> None:
-        half = self.config.crop_size // 2
-        d = cells - pos[:, None, :] + half  # [B, M, 2]
-        ok = on & (d >= 0).all(-1) & (d < self.config.crop_size).all(-1)
+        half, size = self.config.crop_size // 2, self.config.crop_size
+        rc = self._rc[np.maximum(cells, 0)] - self._rc[pos][:, None, :] + half  # [B, M, 2]
+        ok = on & (cells >= 0) & (rc >= 0).all(-1) & (rc < size).all(-1)
         bb, mm = np.nonzero(ok)
-        rr, cc = d[bb, mm, 0], d[bb, mm, 1]
+        rr, cc = rc[bb, mm, 0], rc[bb, mm, 1]
         cur = out[bb, rr, cc]
         out[bb, rr, cc] = np.where(cur == OCC_STATIC, cur, value)
 
@@ -316,16 +337,27 @@ class GridModel:
     def initial_states(self, pos: np.ndarray, pick: np.ndarray, station: np.ndarray, *,
                        load: np.ndarray | None = None, blocks: np.ndarray | None = None,
                        scn: np.ndarray | None = None) -> GridState:
-        """States at t = 0 for B robots (blocks: [B, K, 2] active blockages)."""
-        pos = np.asarray(pos, np.int64).reshape(-1, 2)
+        """States at t = 0 for B robots from (row, col) cells.
+
+        Args:
+            pos, pick, station: [B, 2] (row, col) cells.
+            load: [B] bool (default empty).
+            blocks: [B, K, 2] (row, col) active blockages; (-1, -1) = unused slot.
+            scn: [B] plan-table rows (default 0).
+        """
+        pos = self.to_flat(np.asarray(pos, np.int64).reshape(-1, 2))
         b = len(pos)
-        blocks = np.zeros((b, 0, 2), np.int64) if blocks is None else np.asarray(blocks, np.int64)
+        if blocks is None:
+            flat_blocks = np.zeros((b, 0), np.int64)
+        else:
+            blocks = np.asarray(blocks, np.int64)
+            flat_blocks = np.where((blocks >= 0).all(-1), self.to_flat(blocks), -1)
         return GridState(
             pos=pos, heading=np.zeros(b, np.int64), moved=np.zeros(b, bool),
             load=np.zeros(b, bool) if load is None else np.asarray(load, bool),
-            pick=np.asarray(pick, np.int64).reshape(b, 2),
-            station=np.asarray(station, np.int64).reshape(b, 2),
-            blocks=blocks, block_on=(blocks >= 0).all(-1),
+            pick=self.to_flat(np.asarray(pick).reshape(b, 2)),
+            station=self.to_flat(np.asarray(station).reshape(b, 2)),
+            blocks=flat_blocks, block_on=flat_blocks >= 0,
             others_k=np.zeros((b, self.n_others), np.int64),
             scn=np.zeros(b, np.int64) if scn is None else np.asarray(scn, np.int64),
             t=np.zeros(b, np.int64), delivered=np.zeros(b, np.int64),

@@ -41,6 +41,7 @@ Semantics:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -189,6 +190,23 @@ def _normalise_logits(logits: np.ndarray, legal: np.ndarray) -> tuple[np.ndarray
     s = z.sum(axis=1, keepdims=True)
     s[s == 0] = 1.0
     return x - mx - np.log(s), z / s
+
+
+def _normalise_row(x: list[float], legal: list[bool]) -> tuple[list[float], ...]:
+    """:func:`_normalise_logits` for one row on Python floats: (prior, logp, mask)."""
+    xs = [v if ok else -math.inf for v, ok in zip(x, legal)]
+    mx = max(xs)
+    if mx == -math.inf:
+        n = len(x)
+        return [0.0] * n, [-math.inf] * n, [-math.inf] * n
+    z = [math.exp(v - mx) for v in xs]
+    s = 0.0
+    for v in z:
+        s += v
+    log_s = math.log(s)
+    prior = [v / s for v in z]
+    logp = [v - mx - log_s if ok else -math.inf for v, ok in zip(xs, legal)]
+    return prior, logp, [0.0 if ok else -math.inf for ok in legal]
 
 
 class MCTS:
@@ -343,17 +361,45 @@ class MCTS:
                                          np.asarray(dones, bool), ctx.rng)
         return new
 
+    def _expand_rows(self, tree: SearchTree, ctx: SimContext, leaves: Leaves) -> None:
+        """:meth:`_expand` + path bookkeeping for a few rows, on Python floats."""
+        b_arr, p_arr, a_arr = leaves.b, leaves.parent, leaves.action
+        nxt, rewards, dones = self.model.step(tree_take_nodes(tree.states, b_arr, p_arr), a_arr, ctx.rng)
+        legal = np.asarray(self.model.legal_actions(nxt), bool).tolist()
+        logits, values = self._evaluate(nxt, ctx.rng)
+        new_nodes = tree.n_nodes[b_arr]
+        tree.n_nodes[b_arr] = new_nodes + 1
+        tree_scatter_nodes(tree.states, b_arr, new_nodes, nxt)
+        rows = zip(b_arr.tolist(), p_arr.tolist(), a_arr.tolist(), leaves.slot.tolist(),
+                   new_nodes.tolist(), legal, np.asarray(logits, np.float64).tolist(),
+                   np.asarray(values, np.float64).tolist(), np.asarray(rewards, np.float64).tolist(),
+                   np.asarray(dones, bool).tolist())
+        for b, p, a, slot, new, lg, x, v, r, d in rows:
+            tree.children[b, p, a, slot] = new
+            tree.parent[b, new] = p
+            tree.parent_action[b, new] = a
+            prior, logp, mask = _normalise_row(x, lg)
+            e = tree.edges[b, new]
+            e[E_PRIOR], e[E_LOGP], e[E_MASK] = prior, logp, mask
+            v = 0.0 if d else v
+            tree.nodes[b, new] = (1.0, v, 0.0, 0.0, 0.0, v, r, float(d), float(not d and any(lg)))
+            ctx.path_c[b, ctx.length[b] - 1] = new
+            ctx.leaf_value[b] = v
+
     def _simulate(self, tree: SearchTree, ctx: SimContext) -> None:
         """One simulation in every row: descend, expand one leaf per row, back up."""
-        leaves = descend_rows(tree, ctx) if ctx.row_path else descend(tree, ctx)
+        if ctx.row_path:
+            leaves = descend_rows(tree, ctx)
+            if len(leaves.b):
+                self._expand_rows(tree, ctx, leaves)
+            backup_rows(tree, ctx)
+            return
+        leaves = descend(tree, ctx)
         if len(leaves.b):
             new = self._expand(tree, ctx, leaves)
             ctx.path_c[leaves.b, ctx.length[leaves.b] - 1] = new
             ctx.leaf_value[leaves.b] = leaves.value
-        if ctx.row_path:
-            backup_rows(tree, ctx)
-        else:
-            backup(tree, ctx)
+        backup(tree, ctx)
 
     # ---- result ----------------------------------------------------------------------------
     def _result(self, tree: SearchTree, ctx: SimContext, done: int, elapsed: float) -> SearchResult:

@@ -2,9 +2,9 @@
 
 A situation is one ego robot with an order, plus (by kind) known blockages on its
 shortest route or other robots whose announced plans cross that route. All rows share
-the same number of blockage slots and other robots: unused blockage slots hold cell
-(-1, -1) and are inactive; absent robots sit on :data:`ABSENT_CELL`, far outside the
-map, where they never conflict and never show in the occupancy crop.
+the same number of blockage slots and other robots: unused blockage slots hold cell -1
+and are inactive; absent robots have plans of :data:`ABSENT_CELL` (-1), where they never
+conflict and never show in the occupancy crop.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ["ABSENT_CELL", "SITUATION_KINDS", "SituationKind", "plan_to_random_go
 
 SituationKind = Literal["open", "blocked", "congested"]
 SITUATION_KINDS: tuple[str, ...] = ("open", "blocked", "congested")
-ABSENT_CELL = (-1000, -1000)
+ABSENT_CELL = -1  # flat cell of an absent robot
 
 
 def plan_to_random_goal(layout: Layout, start: tuple[int, int], rng: np.random.Generator,
@@ -38,13 +38,14 @@ def plan_to_random_goal(layout: Layout, start: tuple[int, int], rng: np.random.G
     return [tuple(int(v) for v in start)]
 
 
-def _route(layout: Layout, model: GridModel, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """A random ego cell, order (pick, station) and the ego's route to the pick."""
+def _route(layout: Layout, pick_cells: np.ndarray,
+           rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """A random ego cell, order (pick, station) and the ego's route to the pick ((row, col))."""
     free = layout.free_cells
     station = layout.stations[rng.integers(len(layout.stations))]
     for _ in range(32):
         ego = free[rng.integers(len(free))]
-        pick = model.pick_cells[rng.integers(len(model.pick_cells))]
+        pick = pick_cells[rng.integers(len(pick_cells))]
         path = astar(layout.free, tuple(ego), tuple(pick))
         if path is not None and len(path) >= 4:
             return ego, pick, station, np.array(path, np.int64)
@@ -69,7 +70,8 @@ def sample_situations(layout: Layout, kinds: Sequence[str], rng: np.random.Gener
         max_plan_len: cells per announced plan.
 
     Returns:
-        The model (its plan table has one row per situation) and the [B] initial states.
+        The model (its plan table, flat cells, has one row per situation) and the [B]
+        initial states.
 
     Raises:
         ValueError: an unknown kind.
@@ -79,12 +81,12 @@ def sample_situations(layout: Layout, kinds: Sequence[str], rng: np.random.Gener
             raise ValueError(f"situation.kind: {k!r}; allowed {', '.join(SITUATION_KINDS)}")
     b = len(kinds)
     base = GridModel(layout, config)
-    plans = np.full((b, n_others, max_plan_len, 2), ABSENT_CELL[0], np.int64)
+    plans = np.full((b, n_others, max_plan_len), ABSENT_CELL, np.int64)
     plan_len = np.ones((b, n_others), np.int64)
     blocks = np.full((b, n_blocks, 2), -1, np.int64)
     pos, pick, station = (np.zeros((b, 2), np.int64) for _ in range(3))
     for i, kind in enumerate(kinds):
-        pos[i], pick[i], station[i], route = _route(layout, base, rng)
+        pos[i], pick[i], station[i], route = _route(layout, base.to_cells(base.pick_cells), rng)
         inner = route[1:-1]
         if kind == "blocked" and n_blocks and len(inner):
             idx = np.unique(np.linspace(0, len(inner) - 1, n_blocks + 2)[1:-1].round().astype(int))
@@ -93,7 +95,7 @@ def sample_situations(layout: Layout, kinds: Sequence[str], rng: np.random.Gener
             starts = inner[rng.permutation(len(inner))[:n_others]] if len(inner) else inner
             for r, st in enumerate(starts):
                 path = plan_to_random_goal(layout, (int(st[0]), int(st[1])), rng, max_plan_len)
-                plans[i, r, :len(path)] = path
+                plans[i, r, :len(path)] = base.to_flat(np.array(path))
                 plan_len[i, r] = len(path)
     model = base.with_plans(plans, plan_len)
     states = model.initial_states(pos, pick, station, blocks=blocks, scn=np.arange(b))

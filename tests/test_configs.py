@@ -8,7 +8,14 @@ import pytest
 
 from agent.baseline import BaselineConfig
 from agent.cli import CONFIGS_DIR, compose_config
-from agent.config import AppConfig, SimSection, build_app_config, to_baseline_config, to_run_config, to_sim_config
+from agent.config import (
+    AppConfig,
+    SimSection,
+    build_app_config,
+    to_baseline_config,
+    to_run_config,
+    to_sim_config,
+)
 from agent.runner import RunConfig
 from sim.config import FaultsConfig, SensorsConfig, SimConfig
 from sim.layout import LayoutConfig, generate_layout
@@ -33,7 +40,7 @@ def test_configs__every_yaml_is_covered():
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_configs__option_composes_and_maps_to_typed_configs(group, option):
     prefix = "+" if group in OPTIONAL_GROUPS else ""
-    plain, app = compose(f"{prefix}{group}={option}")
+    _, app = compose(f"{prefix}{group}={option}")
     assert isinstance(app, AppConfig)
     sim = to_sim_config(app)
     assert isinstance(sim, SimConfig) and sim.n_robots == app.n_robots and sim.duration_s == app.duration_s

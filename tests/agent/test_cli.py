@@ -75,7 +75,7 @@ def test_cli__run_help_lists_groups_and_defaults(capsys):
     assert main(["run", "--help"]) == 0
     out = capsys.readouterr().out
     for text in ("scenario", "[nominal]", "exceptions", "[small]", "medium", "movingai", "[baseline]",
-                 "episodes=2", "duration_s=300.0", "n_robots=4", "video=False", "hydra.run.dir"):
+                 "episodes=2", "duration_s=300.0", "n_robots=4", "video=false", "hydra.run.dir"):
         assert text in out, text
 
 
@@ -87,6 +87,6 @@ def test_cli__cfg_prints_composed_config(capsys):
 
 def test_cli__console_script_error_has_no_traceback():
     r = subprocess.run([sys.executable, "-c", "import sys; from agent.cli import main; sys.exit(main())",
-                        "run", "episodes=-1"], capture_output=True, text=True, timeout=120)
+                        "run", "episodes=-1"], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["forklift: error: episodes=-1: must be >= 1"]

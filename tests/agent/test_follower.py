@@ -101,7 +101,7 @@ def test_follower__speed_cap_limits_cruise_speed():
 def test_follower__tolerates_actuator_lag():
     for name in ("straight", "corner", "zigzag", "u_turn"):
         start, path = PATHS[name]
-        poses, _, done = simulate(FollowerConfig(), start, path, lag=0.5)
+        _, _, done = simulate(FollowerConfig(), start, path, lag=0.5)
         assert done, name
 
 

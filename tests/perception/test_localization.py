@@ -24,11 +24,18 @@ from sim.layout import LayoutConfig, generate_layout
 # The synthetic sensors' true noise (perception.synthetic.NoiseProfile defaults), with the
 # scan-match covariance calibrated on the synthetic lidar (lidar-only NEES = 3 at 0.7);
 # the library default (1.0) is deliberately conservative for the PyBullet simulator.
-MATCHED = dict(
-    fiducial_sigma=0.003, fiducial_yaw_sigma=float(np.deg2rad(0.2)), uwb_sigma=0.07, gyro_sigma=0.005,
-    odom_wheel_sigma_rel=0.02, odom_wheel_sigma_abs=0.002, imu_accel_sigma=0.05, pos_psd=1e-8, yaw_psd=1e-9,
-    scan=ScanMatchConfig(cov_inflation=0.7),
-)
+MATCHED = {
+    "fiducial_sigma": 0.003,
+    "fiducial_yaw_sigma": float(np.deg2rad(0.2)),
+    "uwb_sigma": 0.07,
+    "gyro_sigma": 0.005,
+    "odom_wheel_sigma_rel": 0.02,
+    "odom_wheel_sigma_abs": 0.002,
+    "imu_accel_sigma": 0.05,
+    "pos_psd": 1e-8,
+    "yaw_psd": 1e-9,
+    "scan": ScanMatchConfig(cov_inflation=0.7),
+}
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +85,9 @@ def test_localizer__nees_within_chi2_band(layout):
     chi2(3 n) / n."""
     samples = []
     for seed in range(4):
-        run = generate_scenario(layout, nominal_config(16.0), np.random.default_rng(100 + seed)).runs[0]
+        run = generate_scenario(
+            layout, nominal_config(16.0), np.random.default_rng(100 + seed)
+        ).runs[0]
         _, poses, est = _run(layout, run, LocalizerConfig(**MATCHED))
         e = est - run.truth
         e[:, 2] = wrap(e[:, 2])
@@ -103,7 +112,12 @@ def test_dead_reckoning__drifts_but_stays_finite(layout, nominal_run):
     pos, _ = _errors(est, nominal_run.truth)
     assert np.all(np.isfinite(est))
     assert pos.max() > 0.02  # no absolute sensor: it drifts
-    assert loc.stats.accepted["lidar"] == loc.stats.accepted["uwb"] == loc.stats.accepted["fiducial"] == 0
+    assert (
+        loc.stats.accepted["lidar"]
+        == loc.stats.accepted["uwb"]
+        == loc.stats.accepted["fiducial"]
+        == 0
+    )
     assert poses[-1].cov[0, 0] > poses[10].cov[0, 0]  # and knows it
 
 

@@ -11,7 +11,15 @@ import pytest
 from perception import Kidnap, Localizer, LocalizerConfig, generate_scenario, nominal_config
 from perception.motion import wrap
 from sim.layout import LayoutConfig, generate_layout
-from sim.types import FiducialReading, ImuReading, LidarScan, OdomReading, Pose, SensorFrame, UwbReading
+from sim.types import (
+    FiducialReading,
+    ImuReading,
+    LidarScan,
+    OdomReading,
+    Pose,
+    SensorFrame,
+    UwbReading,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +66,20 @@ def test_gating__rejects_injected_uwb_outliers(layout, run):
 def test_gating__rejects_wrong_fiducial_and_bad_scan(layout, run):
     loc = Localizer(layout, LocalizerConfig(), run.initial_pose)
     far = int(np.argmax(np.hypot(*(layout.fiducials - run.truth[0, :2]).T)))
-    shifted = run.truth[50] + np.array([0.0, 0.0, 0.0])
+    k_far = int(np.argmax(np.hypot(*(run.truth[:, :2] - run.truth[60, :2]).T)))
+    assert np.hypot(*(run.truth[k_far, :2] - run.truth[60, :2])) > 1.0
     for k, f in enumerate(run.frames[:100]):
         if k == 40:  # a misread code id: a valid marker on the other side of the map
-            f = dataclasses.replace(f, fiducial=FiducialReading(far, 0.0, 0.0, float(run.truth[k, 2])))
-        if k == 60:  # a scan from elsewhere (as if the robot were 1.5 m away)
-            other = run.frames[0].lidar if np.hypot(*(run.truth[0, :2] - run.truth[k, :2])) > 1.0 else None
-            if other is not None:
-                f = dataclasses.replace(f, lidar=other)
+            f = dataclasses.replace(
+                f, fiducial=FiducialReading(far, 0.0, 0.0, float(run.truth[k, 2]))
+            )
+        if k == 60:  # a scan taken more than 1 m away
+            f = dataclasses.replace(f, lidar=run.frames[k_far].lidar)
         pose = loc.update(f)
     assert loc.stats.rejected["fiducial"] >= 1
+    assert loc.stats.rejected["lidar"] >= 1
+    assert loc.stats.relocalizations == 0 and loc.stats.kidnaps_detected == 0
     assert _pos_err(pose, run.truth[99]) < 0.01
-    del shifted
 
 
 # ---- outages ------------------------------------------------------------------------------
@@ -130,19 +140,49 @@ def test_kidnap__detected_and_relocalized(layout, kind, missing):
 # ---- malformed data -----------------------------------------------------------------------
 
 _MALFORMED = {
-    "odom-nan": ("odom", lambda f: dataclasses.replace(f, odom=OdomReading(float("nan"), 0.0, 0.05))),
+    "odom-nan": (
+        "odom",
+        lambda f: dataclasses.replace(f, odom=OdomReading(float("nan"), 0.0, 0.05)),
+    ),
     "odom-dt0": ("odom", lambda f: dataclasses.replace(f, odom=OdomReading(0.1, 0.0, 0.0))),
     "imu-nan": ("imu", lambda f: dataclasses.replace(f, imu=ImuReading(float("nan"), np.zeros(2)))),
     "imu-accel-shape": ("imu", lambda f: dataclasses.replace(f, imu=ImuReading(0.0, np.zeros(3)))),
-    "uwb-lengths": ("uwb", lambda f: dataclasses.replace(f, uwb=UwbReading(np.arange(3), np.ones(2)))),
-    "uwb-negative": ("uwb", lambda f: dataclasses.replace(f, uwb=UwbReading(np.arange(2), np.array([-1.0, 5.0])))),
-    "uwb-unknown-id": ("uwb", lambda f: dataclasses.replace(f, uwb=UwbReading(np.array([99]), np.array([5.0])))),
-    "uwb-nan": ("uwb", lambda f: dataclasses.replace(f, uwb=UwbReading(np.array([0]), np.array([np.nan])))),
-    "uwb-str-ids": ("uwb", lambda f: dataclasses.replace(f, uwb=UwbReading(np.array(["a"]), np.array([5.0])))),
-    "fid-unknown": ("fiducial", lambda f: dataclasses.replace(f, fiducial=FiducialReading(10_000, 0.0, 0.0, 0.0))),
-    "fid-nan": ("fiducial", lambda f: dataclasses.replace(f, fiducial=FiducialReading(0, np.nan, 0.0, 0.0))),
-    "lidar-mismatch": ("lidar", lambda f: dataclasses.replace(f, lidar=LidarScan(np.zeros(3), np.ones(4), 10.0))),
-    "lidar-rmax": ("lidar", lambda f: dataclasses.replace(f, lidar=LidarScan(np.zeros(3), np.ones(3), -1.0))),
+    "uwb-lengths": (
+        "uwb",
+        lambda f: dataclasses.replace(f, uwb=UwbReading(np.arange(3), np.ones(2))),
+    ),
+    "uwb-negative": (
+        "uwb",
+        lambda f: dataclasses.replace(f, uwb=UwbReading(np.arange(2), np.array([-1.0, 5.0]))),
+    ),
+    "uwb-unknown-id": (
+        "uwb",
+        lambda f: dataclasses.replace(f, uwb=UwbReading(np.array([99]), np.array([5.0]))),
+    ),
+    "uwb-nan": (
+        "uwb",
+        lambda f: dataclasses.replace(f, uwb=UwbReading(np.array([0]), np.array([np.nan]))),
+    ),
+    "uwb-str-ids": (
+        "uwb",
+        lambda f: dataclasses.replace(f, uwb=UwbReading(np.array(["a"]), np.array([5.0]))),
+    ),
+    "fid-unknown": (
+        "fiducial",
+        lambda f: dataclasses.replace(f, fiducial=FiducialReading(10_000, 0.0, 0.0, 0.0)),
+    ),
+    "fid-nan": (
+        "fiducial",
+        lambda f: dataclasses.replace(f, fiducial=FiducialReading(0, np.nan, 0.0, 0.0)),
+    ),
+    "lidar-mismatch": (
+        "lidar",
+        lambda f: dataclasses.replace(f, lidar=LidarScan(np.zeros(3), np.ones(4), 10.0)),
+    ),
+    "lidar-rmax": (
+        "lidar",
+        lambda f: dataclasses.replace(f, lidar=LidarScan(np.zeros(3), np.ones(3), -1.0)),
+    ),
     "stamp-nan": ("frame", lambda f: dataclasses.replace(f, stamp=float("nan"))),
 }
 
@@ -210,7 +250,7 @@ def test_numerics__indefinite_covariance_repaired(layout, run, kind):
     for k, f in enumerate(run.frames[:60]):
         if k == 30:
             P = loc.estimate.P
-            P[3, 4] = P[4, 3] = 10.0  # not positive definite any more
+            P[6, 6] = -1e-3  # negative wheel-scale variance: not positive definite any more
             loc._backend.set_state(loc.estimate.x, P)
         pose = loc.update(f)
         _assert_sane(loc, pose)
@@ -222,7 +262,7 @@ def test_initial_pose__wrong_cov_uses_defaults(layout, run):
     p0 = run.initial_pose
     bad = Pose(p0.x, p0.y, p0.yaw, cov=np.full((3, 3), np.nan), stamp=0.0)
     loc = Localizer(layout, LocalizerConfig(), bad)
-    assert np.allclose(np.diag(loc.estimate.P)[:2], LocalizerConfig().init_pos_std**2)
+    assert np.allclose(np.diag(loc.estimate.P)[:2], LocalizerConfig().init_pos_std ** 2)
     with pytest.raises(ValueError, match="initial_pose"):
         Localizer(layout, LocalizerConfig(), Pose(np.nan, 0.0, 0.0))
     assert np.isfinite(wrap(np.array([1.0]))).all()
