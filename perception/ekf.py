@@ -64,6 +64,30 @@ class Innovation:
         return self.y * self.y / np.maximum(np.diag(self.S), 1e-300)
 
 
+_VAR_CAPS = np.array([1e6, 1e6, np.pi**2, 100.0, 100.0, 1.0, 1.0, 1.0])  # per state, SI^2
+
+
+def repair_covariance(P: np.ndarray, caps: np.ndarray = _VAR_CAPS) -> tuple[np.ndarray, bool]:
+    """Symmetrise, cap absurd variances by a congruence (keeps definiteness), and clamp the
+    eigenvalues of an indefinite matrix to 1e-12.
+
+    Returns:
+        (P [n, n], True when the eigenvalue clamp was needed).
+    """
+    P = 0.5 * (P + P.T)
+    d = np.diag(P)
+    if np.any(d > caps):
+        D = np.sqrt(np.minimum(1.0, caps / np.maximum(d, 1e-300)))
+        P = P * np.outer(D, D)
+    try:
+        np.linalg.cholesky(P)
+        return P, False
+    except np.linalg.LinAlgError:
+        w, V = np.linalg.eigh(P)
+        P = (V * np.maximum(w, 1e-12)) @ V.T
+        return 0.5 * (P + P.T), True
+
+
 class FilterBackend:
     """Shared state handling of the EKF and UKF backends (a thin base, not a tower)."""
 

@@ -9,17 +9,25 @@ robot in time order and read the returned :class:`~sim.types.Pose`::
     loc.stats                           # accepted / rejected / malformed / ... counters
 
 Filter (state in :mod:`perception.motion`): [x, y, yaw, v, w, gyro_bias, wheel_scale,
-wheel_asym]. Per frame: random-walk half-step of (v, w, biases), with v driven by the
-IMU's forward acceleration when present; odometry ``(k v, k w + c v)`` and gyro
-``w + gyro_bias`` updates (odometry pair gated jointly: a slipping wheel corrupts
-both); arc propagation of the pose with the fresh (v, w) (so prediction is driven by
-odometry and IMU). ``odom_velocity="mean"`` (default; the simulator, whose velocity
-motors hold each tick's speed) treats odometry and gyro as the period's mean speeds;
-``"end"`` (encoders reporting the speed at the stamp) moves the pose with the mean of
-the previous and the new (v, w). Then exteroceptive updates: floor
-fiducial (direct pose), lidar scan match against the map (pose with Hessian
-covariance, at ``lidar_period_s``), UWB ranges (3D range model, tag height).
-``kind="dead_reckoning"`` runs the same filter on odometry and IMU only.
+wheel_asym]. Per frame:
+
+1. velocity half-step: (v, w, biases) random-walk; with an IMU, v is driven by the
+   forward acceleration (``v += a dt``, accelerometer noise);
+2. odometry ``(k v, k w + c v)`` and gyro ``w + gyro_bias`` in one gated update;
+   odometry noise comes from a differential-drive wheel model (per-wheel relative +
+   absolute speed noise, track ``odom_track_width``); the odometry pair is gated
+   jointly (a slipping wheel corrupts both), the gyro alone;
+3. arc propagation of the pose with the fresh (v, w): prediction is driven by odometry
+   and IMU. ``odom_velocity="mean"`` (default; the simulator, whose velocity motors
+   hold each tick's speed) reads odometry and gyro as the period's mean speeds; ``"end"``
+   (encoders reporting the speed at the stamp) moves the pose with the mean of the
+   previous and the new (v, w);
+4. exteroceptive updates: floor fiducial (direct pose), lidar scan match against the
+   map (pose with Hessian covariance, every ``lidar_period_s``), UWB ranges (3D range
+   model, anchor and tag heights).
+
+``kind="dead_reckoning"`` runs the same filter on odometry and IMU only (the baseline).
+With ``kind="ukf"`` the same models run through filterpy's UKF (:mod:`perception.ukf`).
 
 Robustness (what robot_localization users expect):
 
@@ -50,7 +58,8 @@ Robustness (what robot_localization users expect):
 * **Collisions**: an accelerometer norm above ``impact_accel`` inflates the yaw-rate
   process noise for that period, adds ``impact_pos_sigma`` / ``impact_yaw_sigma`` of
   pose noise (sampled inertial data miss part of a collision's motion) and skips the
-  odometry (skidding / spinning wheels); the accelerometer carries v. **Gyro lock-out breaker**: after ``gyro_relock``
+  odometry (skidding / spinning wheels); the accelerometer carries v.
+* **Gyro lock-out breaker**: after ``gyro_relock``
   consecutive gyro rejections the yaw-rate variance is reopened by the last innovation,
   so a wrong w state can never shut out the gyro for good.
 * **Relocalization** when lost: a floor fiducial gives the full pose, checked against
@@ -70,22 +79,25 @@ import copy
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
 from scipy.stats import chi2
 
 from perception import motion as mm
-from perception.ekf import EkfBackend, FilterBackend
+from perception.ekf import EkfBackend, FilterBackend, repair_covariance
 from perception.localization_config import (
     SENSOR_NAMES,
+    Counters,
     FilterEstimate,
     LocalizerConfig,
     LocalizerStats,
+    Track,
+    initial_state,
+    process_noise,
 )
-from perception.readings import check_fiducial, check_imu, check_lidar, check_odom, check_uwb
-from perception.relocalization import fiducial_candidate, uwb_candidate, yaw_candidate
+from perception.readings import check_exteroceptive, check_imu, check_odom
+from perception.relocalization import find_candidate
 from perception.scan_match import MapField, match_scan, scan_points
 from perception.ukf import UkfBackend
 from sim.layout import Layout
@@ -98,39 +110,6 @@ _MOTION_ROWS = {
     (False, True): (slice(2, 3), slice(2, 3)),
 }
 _NUMERIC_ERRORS = (np.linalg.LinAlgError, ValueError, FloatingPointError, ZeroDivisionError)
-
-
-@dataclass
-class _Track:
-    """Mutable per-robot filter bookkeeping (snapshotted for replay)."""
-
-    x: np.ndarray
-    P: np.ndarray
-    stamp: float
-    started: bool = False
-    last_seen: dict[str, float] = field(default_factory=dict)
-    timed_out: set[str] = field(default_factory=set)
-    last_lidar: float = -np.inf
-    consec: dict[str, int] = field(default_factory=dict)  # consecutive rejections per sensor
-    gyro_innov2: float = 0.0  # last gyro innovation^2 ((rad/s)^2), for the lock-out breaker
-    recover_count: int = 0
-    kidnapped: bool = False
-    health: Health = "ok"
-    good_x: np.ndarray | None = None
-    good_P: np.ndarray | None = None
-
-
-class _Counters:
-    def __init__(self) -> None:
-        self.frames = 0
-        self.accepted = {s: 0 for s in SENSOR_NAMES}
-        self.rejected = {s: 0 for s in SENSOR_NAMES}
-        self.malformed = {s: 0 for s in (*SENSOR_NAMES, "frame")}
-        self.timeouts = {s: 0 for s in SENSOR_NAMES}
-        self.late_replayed = self.late_dropped = 0
-        self.numerical_resets = self.covariance_repairs = 0
-        self.relocalizations = self.kidnaps_detected = 0
-        self.recoveries = 0
 
 
 class Localizer:
@@ -176,15 +155,14 @@ class Localizer:
             (True, False): np.array([g_o, g_o]),
             (False, True): np.array([g_i]),
         }
-        self._q_cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
         self._fid_model, self._lidar_model = mm.pose_model("fiducial"), mm.pose_model("lidar")
         self._uwb_models: dict[bytes, mm.MeasurementModel] = {}
-        self._c = _Counters()
+        self._c = Counters()
         self._replaying = False
-        self._history: deque[tuple[float, SensorFrame, _Track]] = deque()
-        x0, P0 = self._initial_state(pose0)
+        self._history: deque[tuple[float, SensorFrame, Track]] = deque()
+        x0, P0 = initial_state(self.cfg, pose0)
         self._backend = self._make_backend(x0, P0)
-        self._t = _Track(x=x0, P=P0, stamp=float(pose0.stamp), good_x=x0.copy(), good_P=P0.copy())
+        self._t = Track(x=x0, P=P0, stamp=float(pose0.stamp), good_x=x0.copy(), good_P=P0.copy())
         self._pose = self._make_pose()
 
     # ---- public API -----------------------------------------------------------------------
@@ -243,45 +221,13 @@ class Localizer:
 
     def reset(self, pose: Pose) -> None:
         """Re-initialise the filter at ``pose`` (operator or supervisor override); keeps stats."""
-        x0, P0 = self._initial_state(pose)
+        x0, P0 = initial_state(self.cfg, pose)
         self._backend.set_state(x0, P0)
-        self._t = _Track(x=x0, P=P0, stamp=float(pose.stamp), good_x=x0.copy(), good_P=P0.copy())
+        self._t = Track(x=x0, P=P0, stamp=float(pose.stamp), good_x=x0.copy(), good_P=P0.copy())
         self._history.clear()
         self._pose = self._make_pose()
 
     # ---- construction ----------------------------------------------------------------------
-
-    def _initial_state(self, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
-        cfg = self.cfg
-        x0 = np.array(
-            [pose.x, pose.y, mm.wrap(pose.yaw), 0.0, 0.0, 0.0, 1.0, 0.0], dtype=np.float64
-        )
-        if not np.all(np.isfinite(x0)):
-            raise ValueError(
-                f"initial_pose: {pose.x}, {pose.y}, {pose.yaw}; allowed finite numbers"
-            )
-        P0 = np.diag(
-            np.square(
-                [
-                    cfg.init_pos_std,
-                    cfg.init_pos_std,
-                    cfg.init_yaw_std,
-                    cfg.init_v_std,
-                    cfg.init_w_std,
-                    cfg.init_gyro_bias_std,
-                    cfg.init_wheel_scale_std,
-                    cfg.init_wheel_asym_std,
-                ]
-            )
-        )
-        cov = np.asarray(pose.cov, dtype=np.float64)
-        if (
-            cov.shape == (3, 3)
-            and np.all(np.isfinite(cov))
-            and np.all(np.linalg.eigvalsh(0.5 * (cov + cov.T)) > 0)
-        ):
-            P0[:3, :3] = 0.5 * (cov + cov.T)
-        return x0, P0
 
     def _make_backend(self, x0: np.ndarray, P0: np.ndarray) -> FilterBackend:
         if self.cfg.kind == "ukf":
@@ -292,13 +238,13 @@ class Localizer:
 
     # ---- late data -------------------------------------------------------------------------
 
-    def _snapshot(self) -> _Track:
+    def _snapshot(self) -> Track:
         t = copy.copy(self._t)
         t.x, t.P = self._backend.x, self._backend.P
         t.last_seen, t.timed_out, t.consec = dict(t.last_seen), set(t.timed_out), dict(t.consec)
         return t
 
-    def _restore(self, snap: _Track) -> None:
+    def _restore(self, snap: Track) -> None:
         self._t = copy.copy(snap)
         self._t.last_seen, self._t.timed_out = dict(snap.last_seen), set(snap.timed_out)
         self._t.consec = dict(snap.consec)
@@ -361,31 +307,10 @@ class Localizer:
     def _seen(self, sensor: str) -> None:
         self._t.last_seen[sensor] = self._t.stamp
 
-    def _noise(self, dt: float) -> tuple[np.ndarray, np.ndarray]:
-        """(velocity random-walk Q, pose Q) for ``dt``, cached (dt is nearly always the same)."""
-        key = round(dt, 6)
-        q = self._q_cache.get(key)
-        if q is None:
-            cfg = self.cfg
-            q = (
-                mm.velocity_noise(
-                    dt,
-                    accel_psd=cfg.accel_psd,
-                    yaw_accel_psd=cfg.yaw_accel_psd,
-                    gyro_bias_psd=cfg.gyro_bias_psd,
-                    wheel_scale_psd=cfg.wheel_scale_psd,
-                    wheel_asym_psd=cfg.wheel_asym_psd,
-                ),
-                mm.pose_noise(dt, pos_psd=cfg.pos_psd, yaw_psd=cfg.yaw_psd),
-            )
-            if len(self._q_cache) < 32:
-                self._q_cache[key] = q
-        return q
-
     def _predict(self, frame: SensorFrame, dt: float) -> None:
         """Random-walk half-step, odometry + gyro update (gated), pose propagation."""
         cfg, b = self.cfg, self._backend
-        q_vel, q_pose = self._noise(dt)
+        q_vel, q_pose = process_noise(self.cfg, dt)
         z_odom = z_gyro = None
         if frame.odom is not None:
             z_odom = check_odom(frame.odom)
@@ -447,7 +372,12 @@ class Localizer:
         has = (z_odom is not None, z_gyro is not None)
         R = np.zeros((3, 3))
         if z_odom is not None:
-            R[:2, :2] = self._odom_cov(z_odom)
+            R[:2, :2] = mm.odom_covariance(
+                z_odom,
+                self.cfg.odom_track_width,
+                self.cfg.odom_wheel_sigma_rel,
+                self.cfg.odom_wheel_sigma_abs,
+            )
         R[2, 2] = self.cfg.gyro_sigma**2
         r_rows, r_cols = _MOTION_ROWS[has]
         z = np.concatenate([v for v in (z_odom, z_gyro) if v is not None])
@@ -461,21 +391,6 @@ class Localizer:
             self._count(self._c.rejected, "imu", 1 - int(ok[-1]))
             self._t.consec["imu"] = 0 if ok[-1] else self._t.consec.get("imu", 0) + 1
             self._t.gyro_innov2 = float(self._last_innovation.y[-1]) ** 2
-
-    def _odom_cov(self, z: np.ndarray) -> np.ndarray:
-        """[2, 2] covariance of odometry (v, w) from independent per-wheel speed noise."""
-        cfg = self.cfg
-        t = cfg.odom_track_width
-        vl, vr = z[0] - 0.5 * t * z[1], z[0] + 0.5 * t * z[1]
-        sl2 = cfg.odom_wheel_sigma_abs**2 + (cfg.odom_wheel_sigma_rel * vl) ** 2
-        sr2 = cfg.odom_wheel_sigma_abs**2 + (cfg.odom_wheel_sigma_rel * vr) ** 2
-        # v = (vl + vr) / 2, w = (vr - vl) / t
-        return np.array(
-            [
-                [0.25 * (sl2 + sr2), 0.5 * (sr2 - sl2) / t],
-                [0.5 * (sr2 - sl2) / t, (sl2 + sr2) / (t * t)],
-            ]
-        )
 
     def _gated(
         self,
@@ -555,9 +470,7 @@ class Localizer:
     # ---- exteroceptive sensors ---------------------------------------------------------------
 
     def _exteroceptive(self, frame: SensorFrame, stamp: float) -> None:
-        fid = self._checked_fiducial(frame)
-        uwb = self._checked_uwb(frame)
-        scan = self._checked_lidar(frame)
+        fid, uwb, scan = self._checked(frame)
         pos_std, yaw_std = self._stds()
         lost_pos = self._t.kidnapped or pos_std > self.cfg.lost_pos_std
         if (lost_pos or yaw_std > self.cfg.lost_yaw_std) and self._relocalize(
@@ -587,46 +500,19 @@ class Localizer:
             res["uwb"] = 2 * int(ok.sum()) >= len(ok)  # a majority of the ranges agrees
         self._track_rejections(res)
 
-    def _checked_fiducial(self, frame: SensorFrame) -> tuple[np.ndarray, np.ndarray] | None:
-        if frame.fiducial is None:
-            return None
-        chk = check_fiducial(
-            frame.fiducial, len(self.layout.fiducials), self.cfg.fiducial_max_offset
-        )
-        if chk is None:
-            self._count(self._c.malformed, "fiducial")
-            return None
-        mid, d = chk
-        z = np.array(
-            [
-                self.layout.fiducials[mid, 0] + d[0],
-                self.layout.fiducials[mid, 1] + d[1],
-                mm.wrap(d[2]),
-            ]
-        )
-        s, sy = self.cfg.fiducial_sigma, self.cfg.fiducial_yaw_sigma
-        return z, np.diag([s * s, s * s, sy * sy])
-
-    def _checked_uwb(self, frame: SensorFrame) -> tuple[np.ndarray, np.ndarray] | None:
-        if frame.uwb is None:
-            return None
-        chk = check_uwb(frame.uwb, len(self.layout.uwb_anchors), self.cfg.uwb_max_range)
-        if chk is None or chk.n_bad:
-            self._count(self._c.malformed, "uwb", 1 if chk is None else chk.n_bad)
-        if chk is None or len(chk.ids) == 0:
-            return None
-        self._seen("uwb")
-        return chk.ids, chk.ranges
-
-    def _checked_lidar(self, frame: SensorFrame):
-        if frame.lidar is None:
-            return None
-        scan = check_lidar(frame.lidar)
-        if scan is None:
-            self._count(self._c.malformed, "lidar")
-            return None
-        self._seen("lidar")
-        return scan
+    def _checked(self, frame: SensorFrame) -> tuple:
+        """Validated (fiducial, uwb, lidar) of a frame (None when absent or malformed);
+        counts malformed readings and marks the present ones as seen."""
+        out = []
+        for name, (value, n_bad) in zip(
+            ("fiducial", "uwb", "lidar"), check_exteroceptive(frame, self.layout, self.cfg)
+        ):
+            if n_bad:
+                self._count(self._c.malformed, name, n_bad)
+            if value is not None and name != "fiducial":
+                self._seen(name)
+            out.append(value)
+        return tuple(out)
 
     def _uwb_model(self, ids: np.ndarray) -> mm.MeasurementModel:
         key = ids.tobytes()
@@ -694,43 +580,16 @@ class Localizer:
 
     def _relocalize(self, fid, uwb, scan, lost_pos: bool) -> bool:
         """Try a global fix; on success reset the pose block of the state. Returns success."""
-        cfg = self.cfg
-        pts = None
-        if scan is not None:
-            pts = scan_points(scan, cfg.scan, cfg.lidar_offset)
-            pts = pts if len(pts) >= cfg.scan.min_points else None
-        kw = {
-            "tag_height": cfg.uwb_tag_height,
-            "uwb_sigma": cfg.uwb_sigma,
-            "scan_cfg": cfg.scan,
-            "min_fitness": cfg.reloc_min_fitness,
-        }
-        cand = None
-        if fid is not None:
-            cand = fiducial_candidate(
-                self._field, self.layout.uwb_anchors, fid[0], fid[1], uwb, pts, **kw
-            )
-        elif lost_pos and uwb is not None:
-            cand = uwb_candidate(
-                self._field,
-                self.layout.uwb_anchors,
-                uwb,
-                pts,
-                float(self._backend.xv[mm.IYAW]),
-                min_anchors=cfg.reloc_min_anchors,
-                chi2_prob=cfg.reloc_chi2_prob,
-                yaw_seeds=cfg.reloc_yaw_seeds,
-                **kw,
-            )
-        elif pts is not None and not lost_pos:
-            cand = yaw_candidate(
-                self._field,
-                pts,
-                self._backend.x[:2],
-                cfg.scan,
-                min_fitness=cfg.reloc_min_fitness,
-                yaw_seeds=cfg.reloc_yaw_seeds,
-            )
+        cand = find_candidate(
+            self._field,
+            self.layout,
+            self.cfg,
+            fid,
+            uwb,
+            scan,
+            self._backend.x[:3],
+            lost_pos=lost_pos,
+        )
         if cand is None:
             return False
         pose, cov = cand
@@ -749,32 +608,24 @@ class Localizer:
     # ---- numerics, time-outs, health --------------------------------------------------------
 
     def _sanitise(self) -> None:
-        """Finite check, symmetrise, cap absurd variances, repair an indefinite P (eigen clamp)."""
+        """Finite check, then symmetrise / cap / repair P (:func:`repair_covariance`)."""
         b = self._backend
         x, P = b.xv, b.Pv
         if not (np.isfinite(x).all() and np.isfinite(P).all()):
             raise FloatingPointError("non-finite state")
-        P = 0.5 * (P + P.T)
-        # cap absurd variances by a congruence (keeps P positive definite)
-        caps = np.array([1e6, 1e6, np.pi**2, 100.0, 100.0, 1.0, 1.0, 1.0])
-        d = np.diag(P)
-        if np.any(d > caps):
-            D = np.sqrt(np.minimum(1.0, caps / np.maximum(d, 1e-300)))
-            P = P * np.outer(D, D)
-        try:
-            np.linalg.cholesky(P)
-        except np.linalg.LinAlgError:
-            w, V = np.linalg.eigh(P)
-            P = (V * np.maximum(w, 1e-12)) @ V.T
-            P = 0.5 * (P + P.T)
-            if not self._replaying:
-                self._c.covariance_repairs += 1
+        P, repaired = repair_covariance(P)
+        if repaired and not self._replaying:
+            self._c.covariance_repairs += 1
         b.set_state(x.copy(), P)
+
+    def _stds(self) -> tuple[float, float]:
+        """(std along the worst position axis (m), yaw std (rad))."""
+        return mm.position_std(self._backend.Pv), math.sqrt(max(float(self._backend.Pv[2, 2]), 0.0))
 
     def _numerical_reset(self) -> None:
         t = self._t
-        x = t.good_x if t.good_x is not None else self._initial_state(self._pose)[0]
-        P = t.good_P if t.good_P is not None else self._initial_state(self._pose)[1]
+        x = t.good_x if t.good_x is not None else initial_state(self.cfg, self._pose)[0]
+        P = t.good_P if t.good_P is not None else initial_state(self.cfg, self._pose)[1]
         self._backend.set_state(
             x, 0.5 * (P + P.T) * 4.0 + np.diag([1e-4, 1e-4, 1e-4, 1e-2, 1e-2, 0, 0, 0])
         )
@@ -791,13 +642,6 @@ class Localizer:
                 self._count(self._c.timeouts, s)
             elif not out:
                 t.timed_out.discard(s)
-
-    def _stds(self) -> tuple[float, float]:
-        """(std along the worst position axis (m), yaw std (rad))."""
-        P = self._backend.Pv
-        a, b, c = float(P[0, 0]), float(P[1, 1]), float(P[0, 1])
-        lam = 0.5 * (a + b) + math.sqrt(max(0.25 * (a - b) ** 2 + c * c, 0.0))
-        return math.sqrt(max(lam, 0.0)), math.sqrt(max(float(P[2, 2]), 0.0))
 
     def _health(self) -> Health:
         cfg, t = self.cfg, self._t

@@ -1,17 +1,21 @@
-"""Typed configuration, counters and estimate records of :class:`perception.Localizer`.
+"""Typed configuration, counters, estimate records and internal bookkeeping of
+:class:`perception.Localizer`.
 
 SI units throughout; PSD = power spectral density of a continuous white-noise process.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from perception import motion as mm
 from perception.scan_match import ScanMatchConfig
+from sim.types import Health, Pose
 
 SENSOR_NAMES: tuple[str, ...] = ("odom", "imu", "lidar", "uwb", "fiducial")
 KINDS: tuple[str, ...] = ("ekf", "ukf", "dead_reckoning")
@@ -171,3 +175,83 @@ class FilterEstimate:
     x: np.ndarray
     P: np.ndarray
     stamp: float
+
+
+def initial_state(cfg: LocalizerConfig, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
+    """Filter state [8] and covariance [8, 8] at ``pose``; its ``cov`` [3, 3] is used when it is
+    a finite positive-definite matrix, else the config's ``init_*_std``.
+
+    Raises:
+        ValueError: non-finite pose (one line naming ``initial_pose``).
+    """
+    x0 = np.array([pose.x, pose.y, mm.wrap(pose.yaw), 0.0, 0.0, 0.0, 1.0, 0.0], dtype=np.float64)
+    if not np.all(np.isfinite(x0)):
+        raise ValueError(f"initial_pose: {pose.x}, {pose.y}, {pose.yaw}; allowed finite numbers")
+    stds = [
+        cfg.init_pos_std,
+        cfg.init_pos_std,
+        cfg.init_yaw_std,
+        cfg.init_v_std,
+        cfg.init_w_std,
+        cfg.init_gyro_bias_std,
+        cfg.init_wheel_scale_std,
+        cfg.init_wheel_asym_std,
+    ]
+    P0 = np.diag(np.square(stds))
+    cov = np.asarray(pose.cov, dtype=np.float64)
+    if cov.shape == (3, 3) and np.isfinite(cov).all():
+        cov = 0.5 * (cov + cov.T)
+        if np.all(np.linalg.eigvalsh(cov) > 0):
+            P0[:3, :3] = cov
+    return x0, P0
+
+
+@functools.lru_cache(maxsize=64)
+def process_noise(cfg: LocalizerConfig, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """(velocity random-walk Q [8, 8], pose Q [8, 8]) for a period of ``dt`` s (cached;
+    treat the arrays as read-only)."""
+    q_vel = mm.velocity_noise(
+        dt,
+        accel_psd=cfg.accel_psd,
+        yaw_accel_psd=cfg.yaw_accel_psd,
+        gyro_bias_psd=cfg.gyro_bias_psd,
+        wheel_scale_psd=cfg.wheel_scale_psd,
+        wheel_asym_psd=cfg.wheel_asym_psd,
+    )
+    q_pose = mm.pose_noise(dt, pos_psd=cfg.pos_psd, yaw_psd=cfg.yaw_psd)
+    q_vel.setflags(write=False)
+    q_pose.setflags(write=False)
+    return q_vel, q_pose
+
+
+@dataclass
+class Track:
+    """Mutable per-robot filter bookkeeping of a Localizer (snapshotted for replay; internal)."""
+
+    x: np.ndarray
+    P: np.ndarray
+    stamp: float
+    started: bool = False
+    last_seen: dict[str, float] = field(default_factory=dict)
+    timed_out: set[str] = field(default_factory=set)
+    last_lidar: float = -np.inf
+    consec: dict[str, int] = field(default_factory=dict)  # consecutive rejections per sensor
+    gyro_innov2: float = 0.0  # last gyro innovation^2 ((rad/s)^2), for the lock-out breaker
+    recover_count: int = 0
+    kidnapped: bool = False
+    health: Health = "ok"
+    good_x: np.ndarray | None = None
+    good_P: np.ndarray | None = None
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.frames = 0
+        self.accepted = {s: 0 for s in SENSOR_NAMES}
+        self.rejected = {s: 0 for s in SENSOR_NAMES}
+        self.malformed = {s: 0 for s in (*SENSOR_NAMES, "frame")}
+        self.timeouts = {s: 0 for s in SENSOR_NAMES}
+        self.late_replayed = self.late_dropped = 0
+        self.numerical_resets = self.covariance_repairs = 0
+        self.relocalizations = self.kidnaps_detected = 0
+        self.recoveries = 0

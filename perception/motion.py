@@ -273,3 +273,26 @@ def numerical_jacobian(model: MeasurementModel, x: np.ndarray, eps: float = 1e-6
             model.residual(model.h((x + d)[None])[0], model.h((x - d)[None])[0]) / (2 * eps)
         )
     return np.stack(cols, axis=-1)
+
+
+def odom_covariance(z: np.ndarray, track: float, sigma_rel: float, sigma_abs: float) -> np.ndarray:
+    """[2, 2] covariance of odometry (v, w) from independent per-wheel speed noise.
+
+    Args:
+        z: [2] measured (v m/s, w rad/s).
+        track: wheel separation (m).
+        sigma_rel: wheel-speed noise as a fraction of the wheel speed.
+        sigma_abs: absolute wheel-speed noise (m/s).
+    """
+    vl, vr = z[0] - 0.5 * track * z[1], z[0] + 0.5 * track * z[1]
+    sl2 = sigma_abs**2 + (sigma_rel * vl) ** 2
+    sr2 = sigma_abs**2 + (sigma_rel * vr) ** 2
+    c = 0.5 * (sr2 - sl2) / track  # v = (vl + vr) / 2, w = (vr - vl) / track
+    return np.array([[0.25 * (sl2 + sr2), c], [c, (sl2 + sr2) / (track * track)]])
+
+
+def position_std(P: np.ndarray) -> float:
+    """Std (m) along the worst position axis of a covariance whose first block is (x, y)."""
+    a, b, c = float(P[0, 0]), float(P[1, 1]), float(P[0, 1])
+    lam = 0.5 * (a + b) + math.sqrt(max(0.25 * (a - b) ** 2 + c * c, 0.0))
+    return math.sqrt(max(lam, 0.0))

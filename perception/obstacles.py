@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception.motion import position_std
 from perception.raycast import ray_cells
 from perception.readings import check_lidar
 from perception.scan_match import MapField
@@ -265,6 +266,4 @@ def _pos_std(pose: Pose) -> float:
     cov = np.asarray(pose.cov, dtype=np.float64)
     if cov.shape != (3, 3) or not np.isfinite(cov).all():
         return math.inf
-    a, b, c = cov[0, 0], cov[1, 1], cov[0, 1]
-    lam = 0.5 * (a + b) + math.sqrt(max(0.25 * (a - b) ** 2 + c * c, 0.0))
-    return math.sqrt(max(lam, 0.0))
+    return position_std(cov)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.types import FiducialReading, ImuReading, LidarScan, OdomReading, UwbReading
+from sim.layout import Layout
+from sim.types import FiducialReading, ImuReading, LidarScan, OdomReading, SensorFrame, UwbReading
 
 _MAX_SPEED = 10.0  # m/s, anything faster is not a warehouse robot
 _MAX_RATE = 20.0  # rad/s
@@ -122,3 +123,40 @@ def check_lidar(scan: LidarScan) -> LidarScan | None:
         return None
     r = np.where(r < 0, np.nan, r)
     return LidarScan(angles=a, ranges=r, range_max=rmax)
+
+
+def check_exteroceptive(frame: SensorFrame, layout: Layout, cfg) -> tuple:
+    """Validated exteroceptive readings of a frame, each as ``(value | None, n_malformed)``.
+
+    Args:
+        frame: the sensor frame.
+        layout: anchors and fiducial positions.
+        cfg: a :class:`~perception.localization_config.LocalizerConfig` (noise, limits).
+
+    Returns:
+        ``((z [3] world pose, R [3, 3]) | None, n)`` for the fiducial,
+        ``((ids [K], ranges [K]) | None, n)`` for UWB (n = dropped entries),
+        ``(LidarScan | None, n)`` for the lidar.
+    """
+    fid, n_fid = None, 0
+    if frame.fiducial is not None:
+        chk = check_fiducial(frame.fiducial, len(layout.fiducials), cfg.fiducial_max_offset)
+        if chk is None:
+            n_fid = 1
+        else:
+            mid, d = chk
+            m = layout.fiducials[mid]
+            yaw = float(np.pi - np.mod(np.pi - d[2], 2 * np.pi))
+            s, sy = cfg.fiducial_sigma, cfg.fiducial_yaw_sigma
+            fid = (np.array([m[0] + d[0], m[1] + d[1], yaw]), np.diag([s * s, s * s, sy * sy]))
+    uwb, n_uwb = None, 0
+    if frame.uwb is not None:
+        cu = check_uwb(frame.uwb, len(layout.uwb_anchors), cfg.uwb_max_range)
+        n_uwb = 1 if cu is None else cu.n_bad
+        if cu is not None and len(cu.ids):
+            uwb = (cu.ids, cu.ranges)
+    scan, n_scan = None, 0
+    if frame.lidar is not None:
+        scan = check_lidar(frame.lidar)
+        n_scan = int(scan is None)
+    return (fid, n_fid), (uwb, n_uwb), (scan, n_scan)

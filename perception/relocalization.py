@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chi2
 
-from perception.scan_match import MapField, ScanMatchConfig, match_scan, search_yaw
+from perception.scan_match import MapField, ScanMatchConfig, match_scan, scan_points, search_yaw
+from sim.layout import Layout
 
 Candidate = tuple[np.ndarray, np.ndarray]  # (pose [3] (x, y, yaw), cov [3, 3])
 
@@ -218,3 +219,65 @@ def yaw_candidate(
     """Heading search at a trusted position ``xy`` [2] (the yaw alone was lost)."""
     m = search_yaw(field, pts, xy, scan_cfg, n_seeds=yaw_seeds)
     return (m.pose, m.cov) if m is not None and m.fitness >= min_fitness else None
+
+
+def find_candidate(
+    field: MapField,
+    layout: Layout,
+    cfg,
+    fid: Candidate | None,
+    uwb: tuple[np.ndarray, np.ndarray] | None,
+    scan,
+    pose: np.ndarray,
+    *,
+    lost_pos: bool,
+) -> Candidate | None:
+    """Pick and check a relocalization candidate from one frame's validated readings.
+
+    A fiducial wins (full pose); else, when the position is lost, UWB multilateration
+    (+ lidar yaw); else (only the heading is lost) a lidar yaw search at ``pose[:2]``.
+
+    Args:
+        field: the map's signed distance field.
+        layout: anchors.
+        cfg: a :class:`~perception.localization_config.LocalizerConfig`.
+        fid: fiducial pose measurement (z [3], R [3, 3]) or None.
+        uwb: (ids [K], ranges [K]) or None.
+        scan: validated LidarScan or None.
+        pose: [3] current estimate (x, y, yaw).
+        lost_pos: the position (not only the heading) is lost.
+    """
+    pts = None
+    if scan is not None:
+        pts = scan_points(scan, cfg.scan, cfg.lidar_offset)
+        pts = pts if len(pts) >= cfg.scan.min_points else None
+    kw = {
+        "tag_height": cfg.uwb_tag_height,
+        "uwb_sigma": cfg.uwb_sigma,
+        "scan_cfg": cfg.scan,
+        "min_fitness": cfg.reloc_min_fitness,
+    }
+    if fid is not None:
+        return fiducial_candidate(field, layout.uwb_anchors, fid[0], fid[1], uwb, pts, **kw)
+    if lost_pos and uwb is not None:
+        return uwb_candidate(
+            field,
+            layout.uwb_anchors,
+            uwb,
+            pts,
+            float(pose[2]),
+            min_anchors=cfg.reloc_min_anchors,
+            chi2_prob=cfg.reloc_chi2_prob,
+            yaw_seeds=cfg.reloc_yaw_seeds,
+            **kw,
+        )
+    if pts is not None and not lost_pos:
+        return yaw_candidate(
+            field,
+            pts,
+            pose[:2],
+            cfg.scan,
+            min_fitness=cfg.reloc_min_fitness,
+            yaw_seeds=cfg.reloc_yaw_seeds,
+        )
+    return None

@@ -50,8 +50,7 @@ import numpy as np
 
 from planning.batch import batch_size, tree_scatter_nodes, tree_take, tree_take_nodes
 from planning.protocols import Evaluator, PlanningModel, States
-from planning.search_ops import (Leaves, SimContext, backup, backup_rows, descend, descend_rows,
-                                 make_context)
+from planning.search_ops import Leaves, SimContext, backup, descend, make_context, simulate_rows
 from planning.selection import (completed_sigma, considered_visits_table, gumbel_root_score,
                                 masked_argmax)
 from planning.tree import (E_LOGP, E_MASK, E_PRIOR, E_VALUE, E_VISITS, N_COLS, N_EXPANDABLE,
@@ -361,38 +360,37 @@ class MCTS:
                                          np.asarray(dones, bool), ctx.rng)
         return new
 
-    def _expand_rows(self, tree: SearchTree, ctx: SimContext, leaves: Leaves) -> None:
-        """:meth:`_expand` + path bookkeeping for a few rows, on Python floats."""
+    def _expand_rows(self, tree: SearchTree, ctx: SimContext,
+                     leaves: Leaves) -> list[tuple[int, float, float]]:
+        """:meth:`_expand` for a few rows on Python floats: [(new node, value, reward)]."""
         b_arr, p_arr, a_arr = leaves.b, leaves.parent, leaves.action
         nxt, rewards, dones = self.model.step(tree_take_nodes(tree.states, b_arr, p_arr), a_arr, ctx.rng)
         legal = np.asarray(self.model.legal_actions(nxt), bool).tolist()
         logits, values = self._evaluate(nxt, ctx.rng)
-        new_nodes = tree.n_nodes[b_arr]
-        tree.n_nodes[b_arr] = new_nodes + 1
-        tree_scatter_nodes(tree.states, b_arr, new_nodes, nxt)
-        rows = zip(b_arr.tolist(), p_arr.tolist(), a_arr.tolist(), leaves.slot.tolist(),
-                   new_nodes.tolist(), legal, np.asarray(logits, np.float64).tolist(),
-                   np.asarray(values, np.float64).tolist(), np.asarray(rewards, np.float64).tolist(),
-                   np.asarray(dones, bool).tolist())
+        b_list = b_arr.tolist()
+        new_nodes = [int(tree.n_nodes[b]) for b in b_list]
+        for b, new in zip(b_list, new_nodes):
+            tree.n_nodes[b] = new + 1
+        tree_scatter_nodes(tree.states, b_arr, np.asarray(new_nodes, np.int64), nxt)
+        rows = zip(b_list, p_arr.tolist(), a_arr.tolist(), leaves.slot.tolist(), new_nodes, legal,
+                   np.asarray(logits, np.float64).tolist(), values.tolist(),
+                   np.asarray(rewards, np.float64).tolist(), np.asarray(dones, bool).tolist())
+        out = []
+        children, parent, parent_action = tree.children, tree.parent, tree.parent_action
         for b, p, a, slot, new, lg, x, v, r, d in rows:
-            tree.children[b, p, a, slot] = new
-            tree.parent[b, new] = p
-            tree.parent_action[b, new] = a
-            prior, logp, mask = _normalise_row(x, lg)
-            e = tree.edges[b, new]
-            e[E_PRIOR], e[E_LOGP], e[E_MASK] = prior, logp, mask
+            children[b, p, a, slot] = new
+            parent[b, new] = p
+            parent_action[b, new] = a
+            tree.edges[b, new, E_PRIOR:] = _normalise_row(x, lg)
             v = 0.0 if d else v
             tree.nodes[b, new] = (1.0, v, 0.0, 0.0, 0.0, v, r, float(d), float(not d and any(lg)))
-            ctx.path_c[b, ctx.length[b] - 1] = new
-            ctx.leaf_value[b] = v
+            out.append((new, v, r))
+        return out
 
     def _simulate(self, tree: SearchTree, ctx: SimContext) -> None:
         """One simulation in every row: descend, expand one leaf per row, back up."""
         if ctx.row_path:
-            leaves = descend_rows(tree, ctx)
-            if len(leaves.b):
-                self._expand_rows(tree, ctx, leaves)
-            backup_rows(tree, ctx)
+            simulate_rows(tree, ctx, lambda leaves: self._expand_rows(tree, ctx, leaves))
             return
         leaves = descend(tree, ctx)
         if len(leaves.b):

@@ -2,14 +2,15 @@
 
 A simulation walks every row's tree from its root, records the path in the context's
 ``[B, width]`` scratch matrices, and returns the leaf edges to expand. Two
-descents produce identical paths: :func:`descend` runs a fixed number of array ops
-per tree level over all rows (the fast path for batches), :func:`descend_rows` runs
-Python float arithmetic per row (fewer numpy calls: the fast path for B <= 4).
-:func:`backup` is vectorised over rows and levels at once.
+implementations build identical trees: :func:`descend` + :func:`backup` run a fixed
+number of array ops per tree level over all rows (the fast path for batches; backup is
+one pass over rows and levels at once), :func:`simulate_rows` runs Python float
+arithmetic per row (fewer numpy calls: the fast path for B <= 4).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +22,7 @@ from planning.selection import (gumbel_interior, gumbel_interior_row, gumbel_roo
 from planning.tree import (E_PRIOR, E_VALUE, E_VISITS, N_EMAX, N_EXPANDABLE, N_PQ, N_PSUM, N_REWARD,
                            N_VISITS, N_VSUM, SearchTree, equal_children)
 
-__all__ = ["Leaves", "SimContext", "backup", "backup_rows", "descend", "descend_rows",
-           "make_context"]
+__all__ = ["Leaves", "SimContext", "backup", "descend", "make_context", "simulate_rows"]
 
 
 @dataclass
@@ -230,47 +230,79 @@ def _select_row(ctx: SimContext, b: int, e: list, nd: list, qn: list, at_root: b
     return gumbel_interior_row(e, nd, ctx.c_visit, ctx.c_scale)
 
 
-def descend_rows(tree: SearchTree, ctx: SimContext) -> Leaves:
-    """Row-by-row descent on Python floats; same paths as :func:`descend`."""
-    lb: list[int] = []
-    lp: list[int] = []
-    la: list[int] = []
-    ls: list[int] = []
+def simulate_rows(tree: SearchTree, ctx: SimContext,
+                  expand: Callable[[Leaves], list[tuple[int, float, float]]]) -> None:
+    """One simulation per row on Python floats: descend, ``expand`` the leaves, back up.
+
+    Same selection and arithmetic as :func:`descend` + :func:`backup` (hence the same
+    trees), with far fewer numpy calls: the fast path for a handful of rows.
+    ``expand(leaves)`` returns ``(new node, value, reward)`` per leaf row.
+    """
+    pending, leaves = [], ([], [], [], [])
     k, max_depth = ctx.k, ctx.max_depth
     for b in ctx.rows_cache["active"]:
         edges, nodes, children = tree.edges[b], tree.nodes[b], tree.children[b]
         qn = tree.qnorm[b].tolist()
-        node, depth, leaf_value = 0, 0, 0.0
-        pn, pa, pc = ctx.path_n[b], ctx.path_a[b], ctx.path_c[b]
+        node, nd, path, leaf = 0, nodes[0].tolist(), [], None
         while True:
-            if depth >= len(pn):
-                _grow_paths(ctx)
-                pn, pa, pc = ctx.path_n[b], ctx.path_a[b], ctx.path_c[b]
             e = edges[node].tolist()
-            a = _select_row(ctx, b, e, nodes[node].tolist(), qn, depth == 0)
-            pn[depth] = node
-            pa[depth] = a
-            depth += 1
+            a = _select_row(ctx, b, e, nd, qn, not path)
+            path.append((node, a, e, nd))
             if k == 1:
-                slot = 0
-                child = int(children[node, a, 0])
+                slot, child = 0, int(children[node, a, 0])
                 has = child >= 0
             else:
                 visits = int(e[E_VISITS][a])
-                slot = visits % k
-                has = visits >= k
+                slot, has = visits % k, visits >= k
                 child = int(children[node, a, slot]) if has else -1
             if not has:
-                lb.append(b), lp.append(node), la.append(a), ls.append(slot)
+                for acc, x in zip(leaves, (b, node, a, slot)):
+                    acc.append(x)
                 break
-            pc[depth - 1] = child
-            if nodes[child, N_EXPANDABLE] == 0 or depth >= max_depth:
-                leaf_value = nodes[child, N_VSUM] / nodes[child, N_VISITS]
+            nd = nodes[child].tolist()
+            if nd[N_EXPANDABLE] == 0 or len(path) >= max_depth:
+                leaf = (child, nd[N_VSUM] / nd[N_VISITS], nd[N_REWARD])
                 break
             node = child
-        ctx.length[b] = depth
-        ctx.leaf_value[b] = leaf_value
-    return Leaves(*(np.asarray(x, np.int64) for x in (lb, lp, la, ls)))
+        pending.append((b, path, leaf))
+    new = iter(expand(Leaves(*(np.asarray(x, np.int64) for x in leaves)))) if leaves[0] else None
+    for b, path, leaf in pending:
+        _backup_row(tree, ctx, b, path, leaf if leaf is not None else next(new))  # type: ignore[arg-type]
+
+
+def _backup_row(tree: SearchTree, ctx: SimContext, b: int, path: list,
+                leaf: tuple[int, float, float]) -> None:
+    """:func:`backup` of one row's path; ``path[l] = (node, action, edge rows, node row)``."""
+    length = len(path)
+    while length >= len(ctx.rows_cache["disc"]):
+        _grow_paths(ctx)
+    disc, gumbel = ctx.rows_cache["disc"], ctx.rule == "gumbel"
+    rewards = [path[j + 1][3][N_REWARD] for j in range(length - 1)] + [leaf[2]]
+    tail, tails = 0.0, [0.0] * length
+    for j in range(length - 1, -1, -1):
+        tail += rewards[j] * disc[j]
+        tails[j] = tail
+    end = disc[length] * leaf[1]
+    lo, hi = tree.qbounds[b].tolist()
+    edges, nodes = tree.edges[b], tree.nodes[b]
+    for j, (n, a, e, nd) in enumerate(path):
+        g = (tails[j] + end) / disc[j]
+        visits, value = e[E_VISITS][a], e[E_VALUE][a]
+        q = (value + g) / (visits + 1.0)
+        edges[n, E_VISITS, a] = visits + 1.0
+        edges[n, E_VALUE, a] = value + g
+        row = nodes[n]
+        row[N_VISITS] = nd[N_VISITS] + 1.0
+        row[N_VSUM] = nd[N_VSUM] + g
+        if gumbel:
+            prior = e[E_PRIOR][a]
+            row[N_PSUM] = nd[N_PSUM] + prior * (visits == 0)
+            row[N_PQ] = nd[N_PQ] + prior * (q - value / max(visits, 1.0))
+            row[N_EMAX] = max(nd[N_EMAX], visits + 1.0)
+        lo, hi = min(lo, q), max(hi, q)
+    if not gumbel:
+        tree.qbounds[b] = (lo, hi)
+        tree.qnorm[b] = (lo, 1.0 / max(hi - lo, 1e-8))
 
 
 def backup(tree: SearchTree, ctx: SimContext) -> None:
@@ -293,55 +325,16 @@ def backup(tree: SearchTree, ctx: SimContext) -> None:
     g = (tail + (ctx.disc[length] * ctx.leaf_value)[:, None]) / disc
     bb, ll = valid.nonzero()
     n, a, gv = ctx.path_n[bb, ll], ctx.path_a[bb, ll], g[bb, ll]
-    if ctx.rule == "gumbel":
-        q = _backup_gumbel(tree, bb, n, a, gv)
-    else:
-        upd = np.empty((len(bb), 2))
-        upd[:, 0] = 1.0
-        upd[:, 1] = gv
-        tree.edges[bb, n, :2, a] += upd
-        tree.nodes[bb, n, :2] += upd
-        stats = tree.edges[bb, n, :2, a]
-        q = stats[:, 1] / stats[:, 0]
-    _update_qbounds(tree, bb, q)
-
-
-def backup_rows(tree: SearchTree, ctx: SimContext) -> None:
-    """:func:`backup` row by row on Python floats (same arithmetic, same results)."""
-    disc = ctx.rows_cache["disc"]
-    gumbel = ctx.rule == "gumbel"
-    for b in ctx.rows_cache["active"]:
-        length = int(ctx.length[b])
-        if length == 0:
-            continue
-        edges, nodes = tree.edges[b], tree.nodes[b]
-        pn, pa, pc = (x[b, :length].tolist() for x in (ctx.path_n, ctx.path_a, ctx.path_c))
-        r = [float(nodes[c, N_REWARD]) for c in pc]
-        tail, tails = 0.0, [0.0] * length
-        for j in range(length - 1, -1, -1):
-            tail += r[j] * disc[j]
-            tails[j] = tail
-        end = disc[length] * float(ctx.leaf_value[b])
-        lo, hi = tree.qbounds[b].tolist()
-        for j in range(length):
-            n, a = pn[j], pa[j]
-            g = (tails[j] + end) / disc[j]
-            e = edges[n]
-            visits, value = float(e[E_VISITS, a]), float(e[E_VALUE, a])
-            e[E_VISITS, a] = visits + 1.0
-            e[E_VALUE, a] = value + g
-            q = (value + g) / (visits + 1.0)
-            nd = nodes[n]
-            nd[N_VISITS] += 1.0
-            nd[N_VSUM] += g
-            if gumbel:
-                prior = float(e[E_PRIOR, a])
-                nd[N_PSUM] += prior * (visits == 0)
-                nd[N_PQ] += prior * (q - value / max(visits, 1.0))
-                nd[N_EMAX] = max(nd[N_EMAX], visits + 1.0)
-            lo, hi = min(lo, q), max(hi, q)
-        tree.qbounds[b] = (lo, hi)
-        tree.qnorm[b] = (lo, 1.0 / max(hi - lo, 1e-8))
+    if ctx.rule == "gumbel":  # Gumbel normalises per node: no tree-wide bounds needed
+        _backup_gumbel(tree, bb, n, a, gv)
+        return
+    upd = np.empty((len(bb), 2))
+    upd[:, 0] = 1.0
+    upd[:, 1] = gv
+    tree.edges[bb, n, :2, a] += upd
+    tree.nodes[bb, n, :2] += upd
+    stats = tree.edges[bb, n, :2, a]
+    _update_qbounds(tree, bb, stats[:, 1] / stats[:, 0])
 
 
 def _backup_gumbel(tree: SearchTree, bb: np.ndarray, n: np.ndarray, a: np.ndarray,

@@ -1,0 +1,108 @@
+"""Agent-steps per second of the grid warehouse, side by side with RWARE.
+
+Measured in one run, each for ``--seconds`` (best of ``--rounds`` alternating rounds):
+
+- ``GridWarehouse-v0``: our gymnasium env, one robot per step (+ scripted others),
+  random actions; 1 agent-step per env step.
+- ``GridFleet-v0``: our fleet env, 4 robots per step, random actions.
+- ``GridModel B=256``: the vectorised model, ``step`` + ``encode`` (observations) of 256
+  independent robots per call, random legal actions: 256 agent-steps per call.
+- ``rware-tiny-2ag-v2`` / ``rware-small-4ag-v2`` (robotic-warehouse, when installed):
+  random actions; n_agents agent-steps per env step.
+
+Run: ``python benchmarks/bench_grid.py``. Without ``rware`` (``pip install -e .[bench]``)
+the comparison is skipped. The last line prints our rates divided by RWARE's best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import gymnasium as gym
+import numpy as np
+
+import planning  # noqa: F401  (registers the envs)
+from planning.evaluators import random_legal_actions
+from planning.situations import sample_situations
+from sim.layout import LayoutConfig, generate_layout
+
+
+def env_loop(env_id: str, **kw) -> tuple[Callable[[int], None], int]:
+    env = gym.make(env_id, **kw)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    sample = env.action_space.sample
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            _, _, term, trunc, _ = env.step(sample())
+            if (np.any(term) if isinstance(term, (list, tuple)) else term) or (
+                    np.any(trunc) if isinstance(trunc, (list, tuple)) else trunc):
+                env.reset()
+    agents = getattr(env.unwrapped, "n_agents", getattr(env.unwrapped, "n_robots", 1))
+    return run, int(agents)
+
+
+def model_loop(batch: int) -> tuple[Callable[[int], None], int]:
+    layout = generate_layout(LayoutConfig())
+    kinds = [("open", "blocked", "congested")[i % 3] for i in range(batch)]
+    model, states = sample_situations(layout, kinds, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    box = [states]
+
+    def run(n: int) -> None:
+        st = box[0]
+        for _ in range(n):
+            st, _, _ = model.step(st, random_legal_actions(model.legal_actions(st), rng), rng)
+            model.encode(st)
+        box[0] = st
+    return run, batch
+
+
+def rate(run: Callable[[int], None], agents: int, seconds: float, rounds: int) -> float:
+    """Best agent-steps per second over ``rounds`` windows of ``seconds``."""
+    run(5)
+    best = 0.0
+    for _ in range(rounds):
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            run(20)
+            n += 20
+        best = max(best, n * agents / (time.perf_counter() - start))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    ours = {
+        "GridWarehouse-v0": env_loop("forklift/GridWarehouse-v0"),
+        "GridFleet-v0 (4 robots)": env_loop("forklift/GridFleet-v0", n_robots=4),
+        "GridModel B=256 step+encode": model_loop(256),
+    }
+    theirs = {}
+    try:
+        import rware  # noqa: F401
+        for env_id in ("rware-tiny-2ag-v2", "rware-small-4ag-v2"):
+            theirs[env_id] = env_loop(env_id)
+    except ImportError:
+        print("rware not installed: comparison skipped (pip install -e .[bench])")
+    results = {}
+    for name, (run, agents) in {**ours, **theirs}.items():
+        results[name] = rate(run, agents, args.seconds, args.rounds)
+        print(f"{name:32s} {results[name]:12.0f} agent-steps/s", flush=True)
+    if not theirs:
+        print("ratio vs rware: n/a (rware missing)")
+        return
+    ref_name = max(theirs, key=lambda k: results[k])
+    ref = results[ref_name]
+    ratios = ", ".join(f"{name} {results[name] / ref:.1f}x" for name in ours)
+    print(f"ratio vs {ref_name} ({ref:.0f} agent-steps/s): {ratios}")
+
+
+if __name__ == "__main__":
+    main()
