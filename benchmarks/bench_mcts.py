@@ -54,8 +54,11 @@ class FlatEvaluator(UniformEvaluator):
 
 
 def ours(model: TableModel, rule: str, batch: int):
-    mcts = MCTS(model, FlatEvaluator(N_ACTIONS),
-                MCTSConfig(num_simulations=N_SIMS, rule=rule, discount=DISCOUNT))
+    mcts = MCTS(
+        model,
+        FlatEvaluator(N_ACTIONS),
+        MCTSConfig(num_simulations=N_SIMS, rule=rule, discount=DISCOUNT),
+    )
     roots = np.arange(batch) % N_STATES
     counter = iter(range(1 << 30))
     return lambda: mcts.search(roots, seed=next(counter)).action
@@ -72,19 +75,26 @@ def theirs(model: TableModel, rule: str, batch: int):
 
     def recurrent_fn(params, key, action, emb):
         b = emb.shape[0]
-        out = mctx.RecurrentFnOutput(reward=rew[emb, action], discount=jnp.full((b,), DISCOUNT),
-                                     prior_logits=jnp.zeros((b, N_ACTIONS)), value=jnp.zeros((b,)))
+        out = mctx.RecurrentFnOutput(
+            reward=rew[emb, action],
+            discount=jnp.full((b,), DISCOUNT),
+            prior_logits=jnp.zeros((b, N_ACTIONS)),
+            value=jnp.zeros((b,)),
+        )
         return out, nxt[emb, action]
 
-    root = mctx.RootFnOutput(prior_logits=jnp.zeros((batch, N_ACTIONS)), value=jnp.zeros((batch,)),
-                             embedding=jnp.arange(batch, dtype=jnp.int32) % N_STATES)
+    root = mctx.RootFnOutput(
+        prior_logits=jnp.zeros((batch, N_ACTIONS)),
+        value=jnp.zeros((batch,)),
+        embedding=jnp.arange(batch, dtype=jnp.int32) % N_STATES,
+    )
     if rule == "puct":
         policy = functools.partial(mctx.muzero_policy, dirichlet_fraction=0.0)
     else:
         policy = mctx.gumbel_muzero_policy
     fn = jax.jit(functools.partial(policy, recurrent_fn=recurrent_fn, num_simulations=N_SIMS))
     keys = iter(range(1 << 30))
-    run = lambda: jax.block_until_ready(fn(None, jax.random.PRNGKey(next(keys)), root).action)  # noqa: E731
+    run = lambda: jax.block_until_ready(fn(None, jax.random.PRNGKey(next(keys)), root).action)
     run()  # compile
     return run
 
@@ -102,12 +112,17 @@ def best_time(fn, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="timing budget per side and round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per configuration")
+    parser.add_argument(
+        "--seconds", type=float, default=1.0, help="timing budget per side and round"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds per configuration"
+    )
     args = parser.parse_args()
     model = TableModel()
     try:
         import mctx  # noqa: F401
+
         have_mctx = True
     except ImportError:
         have_mctx = False

@@ -46,6 +46,13 @@ class PolicyValueConfig:
         self_attention: Occupancy tokens self-attend in each block (off by default: with
             one occupancy token it is a no-op costing an MLP per block).
         proprio_dim: Length of the proprio/task vector (12 for the grid model).
+        fourier_bands: Sin/cos bands appended for each of ``fourier_dims`` (frequencies
+            ``2**k * pi``, k < bands; 0 = off). A map-dependent value (steps left along
+            the aisles) is a high-frequency function of the position: plain MLP inputs
+            learn it slowly, Fourier features make it easy (Tancik et al. 2020).
+        fourier_dims: Leading proprio entries that get Fourier features (grid model:
+            position [0:2]; the goal vector [8:10] is included by ``fourier_goal``).
+        fourier_goal: Also expand proprio[8:10] (goal vector).
         proprio_tokens: Agent/task tokens made from that vector.
         crop_size: Side of the occupancy crop fed in, cells (odd; grid model ``crop_size``).
         occupancy_patch: Cells per occupancy token side (odd). The default, equal to the

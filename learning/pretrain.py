@@ -18,7 +18,8 @@ Data (seeded, :func:`make_dataset`):
    and robot waits). The default model ends the episode at the first delivery (as
    :func:`planning.evaluation.run_planning_eval` does), so the value is the return of
    the current order: exact for open situations, a sample for stochastic ones
-   (averaged over ``value_rollouts`` plays). With ``terminate_on_delivery=False`` the
+   (averaged over ``value_rollouts`` plays). An empty robot does not observe its
+   order's station, so its target is averaged over the stations (:func:`value_targets`). With ``terminate_on_delivery=False`` the
    play stops at the first delivery and adds the exact expected return of the later
    random orders in an open warehouse (:func:`learning.expert.open_world_values`):
    sampling those orders instead is unbiased but noisy (noise variance 0.11 against a
@@ -171,6 +172,10 @@ class TrainLog:
 
 
 # ---- data ------------------------------------------------------------------------------------
+def _take(states: GridState, rows: np.ndarray) -> GridState:
+    return GridState(**{k: v[rows] for k, v in vars(states).items()})
+
+
 def _concat(parts: list[GridState]) -> GridState:
     return GridState(**{k: np.concatenate([vars(p)[k] for p in parts]) for k in vars(parts[0])})
 
@@ -202,7 +207,7 @@ def sample_training_states(layout: Layout, cfg: PretrainConfig, rng: np.random.G
     rec, rec_kind, rec_sit = [], [], []
     for _ in range(cfg.record_steps):
         rows = np.flatnonzero(alive)
-        rec.append(GridState(**{k: v[rows] for k, v in vars(states).items()}))
+        rec.append(_take(states, rows))
         rec_kind.append(kind_id[rows])
         rec_sit.append(sit[rows])
         a = expert.act(states, rng)
@@ -213,17 +218,34 @@ def sample_training_states(layout: Layout, cfg: PretrainConfig, rng: np.random.G
     return model, _concat(rec), np.concatenate(rec_kind), np.concatenate(rec_sit)
 
 
+def value_targets(expert: ShortestPathExpert, states: GridState, rng: np.random.Generator,
+                  cfg: PretrainConfig) -> np.ndarray:
+    """[N] float64 expert returns, averaged over plays and, while empty, over stations.
+
+    An empty robot's observation does not show its order's station (the goal vector
+    points at the pick cell), so the target of an empty state is its mean return over
+    every station the order could have (uniform, as orders are drawn): the regression
+    optimum is unchanged and the target loses the unobservable part of its variance.
+    """
+    model = expert.model
+    n_st, k = len(model.station_cells), cfg.value_rollouts
+    reps = np.where(states.load, 1, n_st) * k  # [N] plays per state
+    rows = np.repeat(np.arange(len(states)), reps)
+    plays = _take(states, rows)
+    offset = np.arange(len(rows)) - np.repeat(np.cumsum(reps) - reps, reps)  # play index
+    station = np.where(plays.load, plays.station, model.station_cells[(offset // k) % n_st])
+    plays = model.replace(plays, station=station)
+    table = open_world_values(model, cfg.discount)
+    ret = expert_returns(expert, plays, rng, discount=cfg.discount, continuation=table)
+    return np.bincount(rows, weights=ret, minlength=len(states)) / reps
+
+
 def make_dataset(layout: Layout, cfg: PretrainConfig, rng: np.random.Generator) -> PVDataset:
     """Seeded states with expert policy and value targets (see the module docstring)."""
     model, states, kind, sit = sample_training_states(layout, cfg, rng)
     expert = ShortestPathExpert(model)
     policy = expert.policy_target(states)
-    k = cfg.value_rollouts
-    rep = states if k == 1 else GridState(**{n: np.repeat(v, k, axis=0)
-                                              for n, v in vars(states).items()})
-    table = open_world_values(model, cfg.discount)
-    value = expert_returns(expert, rep, rng, discount=cfg.discount, continuation=table)
-    value = value.reshape(-1, k).mean(1)
+    value = value_targets(expert, states, rng, cfg)
     obs = model.encode(states)
     return PVDataset({n: obs[n].astype(np.float32) for n in OBS_KEYS}, policy.astype(np.float32),
                      value.astype(np.float32), kind, sit)

@@ -330,27 +330,22 @@ class Localizer:
             q_vel = q_vel.copy()
             q_vel[mm.IW, mm.IW] += self._t.gyro_innov2
         b.add_noise(q_vel)
+        if impact:
+            self._t.impact_until = self._t.stamp + cfg.impact_hold_s
+        extra = np.zeros(3)  # extra (x, y, yaw) std of this period's motion
         if z_odom is not None or z_gyro is not None:
-            self._motion_update(z_odom, z_gyro)
+            extra = self._motion_update(z_odom, z_gyro, dt)
         if dt > 0:
             dv = dw = 0.0
             if cfg.odom_velocity == "end":  # move with the period's mean speeds
                 dv, dw = 0.5 * (float(b.xv[mm.IV]) - v0), 0.5 * (float(b.xv[mm.IW]) - w0)
-            if impact:  # instantaneous inertial samples miss part of a collision's motion
-                q_pose = q_pose + np.diag(
-                    np.square(
-                        [
-                            cfg.impact_pos_sigma,
-                            cfg.impact_pos_sigma,
-                            cfg.impact_yaw_sigma,
-                            0,
-                            0,
-                            0,
-                            0,
-                            0,
-                        ]
-                    )
-                )
+            if self._t.stamp <= self._t.impact_until:
+                # after a collision the body may slide sideways: the unicycle model is off
+                hold = [cfg.impact_pos_sigma, cfg.impact_pos_sigma, cfg.impact_yaw_sigma]
+                extra = np.maximum(extra, hold)
+            if extra.any():
+                q_pose = q_pose.copy()
+                q_pose[:3, :3] += np.diag(extra**2)
             b.propagate(dt, q_pose, dv, dw)
         b.normalise()
 
@@ -367,30 +362,41 @@ class Localizer:
             q_vel[mm.IW, mm.IW] += cfg.impact_w_sigma**2
         return q_vel, impact
 
-    def _motion_update(self, z_odom: np.ndarray | None, z_gyro: np.ndarray | None) -> None:
-        """One gated update with odometry (v, w) and/or gyro; counts per sensor."""
+    def _motion_update(
+        self, z_odom: np.ndarray | None, z_gyro: np.ndarray | None, dt: float
+    ) -> np.ndarray:
+        """One gated update with odometry (v, w) and/or gyro; counts per sensor.
+
+        Returns:
+            [3] extra (x, y, yaw) std (m, m, rad) for this period's propagation: when the
+            odometry is gated out, its disagreement with the state (|dv| dt, |dw| dt) is
+            how wrong the predicted motion may be (slip, a blocked robot, a push).
+        """
+        cfg = self.cfg
         has = (z_odom is not None, z_gyro is not None)
         R = np.zeros((3, 3))
         if z_odom is not None:
             R[:2, :2] = mm.odom_covariance(
-                z_odom,
-                self.cfg.odom_track_width,
-                self.cfg.odom_wheel_sigma_rel,
-                self.cfg.odom_wheel_sigma_abs,
+                z_odom, cfg.odom_track_width, cfg.odom_wheel_sigma_rel, cfg.odom_wheel_sigma_abs
             )
-        R[2, 2] = self.cfg.gyro_sigma**2
+        R[2, 2] = cfg.gyro_sigma**2
         r_rows, r_cols = _MOTION_ROWS[has]
         z = np.concatenate([v for v in (z_odom, z_gyro) if v is not None])
         model, gates = self._motion_models[has], self._motion_gates[has]
         ok = self._gated(None, model, z, R[r_rows, r_cols], joint=False, gates=gates)
+        y = self._last_innovation.y
+        extra = np.zeros(3)
         if z_odom is not None:
             self._count(self._c.accepted, "odom", int(ok[0]) + int(ok[1]))
             self._count(self._c.rejected, "odom", 2 - int(ok[0]) - int(ok[1]))
+            if not ok[0]:
+                extra = np.array([abs(y[0]) * dt, abs(y[0]) * dt, abs(y[1]) * dt])
         if z_gyro is not None:
             self._count(self._c.accepted, "imu", int(ok[-1]))
             self._count(self._c.rejected, "imu", 1 - int(ok[-1]))
             self._t.consec["imu"] = 0 if ok[-1] else self._t.consec.get("imu", 0) + 1
-            self._t.gyro_innov2 = float(self._last_innovation.y[-1]) ** 2
+            self._t.gyro_innov2 = float(y[-1]) ** 2
+        return extra
 
     def _gated(
         self,

@@ -33,8 +33,9 @@ class LocalizerConfig:
     aided_accel_psd: float = 1e-4  # (m/s)^2/s, extra v random walk when IMU-aided
     impact_accel: float = 3.0  # m/s^2; a larger |accel| is a collision (robot limit ~1-2.3)
     impact_w_sigma: float = 2.0  # rad/s extra yaw-rate std on an impact
-    impact_pos_sigma: float = 0.01  # m extra position std on an impact
-    impact_yaw_sigma: float = 0.03  # rad extra yaw std on an impact
+    impact_pos_sigma: float = 0.03  # m extra position std per period after an impact
+    impact_yaw_sigma: float = 0.02  # rad extra yaw std per period after an impact
+    impact_hold_s: float = 0.5  # s the extra pose noise lasts after an impact (sliding)
     gyro_relock: int = 1  # consecutive gyro rejections before the yaw-rate state is reopened
     yaw_accel_psd: float = 0.2  # (rad/s)^2/s
     gyro_bias_psd: float = 1e-7  # (rad/s)^2/s
@@ -237,6 +238,7 @@ class Track:
     last_lidar: float = -np.inf
     consec: dict[str, int] = field(default_factory=dict)  # consecutive rejections per sensor
     gyro_innov2: float = 0.0  # last gyro innovation^2 ((rad/s)^2), for the lock-out breaker
+    impact_until: float = -np.inf  # s, extra pose noise after a collision until then
     recover_count: int = 0
     kidnapped: bool = False
     health: Health = "ok"

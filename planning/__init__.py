@@ -12,10 +12,24 @@ Public surface (everything else is implementation):
 - paths: :func:`astar`, :class:`Reservations`, :func:`space_time_astar`,
   :func:`prioritized_plan`, :func:`bfs_distances`
 - evaluation: :func:`run_planning_eval`, :func:`plot_planning_eval`,
-  :class:`PlanningEvalResult`
+  :class:`PlanningEvalResult`, :func:`standard_evaluators`, :class:`DistanceEvaluator`
+- adapters: :class:`planning.adapters.TabularModel` (gymnasium toy-text envs)
 """
 
-from planning.evaluators import FunctionEvaluator, RolloutEvaluator, TorchEvaluator, UniformEvaluator
+from planning import adapters
+from planning.evaluation import (
+    DistanceEvaluator,
+    PlanningEvalResult,
+    plot_planning_eval,
+    run_planning_eval,
+    standard_evaluators,
+)
+from planning.evaluators import (
+    FunctionEvaluator,
+    RolloutEvaluator,
+    TorchEvaluator,
+    UniformEvaluator,
+)
 from planning.grid_env import GridFleetEnv, GridWarehouseEnv, register_envs
 from planning.grid_model import GridModel, GridModelConfig, GridState
 from planning.mcts import MCTS, MCTSConfig, SearchResult
@@ -27,9 +41,33 @@ from planning.tree import SearchTree
 register_envs()
 
 __all__ = [
-    "MCTS", "Evaluator", "FunctionEvaluator", "GridFleetEnv", "GridModel", "GridModelConfig",
-    "GridState", "GridWarehouseEnv", "MCTSConfig", "PlanningModel", "Reservations",
-    "RolloutEvaluator", "SearchResult", "SearchTree", "StateEvaluator", "TorchEvaluator",
-    "UniformEvaluator", "astar", "bfs_distances", "prioritized_plan", "register_envs",
-    "sample_situations", "space_time_astar",
+    "MCTS",
+    "DistanceEvaluator",
+    "Evaluator",
+    "FunctionEvaluator",
+    "GridFleetEnv",
+    "GridModel",
+    "GridModelConfig",
+    "GridState",
+    "GridWarehouseEnv",
+    "MCTSConfig",
+    "PlanningEvalResult",
+    "PlanningModel",
+    "Reservations",
+    "RolloutEvaluator",
+    "SearchResult",
+    "SearchTree",
+    "StateEvaluator",
+    "TorchEvaluator",
+    "UniformEvaluator",
+    "adapters",
+    "astar",
+    "bfs_distances",
+    "plot_planning_eval",
+    "prioritized_plan",
+    "register_envs",
+    "run_planning_eval",
+    "sample_situations",
+    "space_time_astar",
+    "standard_evaluators",
 ]

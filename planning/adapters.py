@@ -50,8 +50,10 @@ class TabularModel:
         """
         table = getattr(getattr(env, "unwrapped", env), "P", None)
         if not isinstance(table, dict) or not table:
-            raise ValueError("env.unwrapped.P: missing; allowed toy-text envs with a transition "
-                             "table (FrozenLake, CliffWalking, Taxi)")
+            raise ValueError(
+                "env.unwrapped.P: missing; allowed toy-text envs with a transition "
+                "table (FrozenLake, CliffWalking, Taxi)"
+            )
         n_s = len(table)
         n_a = max(len(v) for v in table.values())
         k = max(len(o) for v in table.values() for o in v.values())
@@ -89,8 +91,9 @@ class TabularModel:
         """[B, A] all True (toy-text envs accept every action)."""
         return np.ones((len(states), self.num_actions), bool)
 
-    def step(self, states: np.ndarray, actions: np.ndarray,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def step(
+        self, states: np.ndarray, actions: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sample one outcome per row from the table."""
         s = np.asarray(states, np.int64)
         a = np.asarray(actions, np.int64)
@@ -106,12 +109,15 @@ class TabularModel:
         return {"obs": obs, "action_mask": np.ones((len(s), self.num_actions), np.float32)}
 
 
-def value_iteration(model: TabularModel, discount: float, *, tol: float = 1e-10,
-                    max_iter: int = 100_000) -> np.ndarray:
+def value_iteration(
+    model: TabularModel, discount: float, *, tol: float = 1e-10, max_iter: int = 100_000
+) -> np.ndarray:
     """Optimal state values [S] of ``model`` (terminal states are worth 0)."""
     v = np.zeros(model.num_states)
     for _ in range(max_iter):
-        q = (model.probs * (model.reward + discount * np.where(model.done, 0.0, v[model.next_state]))).sum(2)
+        q = (
+            model.probs * (model.reward + discount * np.where(model.done, 0.0, v[model.next_state]))
+        ).sum(2)
         v_new = np.where(model.terminal, 0.0, q.max(axis=1))
         if np.max(np.abs(v_new - v)) < tol:
             return v_new
@@ -121,5 +127,7 @@ def value_iteration(model: TabularModel, discount: float, *, tol: float = 1e-10,
 
 def greedy_policy(model: TabularModel, v: np.ndarray, discount: float) -> np.ndarray:
     """[S] int64 greedy actions with respect to state values ``v`` (first on ties)."""
-    q = (model.probs * (model.reward + discount * np.where(model.done, 0.0, v[model.next_state]))).sum(2)
+    q = (
+        model.probs * (model.reward + discount * np.where(model.done, 0.0, v[model.next_state]))
+    ).sum(2)
     return np.argmax(q, axis=1)

@@ -15,8 +15,15 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "batch_size", "tree_alloc_nodes", "tree_concat", "tree_gather", "tree_leaves", "tree_map",
-    "tree_scatter_nodes", "tree_take", "tree_take_nodes",
+    "batch_size",
+    "tree_alloc_nodes",
+    "tree_concat",
+    "tree_gather",
+    "tree_leaves",
+    "tree_map",
+    "tree_scatter_nodes",
+    "tree_take",
+    "tree_take_nodes",
 ]
 
 
@@ -27,8 +34,11 @@ def tree_map(fn: Callable[..., np.ndarray], tree: Any, *rest: Any) -> Any:
     if isinstance(tree, dict):
         return {k: tree_map(fn, tree[k], *(r[k] for r in rest)) for k in tree}
     if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
-        kw = {f.name: tree_map(fn, getattr(tree, f.name), *(getattr(r, f.name) for r in rest))
-              for f in dataclasses.fields(tree) if f.init}
+        kw = {
+            f.name: tree_map(fn, getattr(tree, f.name), *(getattr(r, f.name) for r in rest))
+            for f in dataclasses.fields(tree)
+            if f.init
+        }
         return type(tree)(**kw)
     if isinstance(tree, tuple) and hasattr(tree, "_fields"):
         return type(tree)(*(tree_map(fn, *xs) for xs in zip(tree, *rest)))
@@ -52,7 +62,9 @@ def batch_size(states: Any) -> int:
     """
     sizes = {int(np.shape(x)[0]) for x in tree_leaves(states)}
     if len(sizes) != 1:
-        raise ValueError(f"states: leading dimensions {sorted(sizes)}; allowed one shared batch size")
+        raise ValueError(
+            f"states: leading dimensions {sorted(sizes)}; allowed one shared batch size"
+        )
     return sizes.pop()
 
 
@@ -83,7 +95,9 @@ def tree_take_nodes(store: Any, b: np.ndarray, n: np.ndarray) -> Any:
 
 def tree_scatter_nodes(store: Any, b: np.ndarray, n: np.ndarray, states: Any) -> None:
     """In place: ``store[b, n] = states`` leafwise."""
+
     def _set(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         x[b, n] = y
         return x
+
     tree_map(_set, store, states)

@@ -28,8 +28,15 @@ from planning.protocols import Evaluator
 from planning.situations import SITUATION_KINDS, sample_situations
 from sim.layout import Layout
 
-__all__ = ["DEFAULT_SIMS", "DistanceEvaluator", "EvaluatorSpec", "PlanningEvalResult",
-           "plot_planning_eval", "run_planning_eval", "standard_evaluators"]
+__all__ = [
+    "DEFAULT_SIMS",
+    "DistanceEvaluator",
+    "EvaluatorSpec",
+    "PlanningEvalResult",
+    "plot_planning_eval",
+    "run_planning_eval",
+    "standard_evaluators",
+]
 
 DEFAULT_SIMS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 EvaluatorSpec = Evaluator | Callable[[GridModel], Evaluator]
@@ -68,13 +75,22 @@ class PlanningEvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary."""
-        arr = lambda d: {k: np.asarray(v).tolist() for k, v in d.items()}  # noqa: E731
-        return {"sims": list(self.sims), "kinds": list(self.kinds),
-                "mean_return": arr(self.mean_return), "stderr": arr(self.stderr),
-                "per_kind": arr(self.per_kind), "decision_ms": arr(self.decision_ms),
-                "best_return": self.best_return, "worst_return": self.worst_return,
-                "efficiency": dict(self.efficiency), "n_situations": self.n_situations,
-                "horizon_steps": self.horizon_steps, "seed": self.seed, **self.meta}
+        arr = lambda d: {k: np.asarray(v).tolist() for k, v in d.items()}
+        return {
+            "sims": list(self.sims),
+            "kinds": list(self.kinds),
+            "mean_return": arr(self.mean_return),
+            "stderr": arr(self.stderr),
+            "per_kind": arr(self.per_kind),
+            "decision_ms": arr(self.decision_ms),
+            "best_return": self.best_return,
+            "worst_return": self.worst_return,
+            "efficiency": dict(self.efficiency),
+            "n_situations": self.n_situations,
+            "horizon_steps": self.horizon_steps,
+            "seed": self.seed,
+            **self.meta,
+        }
 
 
 class DistanceEvaluator:
@@ -106,22 +122,29 @@ class DistanceEvaluator:
     def _d(self, frm: np.ndarray, to: np.ndarray) -> np.ndarray:
         return self._dist[self._id[to], frm]
 
-    def evaluate_states(self, states: GridState,
-                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate_states(
+        self, states: GridState, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         cfg, g = self.model.config, self.discount
         to_station = self._d(states.pos, states.station) + 1.0
-        via_pick = self._d(states.pos, states.pick) + 1.0 + self._d(states.pick, states.station) + 1.0
+        via_pick = (
+            self._d(states.pos, states.pick) + 1.0 + self._d(states.pick, states.station) + 1.0
+        )
         d = np.where(states.load, to_station, via_pick)
         gain = cfg.delivery_reward + np.where(states.load, 0.0, cfg.pick_reward)
         cost = cfg.time_cost_per_s * self.model.step_s
-        geo = (1.0 - g ** d) / (1.0 - g) if g < 1.0 else d
-        value = -cost * geo + g ** d * gain
+        geo = (1.0 - g**d) / (1.0 - g) if g < 1.0 else d
+        value = -cost * geo + g**d * gain
         return np.zeros((len(d), self.num_actions), np.float32), value
 
 
-def standard_evaluators(names: Sequence[str] = ("uniform", "rollout"), *, discount: float = 0.99,
-                        rollout_depth: int = 20, network: Evaluator | None = None
-                        ) -> dict[str, EvaluatorSpec]:
+def standard_evaluators(
+    names: Sequence[str] = ("uniform", "rollout"),
+    *,
+    discount: float = 0.99,
+    rollout_depth: int = 20,
+    network: Evaluator | None = None,
+) -> dict[str, EvaluatorSpec]:
     """Evaluator specs by name: "uniform", "rollout", "distance", "network" (needs ``network``).
 
     Raises:
@@ -138,13 +161,16 @@ def standard_evaluators(names: Sequence[str] = ("uniform", "rollout"), *, discou
         elif name == "network" and network is not None:
             out[name] = network
         else:
-            raise ValueError(f"evaluator: {name!r}; allowed uniform, rollout, distance, network "
-                             "(network needs a network evaluator)")
+            raise ValueError(
+                f"evaluator: {name!r}; allowed uniform, rollout, distance, network "
+                "(network needs a network evaluator)"
+            )
     return out
 
 
-def _play(model: GridModel, states: GridState, mcts: MCTS, seed: int,
-          horizon: int) -> tuple[np.ndarray, float]:
+def _play(
+    model: GridModel, states: GridState, mcts: MCTS, seed: int, horizon: int
+) -> tuple[np.ndarray, float]:
     """Closed-loop episodes of all rows; returns (returns [B], mean ms per search)."""
     b = len(states)
     ret = np.zeros(b)
@@ -175,18 +201,27 @@ def _full_actions(b: int, idx: np.ndarray, actions: np.ndarray) -> np.ndarray:
 
 def _merge(old: GridState, new: GridState, alive: np.ndarray) -> GridState:
     """Rows still alive take the new state; finished rows keep theirs."""
+
     def pick(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         mask = alive.reshape(-1, *([1] * (a.ndim - 1)))
         return np.where(mask, b, a)
+
     return tree_map(pick, old, new)
 
 
-def run_planning_eval(layout: Layout, evaluators: Mapping[str, EvaluatorSpec], *,
-                      sims: Sequence[int] = DEFAULT_SIMS, n_situations: int = 24, seed: int = 0,
-                      horizon_steps: int = 60, kinds: Sequence[str] = SITUATION_KINDS,
-                      model_config: GridModelConfig | None = None,
-                      mcts_config: MCTSConfig | None = None, n_others: int = 4
-                      ) -> PlanningEvalResult:
+def run_planning_eval(
+    layout: Layout,
+    evaluators: Mapping[str, EvaluatorSpec],
+    *,
+    sims: Sequence[int] = DEFAULT_SIMS,
+    n_situations: int = 24,
+    seed: int = 0,
+    horizon_steps: int = 60,
+    kinds: Sequence[str] = SITUATION_KINDS,
+    model_config: GridModelConfig | None = None,
+    mcts_config: MCTSConfig | None = None,
+    n_others: int = 4,
+) -> PlanningEvalResult:
     """Mean return reached against simulations, per evaluator, on seeded situations.
 
     Args:
@@ -200,7 +235,7 @@ def run_planning_eval(layout: Layout, evaluators: Mapping[str, EvaluatorSpec], *
         kinds: situation kinds to cycle through.
         model_config: grid-model settings (``terminate_on_delivery`` is forced on).
         mcts_config: search settings except ``num_simulations`` (default: PUCT,
-            discount 0.99, 2 re-sampled chance children).
+            discount 0.99, one sampled child per edge).
         n_others: other-robot slots per situation.
 
     Returns:
@@ -216,12 +251,16 @@ def run_planning_eval(layout: Layout, evaluators: Mapping[str, EvaluatorSpec], *
         raise ValueError(f"sims: {sims}; allowed a non-empty list of integers >= 1")
     if n_situations < 1:
         raise ValueError(f"n_situations: {n_situations}; allowed >= 1")
-    mcfg = replace(model_config or GridModelConfig(), terminate_on_delivery=True,
-                   horizon_steps=max(horizon_steps, 1))
-    base = mcts_config or MCTSConfig(discount=0.99, chance_samples=2)
+    mcfg = replace(
+        model_config or GridModelConfig(),
+        terminate_on_delivery=True,
+        horizon_steps=max(horizon_steps, 1),
+    )
+    base = mcts_config or MCTSConfig(discount=0.99)
     row_kinds = [kinds[i % len(kinds)] for i in range(n_situations)]
-    model, states = sample_situations(layout, row_kinds, np.random.default_rng(seed),
-                                      config=mcfg, n_others=n_others)
+    model, states = sample_situations(
+        layout, row_kinds, np.random.default_rng(seed), config=mcfg, n_others=n_others
+    )
     mean, err, per_kind, ms = {}, {}, {}, {}
     kind_rows = [np.array([k == kind for k in row_kinds]) for kind in kinds]
     for name, spec in evaluators.items():
@@ -233,17 +272,33 @@ def run_planning_eval(layout: Layout, evaluators: Mapping[str, EvaluatorSpec], *
             mcts = MCTS(model, ev, replace(base, num_simulations=n))
             curves[i], ms[name][i] = _play(model, states, mcts, seed, horizon_steps)
         mean[name] = curves.mean(1)
-        err[name] = curves.std(1, ddof=1) / np.sqrt(n_situations) if n_situations > 1 else 0 * mean[name]
-        per_kind[name] = np.stack([curves[:, rows].mean(1) if rows.any() else np.full(len(sims), np.nan)
-                                   for rows in kind_rows])
+        err[name] = (
+            curves.std(1, ddof=1) / np.sqrt(n_situations) if n_situations > 1 else 0 * mean[name]
+        )
+        per_kind[name] = np.stack(
+            [
+                curves[:, rows].mean(1) if rows.any() else np.full(len(sims), np.nan)
+                for rows in kind_rows
+            ]
+        )
     best = max(float(v.max()) for v in mean.values())
     worst = min(float(v.min()) for v in mean.values())
     eff = {name: _efficiency(v, sims, best, worst) for name, v in mean.items()}
-    return PlanningEvalResult(sims=sims, kinds=tuple(kinds), mean_return=mean, stderr=err,
-                              per_kind=per_kind, decision_ms=ms, best_return=best,
-                              worst_return=worst, efficiency=eff, n_situations=n_situations,
-                              horizon_steps=horizon_steps, seed=seed,
-                              meta={"rule": base.rule, "layout": layout.name})
+    return PlanningEvalResult(
+        sims=sims,
+        kinds=tuple(kinds),
+        mean_return=mean,
+        stderr=err,
+        per_kind=per_kind,
+        decision_ms=ms,
+        best_return=best,
+        worst_return=worst,
+        efficiency=eff,
+        n_situations=n_situations,
+        horizon_steps=horizon_steps,
+        seed=seed,
+        meta={"rule": base.rule, "layout": layout.name},
+    )
 
 
 def _efficiency(curve: np.ndarray, sims: tuple[int, ...], best: float, worst: float) -> int | None:

@@ -14,8 +14,13 @@ import numpy as np
 from planning.batch import batch_size, tree_map
 from planning.protocols import PlanningModel, States
 
-__all__ = ["FunctionEvaluator", "RolloutEvaluator", "TorchEvaluator", "UniformEvaluator",
-           "random_legal_actions"]
+__all__ = [
+    "FunctionEvaluator",
+    "RolloutEvaluator",
+    "TorchEvaluator",
+    "UniformEvaluator",
+    "random_legal_actions",
+]
 
 
 def _rows(encoded: Any) -> int:
@@ -37,6 +42,12 @@ class UniformEvaluator:
     def evaluate(self, encoded: Any) -> tuple[np.ndarray, np.ndarray]:
         n = _rows(encoded)
         return np.zeros((n, self.num_actions), np.float32), np.zeros(n, np.float64)
+
+    def evaluate_states(
+        self, states: States, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Same as :meth:`evaluate`, without the model encoding its states first."""
+        return self.evaluate(states)
 
 
 def random_legal_actions(legal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -65,9 +76,15 @@ class RolloutEvaluator:
             rollouts that did not terminate.
     """
 
-    def __init__(self, model: PlanningModel, *, depth: int = 20, n_rollouts: int = 1,
-                 discount: float = 0.99,
-                 bootstrap: Callable[[States], np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        model: PlanningModel,
+        *,
+        depth: int = 20,
+        n_rollouts: int = 1,
+        discount: float = 0.99,
+        bootstrap: Callable[[States], np.ndarray] | None = None,
+    ) -> None:
         if depth < 0:
             raise ValueError(f"evaluator.depth: {depth}; allowed >= 0")
         if n_rollouts < 1:
@@ -81,8 +98,9 @@ class RolloutEvaluator:
     def evaluate(self, encoded: Any) -> tuple[np.ndarray, np.ndarray]:
         raise TypeError("RolloutEvaluator needs raw states; the search calls evaluate_states")
 
-    def evaluate_states(self, states: States,
-                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate_states(
+        self, states: States, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         n = batch_size(states)
         k = self.n_rollouts
         s = states if k == 1 else tree_map(lambda x: np.repeat(x, k, axis=0), states)
@@ -117,8 +135,13 @@ class FunctionEvaluator:
         >>> ev = FunctionEvaluator(lambda s: v_star[s], num_actions=4, on="states")
     """
 
-    def __init__(self, fn: Callable[[Any], Any], *, num_actions: int,
-                 on: Literal["encoded", "states"] = "encoded") -> None:
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        *,
+        num_actions: int,
+        on: Literal["encoded", "states"] = "encoded",
+    ) -> None:
         if on not in ("encoded", "states"):
             raise ValueError(f"evaluator.on: {on!r}; allowed 'encoded', 'states'")
         self.fn, self.num_actions, self.on = fn, int(num_actions), on
@@ -128,8 +151,9 @@ class FunctionEvaluator:
     def evaluate(self, encoded: Any) -> tuple[np.ndarray, np.ndarray]:
         return self._call(encoded)
 
-    def _evaluate_states(self, states: States,
-                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _evaluate_states(
+        self, states: States, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         return self._call(states)
 
     def _call(self, x: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ the actions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -39,11 +39,13 @@ _MAX_PLAN = 48
 
 def _obs_space(cfg: GridModelConfig, lead: tuple[int, ...] = ()) -> spaces.Dict:
     s = cfg.crop_size
-    return spaces.Dict({
-        "proprio": spaces.Box(-1.0, 1.0, (*lead, PROPRIO_DIM), np.float32),
-        "occupancy": spaces.Box(0.0, 1.0, (*lead, s, s), np.float32),
-        "action_mask": spaces.Box(0.0, 1.0, (*lead, N_ACTIONS), np.float32),
-    })
+    return spaces.Dict(
+        {
+            "proprio": spaces.Box(-1.0, 1.0, (*lead, PROPRIO_DIM), np.float32),
+            "occupancy": spaces.Box(0.0, 1.0, (*lead, s, s), np.float32),
+            "action_mask": spaces.Box(0.0, 1.0, (*lead, N_ACTIONS), np.float32),
+        }
+    )
 
 
 def _layout(layout: Layout | None, layout_config: LayoutConfig | None) -> Layout:
@@ -64,13 +66,21 @@ class GridWarehouseEnv(gym.Env):
         render_mode: None or "ansi".
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, layout: Layout | None = None, layout_config: LayoutConfig | None = None,
-                 config: GridModelConfig | None = None, n_others: int = 3,
-                 situation: str = "mixed", render_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        layout: Layout | None = None,
+        layout_config: LayoutConfig | None = None,
+        config: GridModelConfig | None = None,
+        n_others: int = 3,
+        situation: str = "mixed",
+        render_mode: str | None = None,
+    ) -> None:
         if situation not in (*SITUATION_KINDS, "mixed"):
-            raise ValueError(f"env.situation: {situation!r}; allowed open, blocked, congested, mixed")
+            raise ValueError(
+                f"env.situation: {situation!r}; allowed open, blocked, congested, mixed"
+            )
         if render_mode not in (None, "ansi"):
             raise ValueError(f"env.render_mode: {render_mode!r}; allowed None, 'ansi'")
         self.layout = _layout(layout, layout_config)
@@ -81,13 +91,20 @@ class GridWarehouseEnv(gym.Env):
         self.model: GridModel | None = None
         self.state: GridState | None = None
 
-    def reset(self, *, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         rng = self.np_random
         kind = self.situation if self.situation != "mixed" else SITUATION_KINDS[rng.integers(3)]
-        self.model, self.state = sample_situations(self.layout, [kind], rng, config=self.config,
-                                                   n_others=self.n_others, max_plan_len=_MAX_PLAN)
+        self.model, self.state = sample_situations(
+            self.layout,
+            [kind],
+            rng,
+            config=self.config,
+            n_others=self.n_others,
+            max_plan_len=_MAX_PLAN,
+        )
         self._spawn_absent_others()
         return self._obs(), {"situation": kind}
 
@@ -125,7 +142,7 @@ class GridWarehouseEnv(gym.Env):
         assert m is not None and self.state is not None
         plans, plan_len = m.plans.copy(), m.plan_len.copy()
         plans[0, r] = ABSENT_CELL
-        plans[0, r, :len(path)] = m.to_flat(np.array(path))
+        plans[0, r, : len(path)] = m.to_flat(np.array(path))
         plan_len[0, r] = len(path)
         self.model = m.with_plans(plans, plan_len)
         k = self.state.others_k.copy()
@@ -170,10 +187,16 @@ class GridFleetEnv(gym.Env):
         n_blocks: known blockages placed at random free cells at reset.
     """
 
-    metadata = {"render_modes": [], "render_fps": 4}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": [], "render_fps": 4}
 
-    def __init__(self, layout: Layout | None = None, layout_config: LayoutConfig | None = None,
-                 config: GridModelConfig | None = None, n_robots: int = 4, n_blocks: int = 2) -> None:
+    def __init__(
+        self,
+        layout: Layout | None = None,
+        layout_config: LayoutConfig | None = None,
+        config: GridModelConfig | None = None,
+        n_robots: int = 4,
+        n_blocks: int = 2,
+    ) -> None:
         if n_robots < 1:
             raise ValueError(f"env.n_robots: {n_robots}; allowed >= 1")
         self.layout = _layout(layout, layout_config)
@@ -185,13 +208,16 @@ class GridFleetEnv(gym.Env):
         self.model = GridModel(self.layout, self.config)
         self.state: GridState | None = None
 
-    def reset(self, *, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         rng, n = self.np_random, self.n_robots
         free = self.layout.free_cells
         cells = free[rng.choice(len(free), size=n + self.n_blocks, replace=False)]
-        pick = self.model.to_cells(self.model.pick_cells)[rng.integers(len(self.model.pick_cells), size=n)]
+        pick = self.model.to_cells(self.model.pick_cells)[
+            rng.integers(len(self.model.pick_cells), size=n)
+        ]
         station = self.layout.stations[rng.integers(len(self.layout.stations), size=n)]
         blocks = np.broadcast_to(cells[n:], (n, self.n_blocks, 2)).copy()
         self.state = self.model.initial_states(cells[:n], pick, station, blocks=blocks)
@@ -210,19 +236,35 @@ class GridFleetEnv(gym.Env):
         picked = valid & (a == MacroAction.PICK)
         dropped = valid & (a == MacroAction.DROP)
         u = rng.random((self.n_robots, 2))
-        pick = np.where(dropped, m.pick_cells[(u[:, 0] * len(m.pick_cells)).astype(np.int64)], st.pick)
-        station = np.where(dropped, m.station_cells[(u[:, 1] * len(m.station_cells)).astype(np.int64)], st.station)
+        pick = np.where(
+            dropped, m.pick_cells[(u[:, 0] * len(m.pick_cells)).astype(np.int64)], st.pick
+        )
+        station = np.where(
+            dropped, m.station_cells[(u[:, 1] * len(m.station_cells)).astype(np.int64)], st.station
+        )
         block_on = st.block_on
         if block_on.shape[1]:
             clear = rng.random(block_on.shape[1]) < m.p_clear
             block_on = block_on & ~clear[None, :]
         self.state = m.replace(
-            st, pos=np.where(go, tgt, st.pos), heading=np.where(go, _HEADING_OF_MOVE[a & 3], st.heading),
-            moved=go, load=(st.load | picked) & ~dropped, pick=pick, station=station,
-            block_on=block_on, t=st.t + 1, delivered=st.delivered + dropped)
-        rewards = (-cfg.time_cost_per_s * m.step_s + cfg.pick_reward * picked
-                   + cfg.delivery_reward * dropped + cfg.collision_reward * collide
-                   + cfg.invalid_reward * ~valid)
+            st,
+            pos=np.where(go, tgt, st.pos),
+            heading=np.where(go, _HEADING_OF_MOVE[a & 3], st.heading),
+            moved=go,
+            load=(st.load | picked) & ~dropped,
+            pick=pick,
+            station=station,
+            block_on=block_on,
+            t=st.t + 1,
+            delivered=st.delivered + dropped,
+        )
+        rewards = (
+            -cfg.time_cost_per_s * m.step_s
+            + cfg.pick_reward * picked
+            + cfg.delivery_reward * dropped
+            + cfg.collision_reward * collide
+            + cfg.invalid_reward * ~valid
+        )
         terminated = bool(cfg.terminate_on_delivery and dropped.any())
         truncated = bool(self.state.t[0] >= cfg.horizon_steps) and not terminated
         info = {"robot_rewards": rewards.astype(np.float64), "delivered": dropped.copy()}
@@ -237,8 +279,11 @@ class GridFleetEnv(gym.Env):
             model = self.model.with_plans(others, np.ones((n, n - 1), np.int64))
         else:
             model = self.model
-        view = self.model.replace(st, scn=np.arange(n) if n > 1 else np.zeros(n, np.int64),
-                                  others_k=np.zeros((n, max(n - 1, 0)), np.int64))
+        view = self.model.replace(
+            st,
+            scn=np.arange(n) if n > 1 else np.zeros(n, np.int64),
+            others_k=np.zeros((n, max(n - 1, 0)), np.int64),
+        )
         return model.encode(view)
 
 

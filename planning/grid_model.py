@@ -37,6 +37,7 @@ Observation (:meth:`GridModel.encode`), float32, world-aligned (x east, y north)
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, replace
 
@@ -45,8 +46,15 @@ import numpy as np
 from sim.layout import Layout
 from sim.types import N_ACTIONS, MacroAction
 
-__all__ = ["GridModel", "GridModelConfig", "GridState", "PROPRIO_DIM", "OCC_BLOCKAGE",
-           "OCC_ROBOT", "OCC_STATIC"]
+__all__ = [
+    "OCC_BLOCKAGE",
+    "OCC_ROBOT",
+    "OCC_STATIC",
+    "PROPRIO_DIM",
+    "GridModel",
+    "GridModelConfig",
+    "GridState",
+]
 
 PROPRIO_DIM = 12
 OCC_STATIC, OCC_BLOCKAGE, OCC_ROBOT = 1.0, 0.5, 0.25
@@ -78,12 +86,19 @@ class GridModelConfig:
     def __post_init__(self) -> None:
         checks = [
             ("nominal_speed_mps", self.nominal_speed_mps > 0, "> 0 m/s"),
-            ("horizon_steps", isinstance(self.horizon_steps, int) and self.horizon_steps >= 1, "integer >= 1"),
+            (
+                "horizon_steps",
+                isinstance(self.horizon_steps, int) and self.horizon_steps >= 1,
+                "integer >= 1",
+            ),
             ("time_cost_per_s", self.time_cost_per_s >= 0, ">= 0"),
             ("other_wait_prob", 0 <= self.other_wait_prob <= 1, "in [0, 1]"),
             ("blockage_clear_rate_per_s", self.blockage_clear_rate_per_s >= 0, ">= 0 1/s"),
-            ("crop_size", isinstance(self.crop_size, int) and self.crop_size >= 1
-             and self.crop_size % 2 == 1, "odd integer >= 1"),
+            (
+                "crop_size",
+                isinstance(self.crop_size, int) and self.crop_size >= 1 and self.crop_size % 2 == 1,
+                "odd integer >= 1",
+            ),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -143,14 +158,20 @@ class GridModel:
 
     num_actions: int = N_ACTIONS
 
-    def __init__(self, layout: Layout, config: GridModelConfig | None = None, *,
-                 plans: np.ndarray | None = None, plan_len: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        config: GridModelConfig | None = None,
+        *,
+        plans: np.ndarray | None = None,
+        plan_len: np.ndarray | None = None,
+    ) -> None:
         self.layout = layout
         self.config = config if config is not None else GridModelConfig()
         cfg = self.config
         self.step_s = layout.cell_size / cfg.nominal_speed_mps
         self.p_clear = 1.0 - math.exp(-cfg.blockage_clear_rate_per_s * self.step_s)
-        h, w = layout.shape
+        _h, w = layout.shape
         self.width = w
         self._free = layout.free.ravel()
         self._delta = np.array([w, -w, 1, -1, 0, 0, 0], np.int64)  # flat ACTION_DELTAS
@@ -164,8 +185,10 @@ class GridModel:
         self.plans = np.asarray(plans, np.int64)
         self.plan_len = np.asarray(plan_len, np.int64)
         if self.plans.ndim != 3 or self.plan_len.shape != self.plans.shape[:2]:
-            raise ValueError(f"grid.plans: shape {self.plans.shape} with plan_len "
-                             f"{self.plan_len.shape}; allowed [C, R, T] and [C, R]")
+            raise ValueError(
+                f"grid.plans: shape {self.plans.shape} with plan_len "
+                f"{self.plan_len.shape}; allowed [C, R, T] and [C, R]"
+            )
 
     def _init_encoding_tables(self) -> None:
         """Per-cell lookup tables so that encoding is a handful of gathers."""
@@ -173,7 +196,7 @@ class GridModel:
         h, w = lay.shape
         wp = w + 2 * half
         occ = np.full((h + 2 * half, wp), OCC_STATIC, np.float32)
-        occ[half:half + h, half:half + w] = lay.occupancy.astype(np.float32)
+        occ[half : half + h, half : half + w] = lay.occupancy.astype(np.float32)
         self._occ_flat = occ.ravel()
         rc = np.stack(np.divmod(np.arange(h * w), w), axis=-1)
         self._rc = rc  # [H*W, 2] (row, col) of each flat cell
@@ -185,7 +208,7 @@ class GridModel:
         self._xy_goal = xy / np.float32(max(lay.size_m))
         motion = np.zeros((8, 6), np.float32)  # row = heading * 2 + moved: one-hot, velocity
         for hd in range(4):
-            motion[2 * hd:2 * hd + 2, hd] = 1.0
+            motion[2 * hd : 2 * hd + 2, hd] = 1.0
             motion[2 * hd + 1, 4:6] = _HEADING_XY[hd]
         self._motion = motion
 
@@ -193,15 +216,29 @@ class GridModel:
     def deterministic(self) -> bool:
         """True when no transition samples (no waits, no clearing, no new orders)."""
         cfg = self.config
-        return cfg.other_wait_prob in (0.0, 1.0) and self.p_clear == 0.0 and cfg.terminate_on_delivery
+        return (
+            cfg.other_wait_prob in (0.0, 1.0) and self.p_clear == 0.0 and cfg.terminate_on_delivery
+        )
 
     @property
     def n_others(self) -> int:
         return self.plans.shape[1]
 
     def with_plans(self, plans: np.ndarray, plan_len: np.ndarray) -> GridModel:
-        """The same model with another plan table (flat cells [C, R, T], lengths [C, R])."""
-        return GridModel(self.layout, self.config, plans=plans, plan_len=plan_len)
+        """The same model (shared lookup tables) with another plan table.
+
+        Args:
+            plans: [C, R, T] int64 flat cells.
+            plan_len: [C, R] int64 lengths.
+        """
+        out = copy.copy(self)
+        out.plans, out.plan_len = np.asarray(plans, np.int64), np.asarray(plan_len, np.int64)
+        if out.plans.ndim != 3 or out.plan_len.shape != out.plans.shape[:2]:
+            raise ValueError(
+                f"grid.plans: shape {out.plans.shape} with plan_len "
+                f"{out.plan_len.shape}; allowed [C, R, T] and [C, R]"
+            )
+        return out
 
     def to_flat(self, cells: np.ndarray) -> np.ndarray:
         """(row, col) [..., 2] -> flat [...] int64."""
@@ -241,8 +278,9 @@ class GridModel:
         return np.where(states.load, states.station, states.pick)
 
     # ---- dynamics ------------------------------------------------------------------------
-    def step(self, states: GridState, actions: np.ndarray,
-             rng: np.random.Generator) -> tuple[GridState, np.ndarray, np.ndarray]:
+    def step(
+        self, states: GridState, actions: np.ndarray, rng: np.random.Generator
+    ) -> tuple[GridState, np.ndarray, np.ndarray]:
         """Advance every row one step (see module docstring for the rules).
 
         One ``rng.random((B, R + K + 2))`` draw per call: other robots' waits, blockage
@@ -261,21 +299,40 @@ class GridModel:
         dropped = valid & (a == _DROP)
         pick, station = states.pick, states.station
         if dropped.any() and not cfg.terminate_on_delivery:
-            pick = np.where(dropped, self.pick_cells[(u[:, -2] * len(self.pick_cells)).astype(np.int64)], pick)
-            station = np.where(dropped, self.station_cells[(u[:, -1] * len(self.station_cells)).astype(np.int64)], station)
+            pick = np.where(
+                dropped, self.pick_cells[(u[:, -2] * len(self.pick_cells)).astype(np.int64)], pick
+            )
+            station = np.where(
+                dropped,
+                self.station_cells[(u[:, -1] * len(self.station_cells)).astype(np.int64)],
+                station,
+            )
         block_on = states.block_on
         if n_k:
-            block_on = block_on & (u[:, n_r:n_r + n_k] >= self.p_clear)
+            block_on = block_on & (u[:, n_r : n_r + n_k] >= self.p_clear)
         t = states.t + 1
-        reward = (self._step_reward + cfg.pick_reward * picked + cfg.delivery_reward * dropped
-                  + cfg.collision_reward * collide + cfg.invalid_reward * ~valid)
+        reward = (
+            self._step_reward
+            + cfg.pick_reward * picked
+            + cfg.delivery_reward * dropped
+            + cfg.collision_reward * collide
+            + cfg.invalid_reward * ~valid
+        )
         done = t >= cfg.horizon_steps
         if cfg.terminate_on_delivery:
             done |= dropped
         nxt = GridState(
-            pos=np.where(go, tgt, states.pos), heading=np.where(go, _HEADING_OF_MOVE[a & 3], states.heading),
-            moved=go, load=(states.load | picked) & ~dropped, pick=pick, station=station,
-            blocks=states.blocks, block_on=block_on, others_k=others_k, scn=states.scn, t=t,
+            pos=np.where(go, tgt, states.pos),
+            heading=np.where(go, _HEADING_OF_MOVE[a & 3], states.heading),
+            moved=go,
+            load=(states.load | picked) & ~dropped,
+            pick=pick,
+            station=station,
+            blocks=states.blocks,
+            block_on=block_on,
+            others_k=others_k,
+            scn=states.scn,
+            t=t,
             delivered=states.delivered + dropped,
         )
         return nxt, reward, done
@@ -284,8 +341,9 @@ class GridModel:
     def _step_reward(self) -> float:
         return -self.config.time_cost_per_s * self.step_s
 
-    def _move_others(self, states: GridState, tgt: np.ndarray,
-                     u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _move_others(
+        self, states: GridState, tgt: np.ndarray, u: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         if self.n_others == 0:
             return states.others_k, np.zeros(len(tgt), bool)
         k = states.others_k
@@ -300,8 +358,11 @@ class GridModel:
     # ---- observation ---------------------------------------------------------------------
     def encode(self, states: GridState) -> dict[str, np.ndarray]:
         """Observation dict (keys, shapes and units in the module docstring)."""
-        return {"proprio": self.proprio(states), "occupancy": self.occupancy(states),
-                "action_mask": self.legal_actions(states).astype(np.float32)}
+        return {
+            "proprio": self.proprio(states),
+            "occupancy": self.occupancy(states),
+            "action_mask": self.legal_actions(states).astype(np.float32),
+        }
 
     def proprio(self, states: GridState) -> np.ndarray:
         """[B, 12] float32 proprioceptive vector."""
@@ -316,27 +377,39 @@ class GridModel:
     def occupancy(self, states: GridState) -> np.ndarray:
         """[B, S, S] float32 egocentric, world-aligned occupancy crop."""
         out = self._occ_flat[self._pad_index[states.pos][:, None, None] + self._crop_offsets]
-        if states.blocks.shape[1]:
-            self._paint(out, states.pos, states.blocks, states.block_on, OCC_BLOCKAGE)
-        if self.n_others:
-            o = self.others_pos(states)
-            self._paint(out, states.pos, o, o >= 0, OCC_ROBOT)
+        n_k = states.blocks.shape[1]
+        if n_k or self.n_others:
+            cells, on = states.blocks, states.block_on
+            if self.n_others:
+                o = self.others_pos(states)
+                cells, on = np.concatenate([cells, o], 1), np.concatenate([on, o >= 0], 1)
+            value = np.where(np.arange(cells.shape[1]) < n_k, OCC_BLOCKAGE, OCC_ROBOT)
+            self._paint(out, states.pos, cells, on, value)
         return out
 
-    def _paint(self, out: np.ndarray, pos: np.ndarray, cells: np.ndarray, on: np.ndarray,
-               value: float) -> None:
+    def _paint(
+        self, out: np.ndarray, pos: np.ndarray, cells: np.ndarray, on: np.ndarray, value: np.ndarray
+    ) -> None:
+        """Mark ``cells`` [B, M] (where ``on``) with ``value`` [M] unless static."""
         half, size = self.config.crop_size // 2, self.config.crop_size
-        rc = self._rc[np.maximum(cells, 0)] - self._rc[pos][:, None, :] + half  # [B, M, 2]
-        ok = on & (cells >= 0) & (rc >= 0).all(-1) & (rc < size).all(-1)
+        rc = self._rc[cells] - self._rc[pos][:, None, :] + half  # [B, M, 2] (-1 wraps: masked)
+        ok = on & (cells >= 0) & (rc.min(-1) >= 0) & (rc.max(-1) < size)
         bb, mm = np.nonzero(ok)
         rr, cc = rc[bb, mm, 0], rc[bb, mm, 1]
         cur = out[bb, rr, cc]
-        out[bb, rr, cc] = np.where(cur == OCC_STATIC, cur, value)
+        out[bb, rr, cc] = np.where(cur == OCC_STATIC, cur, value[mm])
 
     # ---- construction helpers ---------------------------------------------------------------
-    def initial_states(self, pos: np.ndarray, pick: np.ndarray, station: np.ndarray, *,
-                       load: np.ndarray | None = None, blocks: np.ndarray | None = None,
-                       scn: np.ndarray | None = None) -> GridState:
+    def initial_states(
+        self,
+        pos: np.ndarray,
+        pick: np.ndarray,
+        station: np.ndarray,
+        *,
+        load: np.ndarray | None = None,
+        blocks: np.ndarray | None = None,
+        scn: np.ndarray | None = None,
+    ) -> GridState:
         """States at t = 0 for B robots from (row, col) cells.
 
         Args:
@@ -353,14 +426,18 @@ class GridModel:
             blocks = np.asarray(blocks, np.int64)
             flat_blocks = np.where((blocks >= 0).all(-1), self.to_flat(blocks), -1)
         return GridState(
-            pos=pos, heading=np.zeros(b, np.int64), moved=np.zeros(b, bool),
+            pos=pos,
+            heading=np.zeros(b, np.int64),
+            moved=np.zeros(b, bool),
             load=np.zeros(b, bool) if load is None else np.asarray(load, bool),
             pick=self.to_flat(np.asarray(pick).reshape(b, 2)),
             station=self.to_flat(np.asarray(station).reshape(b, 2)),
-            blocks=flat_blocks, block_on=flat_blocks >= 0,
+            blocks=flat_blocks,
+            block_on=flat_blocks >= 0,
             others_k=np.zeros((b, self.n_others), np.int64),
             scn=np.zeros(b, np.int64) if scn is None else np.asarray(scn, np.int64),
-            t=np.zeros(b, np.int64), delivered=np.zeros(b, np.int64),
+            t=np.zeros(b, np.int64),
+            delivered=np.zeros(b, np.int64),
         )
 
     def replace(self, states: GridState, **changes: np.ndarray) -> GridState:

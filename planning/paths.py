@@ -33,10 +33,11 @@ __all__ = ["Cell", "Reservations", "astar", "bfs_distances", "prioritized_plan",
 
 # ---- grid helpers ---------------------------------------------------------------------
 
+
 class _Grid:
     """A padded, flattened passability grid: cell (r, c) -> index (r + 1) * wp + (c + 1)."""
 
-    __slots__ = ("h", "w", "wp", "passable", "offsets")
+    __slots__ = ("h", "offsets", "passable", "w", "wp")
 
     def __init__(self, free: np.ndarray, blocked: np.ndarray | None) -> None:
         free = np.asarray(free, dtype=bool)
@@ -100,8 +101,10 @@ def _bfs(g: _Grid, src: int | None) -> list[int]:
 
 # ---- A* -------------------------------------------------------------------------------
 
-def astar(free: np.ndarray, start: Cell, goal: Cell, *,
-          blocked: np.ndarray | None = None) -> list[Cell] | None:
+
+def astar(
+    free: np.ndarray, start: Cell, goal: Cell, *, blocked: np.ndarray | None = None
+) -> list[Cell] | None:
     """Shortest 4-connected path with unit costs (A*, Manhattan heuristic).
 
     Args:
@@ -117,7 +120,12 @@ def astar(free: np.ndarray, start: Cell, goal: Cell, *,
     """
     g = _Grid(free, blocked)
     s, t = g.index(start), g.index(goal)
-    if s is None or t is None or not bool(np.asarray(free)[start[0], start[1]]) or not g.passable[t]:
+    if (
+        s is None
+        or t is None
+        or not bool(np.asarray(free)[start[0], start[1]])
+        or not g.passable[t]
+    ):
         return None
     g.passable[s] = True
     if s == t:
@@ -165,6 +173,7 @@ def _unwind(g: _Grid, parent: dict[int, int], t: int) -> list[Cell]:
 
 # ---- reservations ---------------------------------------------------------------------
 
+
 class Reservations:
     """A space-time reservation table for prioritised multi-robot planning.
 
@@ -186,8 +195,9 @@ class Reservations:
         self._last: dict[Cell, dict[int, int]] = {}  # cell -> {robot: last reserved t}
         self._owned: dict[int, list[tuple]] = {}
 
-    def reserve_path(self, robot_id: int, path_cells: Sequence[Cell], t0: int = 0,
-                     hold_last: int | None = None) -> None:
+    def reserve_path(
+        self, robot_id: int, path_cells: Sequence[Cell], t0: int = 0, hold_last: int | None = None
+    ) -> None:
         """Reserve ``path_cells[k]`` at time ``t0 + k`` (and the moves between them).
 
         Args:
@@ -275,9 +285,18 @@ class Reservations:
 
 # ---- space-time A* ---------------------------------------------------------------------
 
-def space_time_astar(free: np.ndarray, start: Cell, goal: Cell, reservations: Reservations,
-                     robot_id: int, *, t0: int = 0, max_t: int = 200,
-                     blocked: np.ndarray | None = None) -> list[Cell] | None:
+
+def space_time_astar(
+    free: np.ndarray,
+    start: Cell,
+    goal: Cell,
+    reservations: Reservations,
+    robot_id: int,
+    *,
+    t0: int = 0,
+    max_t: int = 200,
+    blocked: np.ndarray | None = None,
+) -> list[Cell] | None:
     """Shortest timed path that respects ``reservations`` (moves and waits cost 1).
 
     The robot may wait in place. It arrives at ``goal`` only once no other robot needs
@@ -311,8 +330,17 @@ def space_time_astar(free: np.ndarray, start: Cell, goal: Cell, reservations: Re
     return _st_search(g, s, goal_i, dist, reservations, robot_id, t0, max_t, t_goal_free)
 
 
-def _st_search(g: _Grid, s: int, goal_i: int, dist: list[int], res: Reservations, rid: int,
-               t0: int, max_t: int, t_goal_free: float) -> list[Cell] | None:
+def _st_search(
+    g: _Grid,
+    s: int,
+    goal_i: int,
+    dist: list[int],
+    res: Reservations,
+    rid: int,
+    t0: int,
+    max_t: int,
+    t_goal_free: float,
+) -> list[Cell] | None:
     moves = (*g.offsets, 0)
     parent: dict[tuple[int, int], tuple[int, int] | None] = {(s, t0): None}
     heap = [(t0 + dist[s], dist[s], 0, s, t0)]
@@ -353,8 +381,14 @@ def _unwind_st(g: _Grid, parent: dict, node: tuple[int, int]) -> list[Cell]:
     return out[::-1]
 
 
-def prioritized_plan(free: np.ndarray, starts: Sequence[Cell], goals: Sequence[Cell], *,
-                     max_t: int = 200, blocked: np.ndarray | None = None) -> list[list[Cell] | None]:
+def prioritized_plan(
+    free: np.ndarray,
+    starts: Sequence[Cell],
+    goals: Sequence[Cell],
+    *,
+    max_t: int = 200,
+    blocked: np.ndarray | None = None,
+) -> list[list[Cell] | None]:
     """Prioritised planning: robots plan in index order, each avoiding the earlier ones.
 
     Every planned robot parks on its goal afterwards (indefinite hold). A robot that finds
@@ -375,7 +409,9 @@ def prioritized_plan(free: np.ndarray, starts: Sequence[Cell], goals: Sequence[C
         ValueError: ``starts`` and ``goals`` differ in length.
     """
     if len(starts) != len(goals):
-        raise ValueError(f"goals: {len(goals)} goals for {len(starts)} starts; allowed equal lengths")
+        raise ValueError(
+            f"goals: {len(goals)} goals for {len(starts)} starts; allowed equal lengths"
+        )
     res = Reservations()
     # Robots not yet planned sit on their start cells at t = 0.
     for i, st in enumerate(starts):

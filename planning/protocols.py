@@ -30,8 +30,9 @@ class PlanningModel(Protocol):
         """[B, A] bool; terminal states may allow anything (they are never expanded)."""
         ...
 
-    def step(self, states: States, actions: np.ndarray,
-             rng: np.random.Generator) -> tuple[States, np.ndarray, np.ndarray]:
+    def step(
+        self, states: States, actions: np.ndarray, rng: np.random.Generator
+    ) -> tuple[States, np.ndarray, np.ndarray]:
         """Apply ``actions`` [B] int -> (next_states, rewards [B] float, dones [B] bool).
 
         Stochastic models sample the transition with ``rng``. A done next state is
@@ -61,7 +62,8 @@ class StateEvaluator(Protocol):
     an evaluator has it.
     """
 
-    def evaluate_states(self, states: States,
-                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate_states(
+        self, states: States, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """-> (prior_logits [B, A] float, values [B] float)."""
         ...

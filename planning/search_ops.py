@@ -17,10 +17,28 @@ from typing import Any
 import numpy as np
 
 from planning.batch import tree_concat, tree_take, tree_take_nodes
-from planning.selection import (gumbel_interior, gumbel_interior_row, gumbel_root,
-                                gumbel_root_row, puct_row, puct_select)
-from planning.tree import (E_PRIOR, E_VALUE, E_VISITS, N_EMAX, N_EXPANDABLE, N_PQ, N_PSUM, N_REWARD,
-                           N_VISITS, N_VSUM, SearchTree, equal_children)
+from planning.selection import (
+    gumbel_interior,
+    gumbel_interior_row,
+    gumbel_root,
+    gumbel_root_row,
+    puct_row,
+    puct_select,
+)
+from planning.tree import (
+    E_PRIOR,
+    E_VALUE,
+    E_VISITS,
+    N_EMAX,
+    N_EXPANDABLE,
+    N_PQ,
+    N_PSUM,
+    N_REWARD,
+    N_VISITS,
+    N_VSUM,
+    SearchTree,
+    equal_children,
+)
 
 __all__ = ["Leaves", "SimContext", "backup", "descend", "make_context", "simulate_rows"]
 
@@ -70,30 +88,60 @@ class SimContext:
     rows_cache: dict[str, Any] = field(default_factory=dict)
 
 
-def make_context(tree: SearchTree, cfg: Any, rng: np.random.Generator, root_prior: np.ndarray,
-                 gumbel: np.ndarray, table: np.ndarray | None, k: int, *, row_path: bool,
-                 step: Any = None, resample: bool = False) -> SimContext:
+def make_context(
+    tree: SearchTree,
+    cfg: Any,
+    rng: np.random.Generator,
+    root_prior: np.ndarray,
+    gumbel: np.ndarray,
+    table: np.ndarray | None,
+    k: int,
+    *,
+    row_path: bool,
+    step: Any = None,
+    resample: bool = False,
+) -> SimContext:
     """Build the context of one search call (``cfg`` is an ``MCTSConfig``)."""
     b = tree.batch_size
     depth = cfg.max_depth or _UNLIMITED
     width = min(depth, 64)  # path scratch columns; doubled when a path gets longer
     levels = np.arange(width + 1)
     ctx = SimContext(
-        rng=rng, rule=cfg.rule, c1=cfg.c1, c2=cfg.c2,
-        parent_fpu=cfg.unvisited_value == "parent", c_visit=cfg.c_visit, c_scale=cfg.c_scale,
-        max_considered=cfg.max_considered_actions, k=k, max_depth=depth, root_prior=root_prior,
-        gumbel=gumbel, visits0=tree.edges[:, 0, E_VISITS].copy(), table=table,
-        active=np.flatnonzero(tree.nodes[:, 0, N_EXPANDABLE] > 0), row_path=row_path,
-        path_n=np.zeros((b, width), np.int64), path_a=np.zeros((b, width), np.int64),
-        path_c=np.zeros((b, width), np.int64), length=np.zeros(b, np.int64),
-        leaf_value=np.zeros(b), levels=levels[:-1],
-        disc=float(cfg.discount) ** levels.astype(np.float64), discount=float(cfg.discount),
-        step=step, resample=resample,
+        rng=rng,
+        rule=cfg.rule,
+        c1=cfg.c1,
+        c2=cfg.c2,
+        parent_fpu=cfg.unvisited_value == "parent",
+        c_visit=cfg.c_visit,
+        c_scale=cfg.c_scale,
+        max_considered=cfg.max_considered_actions,
+        k=k,
+        max_depth=depth,
+        root_prior=root_prior,
+        gumbel=gumbel,
+        visits0=tree.edges[:, 0, E_VISITS].copy(),
+        table=table,
+        active=np.flatnonzero(tree.nodes[:, 0, N_EXPANDABLE] > 0),
+        row_path=row_path,
+        path_n=np.zeros((b, width), np.int64),
+        path_a=np.zeros((b, width), np.int64),
+        path_c=np.zeros((b, width), np.int64),
+        length=np.zeros(b, np.int64),
+        leaf_value=np.zeros(b),
+        levels=levels[:-1],
+        disc=float(cfg.discount) ** levels.astype(np.float64),
+        discount=float(cfg.discount),
+        step=step,
+        resample=resample,
     )
     if row_path:
-        ctx.rows_cache = {"prior": root_prior.tolist(), "gumbel": gumbel.tolist(),
-                          "visits0": ctx.visits0.tolist(), "active": ctx.active.tolist(),
-                          "disc": ctx.disc.tolist()}
+        ctx.rows_cache = {
+            "prior": root_prior.tolist(),
+            "gumbel": gumbel.tolist(),
+            "visits0": ctx.visits0.tolist(),
+            "active": ctx.active.tolist(),
+            "disc": ctx.disc.tolist(),
+        }
     return ctx
 
 
@@ -104,8 +152,9 @@ def _grow_paths(ctx: SimContext) -> None:
     """Double the path scratch width (a path reached the current width)."""
     width = ctx.path_n.shape[1] * 2
     pad = np.zeros((len(ctx.path_n), width - ctx.path_n.shape[1]), np.int64)
-    ctx.path_n, ctx.path_a, ctx.path_c = (np.concatenate([x, pad], axis=1)
-                                          for x in (ctx.path_n, ctx.path_a, ctx.path_c))
+    ctx.path_n, ctx.path_a, ctx.path_c = (
+        np.concatenate([x, pad], axis=1) for x in (ctx.path_n, ctx.path_a, ctx.path_c)
+    )
     levels = np.arange(width + 1)
     ctx.levels = levels[:-1]
     ctx.disc = ctx.discount ** levels.astype(np.float64)
@@ -113,17 +162,26 @@ def _grow_paths(ctx: SimContext) -> None:
         ctx.rows_cache["disc"] = ctx.disc.tolist()
 
 
-def _select(tree: SearchTree, ctx: SimContext, idx: np.ndarray, e: np.ndarray, nd: np.ndarray,
-            at_root: bool) -> np.ndarray:
+def _select(
+    tree: SearchTree, ctx: SimContext, idx: np.ndarray, e: np.ndarray, nd: np.ndarray, at_root: bool
+) -> np.ndarray:
     if ctx.rule == "puct":
         prior = ctx.root_prior[idx] if at_root else e[:, E_PRIOR]
-        return puct_select(e, nd, tree.qnorm[idx], prior, c1=ctx.c1, c2=ctx.c2,
-                           parent_fpu=ctx.parent_fpu)
+        return puct_select(
+            e, nd, tree.qnorm[idx], prior, c1=ctx.c1, c2=ctx.c2, parent_fpu=ctx.parent_fpu
+        )
     if at_root:
         visits = e[:, E_VISITS] - ctx.visits0[idx]
-        return gumbel_root(e, nd, ctx.gumbel[idx], visits, ctx.table,
-                           max_considered=ctx.max_considered, c_visit=ctx.c_visit,
-                           c_scale=ctx.c_scale)
+        return gumbel_root(
+            e,
+            nd,
+            ctx.gumbel[idx],
+            visits,
+            ctx.table,
+            max_considered=ctx.max_considered,
+            c_visit=ctx.c_visit,
+            c_scale=ctx.c_scale,
+        )
     return gumbel_interior(e, nd, c_visit=ctx.c_visit, c_scale=ctx.c_scale)
 
 
@@ -158,7 +216,9 @@ def descend(tree: SearchTree, ctx: SimContext) -> Leaves:
             has = visits >= k
         if not has.all():
             new = ~has
-            found.append((idx[new], node[new], a[new], slot[new], sample and _take_sample(sample, new)))
+            found.append(
+                (idx[new], node[new], a[new], slot[new], sample and _take_sample(sample, new))
+            )
             idx, child = idx[has], child[has]
         ctx.path_c[idx, depth - 1] = child
         stop = tree.nodes[idx, child, N_EXPANDABLE] == 0
@@ -183,18 +243,23 @@ def _leaves(found: list[tuple[Any, ...]]) -> Leaves:
     b, p, a, s = (np.concatenate(x) for x in list(zip(*found))[:4])
     smp = None
     if found[0][4] is not None:
-        smp = (tree_concat([f[4][0] for f in found]), np.concatenate([f[4][1] for f in found]),
-               np.concatenate([f[4][2] for f in found]))
+        smp = (
+            tree_concat([f[4][0] for f in found]),
+            np.concatenate([f[4][1] for f in found]),
+            np.concatenate([f[4][2] for f in found]),
+        )
     return Leaves(b, p, a, s, sampled=smp)
 
 
-def _take_sample(sample: tuple[Any, np.ndarray, np.ndarray],
-                 mask: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+def _take_sample(
+    sample: tuple[Any, np.ndarray, np.ndarray], mask: np.ndarray
+) -> tuple[Any, np.ndarray, np.ndarray]:
     return tree_take(sample[0], mask), sample[1][mask], sample[2][mask]
 
 
-def _resample_edges(tree: SearchTree, ctx: SimContext, idx: np.ndarray, node: np.ndarray,
-                    a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+def _resample_edges(
+    tree: SearchTree, ctx: SimContext, idx: np.ndarray, node: np.ndarray, a: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
     """Sample a fresh transition for each selected edge and route it to a child.
 
     The outcome goes to the stored child with the same state; else, with fewer than K
@@ -210,9 +275,12 @@ def _resample_edges(tree: SearchTree, ctx: SimContext, idx: np.ndarray, node: np
     match = equal_children(tree, idx, stored, nxt)
     found = match.any(axis=1)
     n_children = (stored >= 0).sum(axis=1)
-    visits = np.where(stored >= 0, tree.nodes[idx[:, None], np.maximum(stored, 0), N_VISITS], np.inf)
-    slot = np.where(found, match.argmax(axis=1),
-                    np.where(n_children < ctx.k, n_children, visits.argmin(axis=1)))
+    visits = np.where(
+        stored >= 0, tree.nodes[idx[:, None], np.maximum(stored, 0), N_VISITS], np.inf
+    )
+    slot = np.where(
+        found, match.argmax(axis=1), np.where(n_children < ctx.k, n_children, visits.argmin(axis=1))
+    )
     has = found | (n_children >= ctx.k)
     child = np.where(has, stored[np.arange(len(idx)), np.minimum(slot, ctx.k - 1)], -1)
     return slot, child, has, (nxt, np.asarray(rewards, np.float64), np.asarray(dones, bool))
@@ -225,13 +293,22 @@ def _select_row(ctx: SimContext, b: int, e: list, nd: list, qn: list, at_root: b
     if at_root:
         v0 = ctx.rows_cache["visits0"][b]
         visits = [x - y for x, y in zip(e[E_VISITS], v0)]
-        return gumbel_root_row(e, nd, ctx.rows_cache["gumbel"][b], visits, ctx.table,
-                               ctx.max_considered, ctx.c_visit, ctx.c_scale)
+        return gumbel_root_row(
+            e,
+            nd,
+            ctx.rows_cache["gumbel"][b],
+            visits,
+            ctx.table,
+            ctx.max_considered,
+            ctx.c_visit,
+            ctx.c_scale,
+        )
     return gumbel_interior_row(e, nd, ctx.c_visit, ctx.c_scale)
 
 
-def simulate_rows(tree: SearchTree, ctx: SimContext,
-                  expand: Callable[[Leaves], list[tuple[int, float, float]]]) -> None:
+def simulate_rows(
+    tree: SearchTree, ctx: SimContext, expand: Callable[[Leaves], list[tuple[int, float, float]]]
+) -> None:
     """One simulation per row on Python floats: descend, ``expand`` the leaves, back up.
 
     Same selection and arithmetic as :func:`descend` + :func:`backup` (hence the same
@@ -270,8 +347,9 @@ def simulate_rows(tree: SearchTree, ctx: SimContext,
         _backup_row(tree, ctx, b, path, leaf if leaf is not None else next(new))  # type: ignore[arg-type]
 
 
-def _backup_row(tree: SearchTree, ctx: SimContext, b: int, path: list,
-                leaf: tuple[int, float, float]) -> None:
+def _backup_row(
+    tree: SearchTree, ctx: SimContext, b: int, path: list, leaf: tuple[int, float, float]
+) -> None:
     """:func:`backup` of one row's path; ``path[l] = (node, action, edge rows, node row)``."""
     length = len(path)
     while length >= len(ctx.rows_cache["disc"]):
@@ -337,8 +415,9 @@ def backup(tree: SearchTree, ctx: SimContext) -> None:
     _update_qbounds(tree, bb, stats[:, 1] / stats[:, 0])
 
 
-def _backup_gumbel(tree: SearchTree, bb: np.ndarray, n: np.ndarray, a: np.ndarray,
-                   gv: np.ndarray) -> np.ndarray:
+def _backup_gumbel(
+    tree: SearchTree, bb: np.ndarray, n: np.ndarray, a: np.ndarray, gv: np.ndarray
+) -> np.ndarray:
     old = tree.edges[bb, n, :3, a]  # [L, 3] visits, value sum, prior
     visits, value, prior = old[:, E_VISITS], old[:, E_VALUE], old[:, E_PRIOR]
     new = np.empty((len(bb), 2))

@@ -20,12 +20,30 @@ from functools import lru_cache
 
 import numpy as np
 
-from planning.tree import (E_LOGP, E_MASK, E_VALUE, E_VISITS, N_EMAX, N_PQ, N_PSUM, N_RAW,
-                           N_VISITS, N_VSUM)
+from planning.tree import (
+    E_LOGP,
+    E_MASK,
+    E_VALUE,
+    E_VISITS,
+    N_EMAX,
+    N_PQ,
+    N_PSUM,
+    N_RAW,
+    N_VISITS,
+)
 
-__all__ = ["completed_sigma", "considered_visits_table", "gumbel_interior", "gumbel_interior_row",
-           "gumbel_root", "gumbel_root_row", "gumbel_root_score", "masked_argmax", "puct_row",
-           "puct_select"]
+__all__ = [
+    "completed_sigma",
+    "considered_visits_table",
+    "gumbel_interior",
+    "gumbel_interior_row",
+    "gumbel_root",
+    "gumbel_root_row",
+    "gumbel_root_score",
+    "masked_argmax",
+    "puct_row",
+    "puct_select",
+]
 
 _EPS = 1e-8
 
@@ -35,8 +53,16 @@ def masked_argmax(score: np.ndarray, legal: np.ndarray) -> np.ndarray:
     return np.argmax(np.where(legal, score, -np.inf), axis=1)
 
 
-def puct_select(e: np.ndarray, nd: np.ndarray, qnorm: np.ndarray, prior: np.ndarray, *,
-                c1: float, c2: float, parent_fpu: bool) -> np.ndarray:
+def puct_select(
+    e: np.ndarray,
+    nd: np.ndarray,
+    qnorm: np.ndarray,
+    prior: np.ndarray,
+    *,
+    c1: float,
+    c2: float,
+    parent_fpu: bool,
+) -> np.ndarray:
     """PUCT actions.
 
     Args:
@@ -62,8 +88,16 @@ def puct_select(e: np.ndarray, nd: np.ndarray, qnorm: np.ndarray, prior: np.ndar
     return score.argmax(axis=1)
 
 
-def puct_row(e: list[list[float]], nd: list[float], qoff: float, qscale: float,
-             prior: list[float], c1: float, c2: float, parent_fpu: bool) -> int:
+def puct_row(
+    e: list[list[float]],
+    nd: list[float],
+    qoff: float,
+    qscale: float,
+    prior: list[float],
+    c1: float,
+    c2: float,
+    parent_fpu: bool,
+) -> int:
     """:func:`puct_select` for one node, on Python floats (the small-batch path)."""
     n, w, mask = e[E_VISITS], e[E_VALUE], e[E_MASK]
     big_n = nd[N_VISITS]
@@ -84,8 +118,9 @@ def puct_row(e: list[list[float]], nd: list[float], qoff: float, qscale: float,
     return best_a
 
 
-def completed_sigma(e: np.ndarray, nd: np.ndarray, *, c_visit: float,
-                    c_scale: float) -> tuple[np.ndarray, np.ndarray]:
+def completed_sigma(
+    e: np.ndarray, nd: np.ndarray, *, c_visit: float, c_scale: float
+) -> tuple[np.ndarray, np.ndarray]:
     """sigma(completed Q) and its upper bound.
 
     Args:
@@ -109,8 +144,9 @@ def completed_sigma(e: np.ndarray, nd: np.ndarray, *, c_visit: float,
     return (cq - lo) * (bound / np.maximum(hi - lo, _EPS)), bound
 
 
-def _sigma_row(e: list[list[float]], nd: list[float], c_visit: float,
-               c_scale: float) -> tuple[list[float], float]:
+def _sigma_row(
+    e: list[list[float]], nd: list[float], c_visit: float, c_scale: float
+) -> tuple[list[float], float]:
     n, w, mask = e[E_VISITS], e[E_VALUE], e[E_MASK]
     big_n = nd[N_VISITS]
     wq = nd[N_PQ] / max(nd[N_PSUM], 1e-300)
@@ -123,8 +159,7 @@ def _sigma_row(e: list[list[float]], nd: list[float], c_visit: float,
     return [(c - lo) * k for c in cq], bound
 
 
-def gumbel_interior(e: np.ndarray, nd: np.ndarray, *, c_visit: float,
-                    c_scale: float) -> np.ndarray:
+def gumbel_interior(e: np.ndarray, nd: np.ndarray, *, c_visit: float, c_scale: float) -> np.ndarray:
     """Deterministic Gumbel MuZero selection at non-root nodes: [m] int64 actions."""
     sigma, bound = completed_sigma(e, nd, c_visit=c_visit, c_scale=c_scale)
     z = np.exp(e[:, E_LOGP] + (sigma - bound))  # <= 1: softmax without a max pass
@@ -133,8 +168,9 @@ def gumbel_interior(e: np.ndarray, nd: np.ndarray, *, c_visit: float,
     return score.argmax(axis=1)
 
 
-def gumbel_interior_row(e: list[list[float]], nd: list[float], c_visit: float,
-                        c_scale: float) -> int:
+def gumbel_interior_row(
+    e: list[list[float]], nd: list[float], c_visit: float, c_scale: float
+) -> int:
     """:func:`gumbel_interior` for one node, on Python floats."""
     sigma, bound = _sigma_row(e, nd, c_visit, c_scale)
     logp, n, mask = e[E_LOGP], e[E_VISITS], e[E_MASK]
@@ -168,7 +204,7 @@ def considered_visits_table(max_considered: int, num_simulations: int) -> np.nda
 def _considered_sequence(m: int, num_simulations: int) -> list[int]:
     if m <= 1:
         return list(range(num_simulations))
-    log2max = int(math.ceil(math.log2(m)))
+    log2max = math.ceil(math.log2(m))
     seq: list[int] = []
     visits = [0] * m
     considered = m
@@ -182,9 +218,14 @@ def _considered_sequence(m: int, num_simulations: int) -> list[int]:
     return seq[:num_simulations]
 
 
-def gumbel_root_score(logp: np.ndarray, gumbel: np.ndarray, sigma: np.ndarray,
-                      visits: np.ndarray, considered_visit: np.ndarray,
-                      legal: np.ndarray) -> np.ndarray:
+def gumbel_root_score(
+    logp: np.ndarray,
+    gumbel: np.ndarray,
+    sigma: np.ndarray,
+    visits: np.ndarray,
+    considered_visit: np.ndarray,
+    legal: np.ndarray,
+) -> np.ndarray:
     """Sequential-halving score ``g + logp + sigma`` restricted to legal actions with the
     considered visit count: [m, A], -inf elsewhere. Rows where no legal action has that
     count fall back to all legal actions."""
@@ -196,9 +237,17 @@ def gumbel_root_score(logp: np.ndarray, gumbel: np.ndarray, sigma: np.ndarray,
     return score
 
 
-def gumbel_root(e: np.ndarray, nd: np.ndarray, gumbel: np.ndarray, visits_this: np.ndarray,
-                table: np.ndarray, *, max_considered: int, c_visit: float,
-                c_scale: float) -> np.ndarray:
+def gumbel_root(
+    e: np.ndarray,
+    nd: np.ndarray,
+    gumbel: np.ndarray,
+    visits_this: np.ndarray,
+    table: np.ndarray,
+    *,
+    max_considered: int,
+    c_visit: float,
+    c_scale: float,
+) -> np.ndarray:
     """Sequential Halving with Gumbel at the roots: [m] int64 actions.
 
     Args:
@@ -218,14 +267,21 @@ def gumbel_root(e: np.ndarray, nd: np.ndarray, gumbel: np.ndarray, visits_this: 
     return score.argmax(axis=1)
 
 
-def gumbel_root_row(e: list[list[float]], nd: list[float], gumbel: list[float],
-                    visits_this: list[float], table: np.ndarray, max_considered: int,
-                    c_visit: float, c_scale: float) -> int:
+def gumbel_root_row(
+    e: list[list[float]],
+    nd: list[float],
+    gumbel: list[float],
+    visits_this: list[float],
+    table: np.ndarray,
+    max_considered: int,
+    c_visit: float,
+    c_scale: float,
+) -> int:
     """:func:`gumbel_root` for one root, on Python floats."""
     mask, logp = e[E_MASK], e[E_LOGP]
     legal = [a for a in range(len(mask)) if mask[a] == 0.0]
     m = min(max_considered, len(legal))
-    target = int(table[m, min(int(sum(visits_this)), table.shape[1] - 1)])
+    target = table[m, min(int(sum(visits_this)), table.shape[1] - 1)]
     sigma, _ = _sigma_row(e, nd, c_visit, c_scale)
     base = {a: max(-1e9, gumbel[a] + logp[a] + sigma[a]) for a in legal}
     pool = [a for a in legal if visits_this[a] == target] or legal

@@ -18,16 +18,22 @@ from planning.grid_model import GridModel, GridModelConfig, GridState
 from planning.paths import astar
 from sim.layout import Layout
 
-__all__ = ["ABSENT_CELL", "SITUATION_KINDS", "SituationKind", "plan_to_random_goal",
-           "sample_situations"]
+__all__ = [
+    "ABSENT_CELL",
+    "SITUATION_KINDS",
+    "SituationKind",
+    "plan_to_random_goal",
+    "sample_situations",
+]
 
 SituationKind = Literal["open", "blocked", "congested"]
 SITUATION_KINDS: tuple[str, ...] = ("open", "blocked", "congested")
 ABSENT_CELL = -1  # flat cell of an absent robot
 
 
-def plan_to_random_goal(layout: Layout, start: tuple[int, int], rng: np.random.Generator,
-                        max_len: int) -> list[tuple[int, int]]:
+def plan_to_random_goal(
+    layout: Layout, start: tuple[int, int], rng: np.random.Generator, max_len: int
+) -> list[tuple[int, int]]:
     """A* path from ``start`` to a random reachable free cell, cut to ``max_len`` cells."""
     free = layout.free_cells
     for _ in range(8):
@@ -38,8 +44,9 @@ def plan_to_random_goal(layout: Layout, start: tuple[int, int], rng: np.random.G
     return [tuple(int(v) for v in start)]
 
 
-def _route(layout: Layout, pick_cells: np.ndarray,
-           rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def _route(
+    layout: Layout, pick_cells: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
     """A random ego cell, order (pick, station) and the ego's route to the pick ((row, col))."""
     free = layout.free_cells
     station = layout.stations[rng.integers(len(layout.stations))]
@@ -53,9 +60,16 @@ def _route(layout: Layout, pick_cells: np.ndarray,
     return ego, pick, station, np.array(path, np.int64)
 
 
-def sample_situations(layout: Layout, kinds: Sequence[str], rng: np.random.Generator, *,
-                      config: GridModelConfig | None = None, n_others: int = 4,
-                      n_blocks: int = 2, max_plan_len: int = 48) -> tuple[GridModel, GridState]:
+def sample_situations(
+    layout: Layout,
+    kinds: Sequence[str],
+    rng: np.random.Generator,
+    *,
+    config: GridModelConfig | None = None,
+    n_others: int = 4,
+    n_blocks: int = 2,
+    max_plan_len: int = 48,
+) -> tuple[GridModel, GridState]:
     """Sample one situation per entry of ``kinds``.
 
     Args:
@@ -90,12 +104,12 @@ def sample_situations(layout: Layout, kinds: Sequence[str], rng: np.random.Gener
         inner = route[1:-1]
         if kind == "blocked" and n_blocks and len(inner):
             idx = np.unique(np.linspace(0, len(inner) - 1, n_blocks + 2)[1:-1].round().astype(int))
-            blocks[i, :len(idx)] = inner[idx]
+            blocks[i, : len(idx)] = inner[idx]
         elif kind == "congested" and n_others:
             starts = inner[rng.permutation(len(inner))[:n_others]] if len(inner) else inner
             for r, st in enumerate(starts):
                 path = plan_to_random_goal(layout, (int(st[0]), int(st[1])), rng, max_plan_len)
-                plans[i, r, :len(path)] = base.to_flat(np.array(path))
+                plans[i, r, : len(path)] = base.to_flat(np.array(path))
                 plan_len[i, r] = len(path)
     model = base.with_plans(plans, plan_len)
     states = model.initial_states(pos, pick, station, blocks=blocks, scn=np.arange(b))

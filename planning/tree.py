@@ -15,8 +15,15 @@ import numpy as np
 
 from planning.batch import tree_alloc_nodes, tree_leaves, tree_map
 
-__all__ = ["SearchTree", "alloc_tree", "equal_children", "grow_tree", "match_children", "reroot",
-           "set_qbounds"]
+__all__ = [
+    "SearchTree",
+    "alloc_tree",
+    "equal_children",
+    "grow_tree",
+    "match_children",
+    "reroot",
+    "set_qbounds",
+]
 
 # Column / row indices of the packed arrays.
 N_VISITS, N_VSUM, N_PSUM, N_PQ, N_EMAX, N_RAW, N_REWARD, N_TERMINAL, N_EXPANDABLE = range(9)
@@ -106,10 +113,14 @@ def alloc_tree(example_states: Any, n_nodes: int, num_actions: int, k: int) -> S
     edges[:, :, E_LOGP] = -np.inf
     edges[:, :, E_MASK] = -np.inf
     return SearchTree(
-        states=tree_alloc_nodes(example_states, n_nodes), nodes=np.zeros((b, n_nodes, N_COLS)),
-        edges=edges, children=np.full((b, n_nodes, num_actions, k), -1, np.int64),
-        parent=np.full((b, n_nodes), -1, np.int64), parent_action=np.full((b, n_nodes), -1, np.int64),
-        n_nodes=np.zeros(b, np.int64), qbounds=np.tile([np.inf, -np.inf], (b, 1)),
+        states=tree_alloc_nodes(example_states, n_nodes),
+        nodes=np.zeros((b, n_nodes, N_COLS)),
+        edges=edges,
+        children=np.full((b, n_nodes, num_actions, k), -1, np.int64),
+        parent=np.full((b, n_nodes), -1, np.int64),
+        parent_action=np.full((b, n_nodes), -1, np.int64),
+        n_nodes=np.zeros(b, np.int64),
+        qbounds=np.tile([np.inf, -np.inf], (b, 1)),
         qnorm=np.zeros((b, 2)),
     )
 
@@ -231,7 +242,11 @@ def reroot(tree: SearchTree, new_root: np.ndarray, extra_nodes: int) -> SearchTr
     q = ew / np.maximum(ev, 1.0)
     qmin = np.where(ev > 0, q, np.inf).min(axis=(1, 2))
     qmax = np.where(ev > 0, q, -np.inf).max(axis=(1, 2))
-    new = SearchTree(n_nodes=sizes.astype(np.int64), qbounds=np.zeros((len(sizes), 2)),
-                     qnorm=np.zeros((len(sizes), 2)), **out)
+    new = SearchTree(
+        n_nodes=sizes.astype(np.int64),
+        qbounds=np.zeros((len(sizes), 2)),
+        qnorm=np.zeros((len(sizes), 2)),
+        **out,
+    )
     set_qbounds(new, qmin, qmax)
     return new

@@ -159,6 +159,13 @@ class LoadSensorConfig:
 
 
 @dataclass(frozen=True)
+class BumperConfig:
+    """Contact bumper around the body (``SensorFrame.bumper``): no noise, no outages."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class SensorsConfig:
     odom: OdomConfig = field(default_factory=OdomConfig)
     imu: ImuConfig = field(default_factory=ImuConfig)
@@ -167,6 +174,7 @@ class SensorsConfig:
     uwb: UwbConfig = field(default_factory=UwbConfig)
     fiducial: FiducialConfig = field(default_factory=FiducialConfig)
     load: LoadSensorConfig = field(default_factory=LoadSensorConfig)
+    bumper: BumperConfig = field(default_factory=BumperConfig)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ FAULT_KINDS: tuple[str, ...] = (
     "breakdown",
 )
 EXCEPTION_KINDS: tuple[str, ...] = FAULT_KINDS + ("people",)
+#: a broken-down robot with work counts as moving again after this distance (m) from
+#: where it stood at the end of the breakdown window.
+BREAKDOWN_MOVE_M: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -250,13 +253,20 @@ def bfs_path(layout: Layout, start: Cell, goal: Cell) -> list[Cell]:
 class PeopleWalker:
     """People walking between random free cells along aisles at ``speed``.
 
-    A person pauses ``pause_s`` at each goal and halts while a robot is within
-    ``yield_dist`` metres ahead of them (they yield too, but robots must not count on it);
-    after ``patience_s`` of yielding they walk back to their cell centre and choose a new goal.
+    A person pauses ``pause_s`` at each goal and, as people in a warehouse do for AMRs,
+    halts while a robot is within ``yield_dist`` metres ahead in their walking direction:
+    the robot's centre lies ahead (along the walking direction) with a gap of at most
+    ``yield_dist`` between the person's front and the robot's circumscribed circle, and
+    within ``lateral_m`` of their line of walking (robots in the next aisle row don't stop
+    them). They yield, but robots must not count on it: after ``patience_s`` of yielding
+    they walk back to their cell centre and choose a new goal. Deterministic given ``rng``.
 
     Args:
         layout: floor plan. n: people. speed: m/s. pause_s: (min, max) s.
         rng: generator. avoid: cells where nobody may start (robot start cells).
+        yield_dist: free gap (m) in the walking direction below which a person halts.
+        robot_radius: robot circumradius (m); person_half: half side of a person (m).
+        lateral_m: max lateral offset (m) of a robot centre from the line of walking.
     """
 
     def __init__(
@@ -268,8 +278,11 @@ class PeopleWalker:
         pause_s: tuple[float, float],
         rng: np.random.Generator,
         avoid: Sequence[Cell] = (),
-        yield_dist: float = 0.9,
+        yield_dist: float = 1.0,
         patience_s: float = 3.0,
+        robot_radius: float = 0.3 * 2**0.5,
+        person_half: float = 0.25,
+        lateral_m: float = 0.8,
     ) -> None:
         self.layout, self.speed, self.pause_s, self.rng, self.yield_dist = (
             layout,
@@ -279,6 +292,7 @@ class PeopleWalker:
             yield_dist,
         )
         self.patience_s = patience_s
+        self.robot_radius, self.person_half, self.lateral_m = robot_radius, person_half, lateral_m
         free = [tuple(int(v) for v in c) for c in layout.free_cells]
         far = [
             c for c in free if all(abs(c[0] - a[0]) + abs(c[1] - a[1]) > 2 for a in avoid)
@@ -325,9 +339,12 @@ class PeopleWalker:
         d = tgt - self.xy[i]
         dist = float(np.hypot(d[0], d[1]))
         if dist > 1e-9 and len(robot_xy):
+            u = d / dist
             rel = robot_xy - self.xy[i]
-            ahead = rel @ (d / dist)
-            if np.any((ahead > 0) & (np.hypot(rel[:, 0], rel[:, 1]) < self.yield_dist)):
+            ahead = rel @ u  # [N] m along the walking direction
+            lateral = np.abs(rel[:, 0] * u[1] - rel[:, 1] * u[0])  # [N] m
+            reach = self.person_half + self.yield_dist + self.robot_radius
+            if np.any((ahead > 0) & (ahead <= reach) & (lateral <= self.lateral_m)):
                 self._yielded[i] += dt
                 if self._yielded[i] > self.patience_s:
                     self._new_goal(i)
@@ -479,12 +496,7 @@ class FaultInjector:
             if self.broken[r]:
                 return False
             ev = self.log.open("breakdown", r, t, cell=cell, end_t=t + f.duration)
-            self._info[ev.id] = {
-                "xy": view.xy[r].copy(),
-                "order": int(view.active_order[r]),
-                "dist": float(view.target_dist[r]),
-                "status": view.order_status.get(int(view.active_order[r]), ""),
-            }
+            self._info[ev.id] = {"xy": view.xy[r].copy(), "order": int(view.active_order[r])}
             return True
         raise ValueError(f"fault kind: {f.kind!r}; allowed {FAULT_KINDS}")
 
@@ -546,23 +558,34 @@ class FaultInjector:
             self.log.resolve(e.id, view.t)
 
     def _resolve_breakdown(self, e: ExceptionEvent, view: FleetView) -> None:
-        if e.end_t is None or view.t < e.end_t:
+        """Breakdown resolution (docs/CONTRACTS_SIM.md), never before the window end ``end_t``.
+
+        At the first check at or after ``end_t`` (the robot is driveable again) it resolves
+        at ``end_t`` if the robot has no order (assigned, carried or dropped-to-re-pick), or
+        if its order at onset was meanwhile reassigned to and picked by another robot.
+        Otherwise it resolves at the first tick where the robot has moved
+        ``BREAKDOWN_MOVE_M`` from where it stood at ``end_t`` (moving again), or where
+        its onset order is carried/delivered by another robot, whichever comes first.
+        """
+        if e.end_t is None or view.t < e.end_t - 1e-9:
             return
         info, r = self._info[e.id], e.robot
+        first = "xy_end" not in info
+        if first:
+            info["xy_end"] = view.xy[r].copy()
+        t_res = e.end_t if first else view.t
         oid = info["order"]
-        status = view.order_status.get(oid, "")
-        if oid >= 0 and int(view.active_order[r]) != oid and status in ("carried", "delivered"):
-            self.log.resolve(e.id, view.t)  # reassigned and picked by another robot
-            return
-        if float(np.hypot(*(view.xy[r] - info["xy"]))) < 0.5:
-            return
-        progressing = (
-            oid < 0
-            or status != info["status"]
-            or (np.isfinite(view.target_dist[r]) and view.target_dist[r] < info["dist"] - 0.5)
+        taken = (
+            oid >= 0
+            and int(view.active_order[r]) != oid
+            and view.order_status.get(oid, "") in ("carried", "delivered")
         )
-        if progressing:
-            self.log.resolve(e.id, view.t)
+        if taken:  # reassigned to and picked by another robot
+            self.log.resolve(e.id, t_res)
+        elif first and int(view.active_order[r]) < 0:  # no order at window end
+            self.log.resolve(e.id, t_res)
+        elif float(np.hypot(*(view.xy[r] - info["xy_end"]))) >= BREAKDOWN_MOVE_M:
+            self.log.resolve(e.id, view.t)  # moving again
 
     def watched_orders(self) -> list[int]:
         """Orders of robots with an unresolved breakdown (their status decides resolution)."""

@@ -5,7 +5,8 @@ seeded noise; each purpose has its own ``np.random.Generator`` spawned from the 
 seed. A sensor that is disabled in its config or failed by a fault window is ``None``
 in the :class:`~sim.types.SensorFrame`.
 
-Inputs per tick are a :class:`TruthTick` (all arrays ``[N, ...]``); the only physics
+Inputs per tick are a :class:`TruthTick` (all arrays ``[N, ...]``, including the pressed
+bumper sectors the sim derives from the tick's physics contacts); the only physics
 queries are the lidar's one batched ray cast per tick (all robots) and, when enabled,
 the camera renders (through :class:`sim.world.World`).
 """
@@ -20,6 +21,7 @@ from sim.config import RobotConfig, SensorsConfig
 from sim.layout import Layout
 from sim.robot import twist_to_wheels, wheels_to_twist
 from sim.types import (
+    BumperReading,
     CameraImage,
     FiducialReading,
     ImuReading,
@@ -31,7 +33,9 @@ from sim.types import (
 )
 from sim.world import World
 
-SENSOR_KINDS: tuple[str, ...] = ("odom", "imu", "lidar", "camera", "uwb", "fiducial", "load")
+SENSOR_KINDS: tuple[str, ...] = (
+    "odom", "imu", "lidar", "camera", "uwb", "fiducial", "load", "bumper"
+)
 _STREAMS: tuple[str, ...] = ("odom", "imu", "lidar", "camera", "uwb", "fiducial")
 
 
@@ -47,6 +51,8 @@ class TruthTick:
         carrying: [N] bool.
         failed: sensor kind -> [N] bool outage mask.
         slip: [N] extra wheel spin fraction from slip bursts (0 = none).
+        bumper: [N, 4] bool pressed bumper sectors (front, left, back, right) from the
+            physics contacts; None = no contact anywhere.
     """
 
     t: float
@@ -57,6 +63,7 @@ class TruthTick:
     carrying: np.ndarray
     failed: dict[str, np.ndarray]
     slip: np.ndarray
+    bumper: np.ndarray | None = None
 
 
 def beam_angles(n_beams: int, fov: float) -> np.ndarray:
@@ -84,11 +91,10 @@ class Sensors:
         lc = cfg.lidar
         self.angles = beam_angles(lc.n_beams, lc.fov)  # [B]
         self.angles.setflags(write=False)
-        # rays start just outside the robot's own square body, so they never hit it
-        half = robot.size / 2
-        self._r0 = (
-            half / np.maximum(np.abs(np.cos(self.angles)), np.abs(np.sin(self.angles))) + 2e-3
-        )
+        # Rays start at the lidar (the robot centre), inside the robot's own body: Bullet's
+        # ray test ignores a convex body that contains the ray's start, so the robot never
+        # sees itself (tests/sim/test_sensors.py), while anything touching or slightly
+        # penetrating the hull is still seen (no near-field blind zone at the hull).
         self.rng: dict[str, np.random.Generator] = {}
         self.reset(np.random.SeedSequence(0))
 
@@ -145,15 +151,17 @@ class Sensors:
         return gyro, body + rng.normal(0.0, ic.accel_sigma, body.shape)
 
     def lidar_rays(self, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Ray segments of all beams of the given robots: (origins, ends) [N*B, 3]."""
+        """Ray segments of all beams of the given robots: (origins, ends) [N*B, 3].
+
+        Rays start at the robot centre (inside its own body, which rays ignore)."""
         lc = self.cfg.lidar
         th = state[:, 2:3] + self.angles[None, :]  # [N, B]
         c, s = np.cos(th), np.sin(th)
         n, b = th.shape
         org = np.empty((n, b, 3))
         end = np.empty((n, b, 3))
-        org[..., 0] = state[:, 0:1] + self._r0 * c
-        org[..., 1] = state[:, 1:2] + self._r0 * s
+        org[..., 0] = state[:, 0:1]
+        org[..., 1] = state[:, 1:2]
         end[..., 0] = state[:, 0:1] + lc.range_max * c
         end[..., 1] = state[:, 1:2] + lc.range_max * s
         org[..., 2] = end[..., 2] = lc.mount_height
@@ -167,7 +175,7 @@ class Sensors:
             return np.empty((0, b))
         org, end = self.lidar_rays(state)
         hit, frac = world.ray_batch(org, end)
-        r = self._r0[None, :] + frac.reshape(n, b) * (lc.range_max - self._r0[None, :])
+        r = frac.reshape(n, b) * lc.range_max
         r = r + rng.normal(0.0, lc.sigma, r.shape)
         r = np.where(hit.reshape(n, b) < 0, np.inf, np.maximum(r, 0.0))
         return np.where(rng.random(r.shape) < lc.dropout_prob, np.nan, r)
@@ -232,6 +240,9 @@ class Sensors:
         uwb = self.uwb(tt.state) if c.uwb.enabled else None
         fid = self.fiducial(tt.state) if c.fiducial.enabled else None
         cam_tick = c.camera.enabled and tt.tick % c.camera.every_k == 0
+        bump = None
+        if c.bumper.enabled:
+            bump = np.zeros((self.n, 4), bool) if tt.bumper is None else np.asarray(tt.bumper, bool)
         frames = []
         for i in range(self.n):
             frames.append(
@@ -257,9 +268,18 @@ class Sensors:
                     if fid is not None and fid[0][i] >= 0 and on["fiducial"][i]
                     else None,
                     load=bool(tt.carrying[i]) if c.load.enabled and on["load"][i] else None,
+                    bumper=self._bumper_reading(bump[i])
+                    if bump is not None and on["bumper"][i]
+                    else None,
                 )
             )
         return frames
+
+    @staticmethod
+    def _bumper_reading(sectors: np.ndarray) -> BumperReading:
+        sec = np.array(sectors, dtype=bool)  # own copy, read-only
+        sec.setflags(write=False)
+        return BumperReading(contact=bool(sec.any()), sectors=sec)
 
     @staticmethod
     def _uwb_reading(uwb: tuple[np.ndarray, np.ndarray], i: int) -> UwbReading | None:

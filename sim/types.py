@@ -121,6 +121,28 @@ class FiducialReading:
     yaw: float
 
 
+#: bumper sectors, in :attr:`BumperReading.sectors` order (robot frame, REP 103).
+BUMPER_SECTORS: tuple[str, ...] = ("front", "left", "back", "right")
+
+
+@dataclass(frozen=True)
+class BumperReading:
+    """Contact bumper / safety edge around the robot body (near-field safety sensor).
+
+    Pressed where the body touches anything but the floor and its own load (walls,
+    shelves, robots, pallets, people), i.e. a contact point with a gap <= 1 mm.
+
+    Attributes:
+        contact: any sector pressed.
+        sectors: [4] bool, :data:`BUMPER_SECTORS` order: front (|bearing| <= 45 deg),
+            left (45..135 deg), back, right; bearing of the contact point from the robot
+            centre in the robot frame.
+    """
+
+    contact: bool
+    sectors: np.ndarray  # [4] bool
+
+
 @dataclass(frozen=True)
 class SensorFrame:
     """Everything one robot senses at one control tick. ``None`` = absent/failed."""
@@ -134,6 +156,7 @@ class SensorFrame:
     uwb: UwbReading | None = None
     fiducial: FiducialReading | None = None
     load: bool | None = None  # load sensor: carrying a load
+    bumper: BumperReading | None = None  # contact bumper (additive: keep last)
 
 
 Health = Literal["ok", "degraded", "lost"]

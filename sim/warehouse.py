@@ -176,6 +176,9 @@ class WarehouseSim:
             )
         for name, (x, y, yaw) in zip(self._names, self._start_poses):
             w.add_robot(name, float(x), float(y), float(yaw), self._spec)
+        self._robot_ids = [w.body(n) for n in self._names]
+        self._robot_index = {b: i for i, b in enumerate(self._robot_ids)}
+        self._bumper = np.zeros((self.n_robots, 4), bool)
         self.time, self._tick = 0.0, 0
         self._drive.reset()
         self._sensors.reset(ss["sensors"])
@@ -204,6 +207,7 @@ class WarehouseSim:
             pause_s=cfg.faults.people_pause_s,
             rng=np.random.default_rng(ss["people"]),
             avoid=[tuple(int(v) for v in c) for c in lay.xy_to_cell(self._start_poses[:, :2])],
+            robot_radius=cfg.robot.size / np.sqrt(2.0),
         )
         for k, (x, y) in enumerate(self._people.xy):
             w.add_box(
@@ -309,7 +313,7 @@ class WarehouseSim:
         prev = self._state
         self._state = w.robot_states(self._names)
         self._distance += np.hypot(self._state[:, 0] - prev[:, 0], self._state[:, 1] - prev[:, 1])
-        self._count_collisions()
+        self._contacts_tick()
         self._release_orders()
         if faults_on:
             self._faults.update_masks(self.time)  # sensor windows as of this frame's stamp
@@ -330,25 +334,51 @@ class WarehouseSim:
             carrying=self._carrying >= 0,
             failed=self._faults.failed,
             slip=self._faults.slip,
+            bumper=self._bumper,
         )
         return self._sensors.read(self._world, tt)
 
-    def _count_collisions(self) -> None:
-        w, now = self._world, set()
-        for i, name in enumerate(self._names):
-            me = w.body(name)
-            for b in w.contact_bodies(name):
-                kind = w.kind_of(b)
-                if kind not in _COLLISION_OF:
-                    continue
-                key = (min(me, b), max(me, b))
-                now.add(key)
-                if key not in self._contacts:
-                    self._collisions[_COLLISION_OF[kind]] += 1
-                    self.collision_log.append(
-                        (self.time, i, _COLLISION_OF[kind], w.name_of(b) or "")
-                    )
-                self._contacts.add(key)
+    def _contacts_tick(self) -> None:
+        """One ``getContactPoints`` for the whole world: count collision onsets and set the
+        pressed bumper sectors ``self._bumper`` [N, 4] (front, left, back, right)."""
+        w = self._world
+        con = w.contacts()
+        self._bumper = np.zeros((self.n_robots, 4), bool)
+        if len(con) == 0:
+            self._contacts = set()
+            return
+        # one row per (robot side of a contact point): robot index, other body, point on robot
+        ra = self._robot_index.get
+        idx_a = np.fromiter((ra(b, -1) for b in con.body_a.tolist()), np.int64, len(con))
+        idx_b = np.fromiter((ra(b, -1) for b in con.body_b.tolist()), np.int64, len(con))
+        rob = np.concatenate([idx_a, idx_b])
+        other = np.concatenate([con.body_b, con.body_a])
+        pt = np.concatenate([con.pos_a, con.pos_b])[:, :2]
+        keep = rob >= 0
+        rob, other, pt = rob[keep], other[keep], pt[keep]
+        keep = np.array([w.kind_of(b) in _COLLISION_OF for b in other.tolist()], dtype=bool)
+        if not keep.any():  # e.g. only loads resting on the floor
+            self._contacts = set()
+            return
+        rob, other, pt = rob[keep], other[keep], pt[keep]
+        st = self._state[rob]
+        d = pt - st[:, :2]
+        c, s = np.cos(st[:, 2]), np.sin(st[:, 2])
+        bearing = np.arctan2(-s * d[:, 0] + c * d[:, 1], c * d[:, 0] + s * d[:, 1])
+        sector = np.floor((bearing + np.pi / 4) / (np.pi / 2)).astype(np.int64) % 4
+        self._bumper[rob, sector] = True
+        # collision onsets: robots in index order, other bodies by id (one count per pair)
+        now: set[tuple[int, int]] = set()
+        for i, b in sorted(set(zip(rob.tolist(), other.tolist()))):
+            me = self._robot_ids[i]
+            key = (min(me, b), max(me, b))
+            if key in now:
+                continue  # robot-robot pair seen from the other robot
+            now.add(key)
+            if key not in self._contacts:
+                kind = _COLLISION_OF[w.kind_of(b)]  # type: ignore[index]
+                self._collisions[kind] += 1
+                self.collision_log.append((self.time, i, kind, w.name_of(b) or ""))
         self._contacts = now
 
     # ---- orders ----------------------------------------------------------------------

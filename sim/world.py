@@ -74,6 +74,31 @@ class RobotBodySpec:
     rgba: tuple[float, float, float, float] = (0.95, 0.55, 0.1, 1.0)
 
 
+@dataclass(frozen=True)
+class Contacts:
+    """Contact points of one physics step (see :meth:`World.contacts`).
+
+    Attributes:
+        body_a, body_b: [K] int64 body ids of the two bodies (order as the engine reports it).
+        pos_a, pos_b: [K, 3] world contact points on A and on B (m).
+        distance: [K] gap (m), negative = penetration.
+    """
+
+    body_a: np.ndarray
+    body_b: np.ndarray
+    pos_a: np.ndarray
+    pos_b: np.ndarray
+    distance: np.ndarray
+
+    @staticmethod
+    def empty() -> Contacts:
+        z = np.zeros(0, dtype=np.int64)
+        return Contacts(z, z.copy(), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.body_a)
+
+
 class World:
     """One PyBullet client with named bodies.
 
@@ -426,6 +451,17 @@ class World:
         return p.rayTestBatch(
             origins, ends, numThreads=1, collisionFilterMask=LIDAR_MASK, physicsClientId=self.client
         )
+
+    def contacts(self, max_distance: float = 1e-3) -> Contacts:
+        """All contact points of the world with a gap <= ``max_distance`` m (penetration < 0),
+        from one ``getContactPoints`` call (the manifolds of the last physics step)."""
+        pts = [c for c in self._call(p.getContactPoints) if c[8] <= max_distance]
+        if not pts:
+            return Contacts.empty()
+        ids = np.array([(c[1], c[2]) for c in pts], dtype=np.int64)  # [K, 2]
+        pos = np.array([(c[5], c[6]) for c in pts], dtype=np.float64)  # [K, 2, 3]
+        return Contacts(body_a=ids[:, 0], body_b=ids[:, 1], pos_a=pos[:, 0], pos_b=pos[:, 1],
+                        distance=np.array([c[8] for c in pts], dtype=np.float64))
 
     def contact_bodies(self, name: str, max_distance: float = 1e-3) -> set[int]:
         """Ids of bodies touching ``name`` (penetration or gap <= ``max_distance`` m)."""

@@ -16,8 +16,14 @@ class RandomTransitionModel:
 
     deterministic = True
 
-    def __init__(self, n_states: int = 200, num_actions: int = 7, seed: int = 0,
-                 p_illegal: float = 0.2, p_terminal: float = 0.05) -> None:
+    def __init__(
+        self,
+        n_states: int = 200,
+        num_actions: int = 7,
+        seed: int = 0,
+        p_illegal: float = 0.2,
+        p_terminal: float = 0.05,
+    ) -> None:
         r = np.random.default_rng(seed)
         self.num_actions = num_actions
         self.next = r.integers(0, n_states, (n_states, num_actions))

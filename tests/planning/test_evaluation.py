@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 
 from planning import MCTSConfig, UniformEvaluator
-from planning.evaluation import (DistanceEvaluator, PlanningEvalResult, plot_planning_eval,
-                                 run_planning_eval, standard_evaluators)
+from planning.evaluation import (
+    DistanceEvaluator,
+    PlanningEvalResult,
+    plot_planning_eval,
+    run_planning_eval,
+    standard_evaluators,
+)
 
-SMALL = dict(sims=(1, 4, 16), n_situations=6, horizon_steps=30, seed=0)
+SMALL = {"sims": (1, 4, 16), "n_situations": 6, "horizon_steps": 30, "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +56,20 @@ def test_planning_eval__plot_and_json(tmp_path, small_result: PlanningEvalResult
 
 
 def test_planning_eval__accepts_instances_and_gumbel(layout) -> None:
-    r = run_planning_eval(layout, {"flat": UniformEvaluator(7)}, sims=(2,), n_situations=2,
-                          horizon_steps=5, mcts_config=MCTSConfig(rule="gumbel"))
+    r = run_planning_eval(
+        layout,
+        {"flat": UniformEvaluator(7)},
+        sims=(2,),
+        n_situations=2,
+        horizon_steps=5,
+        mcts_config=MCTSConfig(rule="gumbel"),
+    )
     assert r.meta["rule"] == "gumbel" and r.mean_return["flat"].shape == (1,)
 
 
 def test_distance_evaluator__value_grows_toward_the_goal(layout) -> None:
     from planning import sample_situations
+
     model, st = sample_situations(layout, ["open"], np.random.default_rng(0))
     ev = DistanceEvaluator(model)
     _, far = ev.evaluate_states(st, np.random.default_rng(0))
@@ -66,13 +78,16 @@ def test_distance_evaluator__value_grows_toward_the_goal(layout) -> None:
     assert close[0] > far[0]
 
 
-@pytest.mark.parametrize(("kw", "msg"), [
-    ({"evaluators": {}}, "evaluators: empty"),
-    ({"sims": (0, 2)}, "sims:"),
-    ({"n_situations": 0}, "n_situations: 0"),
-])
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        ({"evaluators": {}}, "evaluators: empty"),
+        ({"sims": (0, 2)}, "sims:"),
+        ({"n_situations": 0}, "n_situations: 0"),
+    ],
+)
 def test_planning_eval__bad_input_refused(layout, kw: dict, msg: str) -> None:
-    args = dict(evaluators={"u": UniformEvaluator(7)}, sims=(1,), n_situations=1)
+    args = {"evaluators": {"u": UniformEvaluator(7)}, "sims": (1,), "n_situations": 1}
     args.update(kw)
     with pytest.raises(ValueError, match=msg):
         run_planning_eval(layout, **args)

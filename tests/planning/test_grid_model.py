@@ -18,7 +18,9 @@ WAIT, PICK, DROP = int(MacroAction.WAIT), int(MacroAction.PICK), int(MacroAction
 
 def _situations(layout, kinds=("open", "blocked", "congested"), n=12, seed=0, **cfg):
     kinds = [kinds[i % len(kinds)] for i in range(n)]
-    return sample_situations(layout, kinds, np.random.default_rng(seed), config=GridModelConfig(**cfg))
+    return sample_situations(
+        layout, kinds, np.random.default_rng(seed), config=GridModelConfig(**cfg)
+    )
 
 
 def test_grid_model__random_legal_walk_never_enters_shelves_or_blockages(layout) -> None:
@@ -55,7 +57,10 @@ def test_grid_model__pick_and_drop_only_where_allowed(layout) -> None:
     np.testing.assert_array_equal(nxt.pos, st.pos)
     assert not nxt.load.any() and np.allclose(r, model._step_reward + model.config.invalid_reward)
     at_pick = replace(st, pos=st.pick)
-    assert model.legal_actions(at_pick)[:, PICK].all() and not model.legal_actions(at_pick)[:, DROP].any()
+    assert (
+        model.legal_actions(at_pick)[:, PICK].all()
+        and not model.legal_actions(at_pick)[:, DROP].any()
+    )
     loaded, r, _ = model.step(at_pick, np.full(4, PICK), rng)
     assert loaded.load.all() and np.allclose(r, model._step_reward + model.config.pick_reward)
     assert not model.legal_actions(loaded)[:, PICK].any()
@@ -80,11 +85,15 @@ def test_grid_model__blockages_block_until_they_clear(layout) -> None:
     model, st = _situations(layout, kinds=("blocked",), n=1, blockage_clear_rate_per_s=0.0)
     st = tree_take(st, np.zeros(400, np.int64))
     block = st.blocks[0, 0]
-    nb = [a for a in range(4) if model._free[block - model._delta[a]]][0]
+    nb = next(a for a in range(4) if model._free[block - model._delta[a]])
     st = replace(st, pos=np.full(400, block - model._delta[nb]))  # next to the blockage
     assert not model.legal_actions(st)[:, nb].any()
-    fast = GridModel(layout, GridModelConfig(blockage_clear_rate_per_s=0.5), plans=model.plans,
-                     plan_len=model.plan_len)
+    fast = GridModel(
+        layout,
+        GridModelConfig(blockage_clear_rate_per_s=0.5),
+        plans=model.plans,
+        plan_len=model.plan_len,
+    )
     nxt, _, _ = fast.step(st, np.full(400, WAIT), np.random.default_rng(0))
     cleared = ~nxt.block_on[:, 0]
     assert abs(cleared.mean() - fast.p_clear) < 0.08
@@ -158,10 +167,15 @@ def test_grid_model__encode_marks_blockages_and_robots(layout) -> None:
     assert (enc["occupancy"][1] == OCC_ROBOT).sum() >= 1
 
 
-@pytest.mark.parametrize(("kw", "field"), [
-    ({"horizon_steps": 0}, "grid.horizon_steps"), ({"crop_size": 10}, "grid.crop_size"),
-    ({"other_wait_prob": 1.5}, "grid.other_wait_prob"), ({"nominal_speed_mps": 0.0}, "grid.nominal_speed_mps"),
-])
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"horizon_steps": 0}, "grid.horizon_steps"),
+        ({"crop_size": 10}, "grid.crop_size"),
+        ({"other_wait_prob": 1.5}, "grid.other_wait_prob"),
+        ({"nominal_speed_mps": 0.0}, "grid.nominal_speed_mps"),
+    ],
+)
 def test_grid_model__bad_config_refused(kw: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         GridModelConfig(**kw)

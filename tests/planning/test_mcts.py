@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from planning import (MCTS, FunctionEvaluator, MCTSConfig, RolloutEvaluator, UniformEvaluator)
+from planning import MCTS, FunctionEvaluator, MCTSConfig, RolloutEvaluator, UniformEvaluator
 from planning.batch import tree_take
 from tests.planning.conftest import NoisyChainModel, RandomTransitionModel
 
@@ -51,13 +51,18 @@ def test_search__single_legal_action_is_taken(rule: str) -> None:
 def _peaked_prior(model):
     logits = np.zeros(model.num_actions, np.float32)
     logits[3] = 5.0
-    return FunctionEvaluator(lambda s: (np.tile(logits, (len(s), 1)), np.zeros(len(s))),
-                             num_actions=model.num_actions, on="states")
+    return FunctionEvaluator(
+        lambda s: (np.tile(logits, (len(s), 1)), np.zeros(len(s))),
+        num_actions=model.num_actions,
+        on="states",
+    )
 
 
 def test_puct__one_simulation_follows_the_prior() -> None:
     model = RandomTransitionModel(p_illegal=0.0)
-    res = _mcts(model, evaluator=_peaked_prior(model), num_simulations=1).search(np.arange(5), seed=0)
+    res = _mcts(model, evaluator=_peaked_prior(model), num_simulations=1).search(
+        np.arange(5), seed=0
+    )
     np.testing.assert_array_equal(res.action, 3)
     np.testing.assert_array_equal(res.visit_counts[:, 3], 1)
 
@@ -65,7 +70,7 @@ def test_puct__one_simulation_follows_the_prior() -> None:
 @pytest.mark.parametrize("rule", RULES)
 def test_search__zero_time_budget_falls_back_to_prior_argmax(rule: str) -> None:
     model = RandomTransitionModel(p_illegal=0.0)
-    cfg = dict(num_simulations=50, time_budget_s=0.0)
+    cfg = {"num_simulations": 50, "time_budget_s": 0.0}
     res = _mcts(model, rule, evaluator=_peaked_prior(model), **cfg).search(np.arange(4), seed=0)
     assert res.simulations_done == 0
     np.testing.assert_array_equal(res.action, 3)
@@ -83,7 +88,9 @@ def test_search__time_budget_stops_early() -> None:
 @pytest.mark.parametrize("rule", RULES)
 def test_search__values_within_reward_bounds(random_model, rule: str) -> None:
     gamma = 0.9
-    res = _mcts(random_model, rule, num_simulations=64, discount=gamma).search(np.arange(30), seed=2)
+    res = _mcts(random_model, rule, num_simulations=64, discount=gamma).search(
+        np.arange(30), seed=2
+    )
     lo = -1.0 / (1 - gamma)  # rewards in [-1, 0], evaluator value 0
     assert ((res.root_value >= lo) & (res.root_value <= 0)).all()
     q = res.q_values[~np.isnan(res.q_values)]
@@ -107,7 +114,7 @@ def test_search__same_seed_same_result(rule: str) -> None:
 def test_search__row_path_matches_vectorised_path(rule: str, chance: int) -> None:
     """Oracle: the per-row Python descent/backup builds the same trees as the array path."""
     model = RandomTransitionModel(seed=3) if chance == 1 else NoisyChainModel(length=6)
-    kw = dict(num_simulations=60, chance_samples=chance, chance_mode="stored")
+    kw = {"num_simulations": 60, "chance_samples": chance, "chance_mode": "stored"}
     fast, slow = _mcts(model, rule, **kw), _mcts(model, rule, **kw)
     slow.row_path_max_batch = 0
     states = np.arange(3) if chance == 1 else np.zeros(3, np.int64)
@@ -180,14 +187,23 @@ def test_chance_resample__children_are_distinct_outcomes_with_right_frequencies(
 def test_search__prefers_the_better_action_on_a_noisy_chain(rule: str) -> None:
     model = NoisyChainModel(length=3)
     ev = RolloutEvaluator(model, depth=10, discount=0.95)
-    res = _mcts(model, rule, evaluator=ev, num_simulations=64, chance_samples=4, discount=0.95,
-                gumbel_scale=0.0).search(np.zeros(4, np.int64), seed=0)
+    res = _mcts(
+        model,
+        rule,
+        evaluator=ev,
+        num_simulations=64,
+        chance_samples=4,
+        discount=0.95,
+        gumbel_scale=0.0,
+    ).search(np.zeros(4, np.int64), seed=0)
     np.testing.assert_array_equal(res.action, 1)
 
 
 def test_dirichlet__noise_changes_root_visits_not_legality(random_model) -> None:
     quiet = _mcts(random_model, num_simulations=40).search(np.arange(16), seed=3)
-    noisy = _mcts(random_model, num_simulations=40, dirichlet_fraction=0.5).search(np.arange(16), seed=3)
+    noisy = _mcts(random_model, num_simulations=40, dirichlet_fraction=0.5).search(
+        np.arange(16), seed=3
+    )
     assert not np.array_equal(quiet.visit_counts, noisy.visit_counts)
     legal = random_model.legal_actions(np.arange(16))
     assert (noisy.visit_counts[~legal] == 0).all()
@@ -195,7 +211,9 @@ def test_dirichlet__noise_changes_root_visits_not_legality(random_model) -> None
 
 def test_gumbel__sequential_halving_budget_is_spent_on_few_actions() -> None:
     model = RandomTransitionModel(p_illegal=0.0, seed=4)
-    res = _mcts(model, "gumbel", num_simulations=32, max_considered_actions=4).search(np.arange(6), seed=0)
+    res = _mcts(model, "gumbel", num_simulations=32, max_considered_actions=4).search(
+        np.arange(6), seed=0
+    )
     assert ((res.visit_counts > 0).sum(1) <= 4).all()
     np.testing.assert_array_equal(res.visit_counts.sum(1), 32)
     # The chosen action is among the most visited ones.
@@ -238,6 +256,7 @@ def test_config__bad_values_are_refused_with_one_line(kw: dict, msg: str) -> Non
 
 def test_tree_take__pytree_states_round_trip() -> None:
     from planning.batch import tree_map
+
     states = {"a": np.arange(6), "b": (np.ones((6, 2)), np.zeros(6, bool))}
     sub = tree_take(states, np.array([1, 4]))
     assert sub["a"].tolist() == [1, 4] and sub["b"][0].shape == (2, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 import numpy as np
@@ -31,7 +32,7 @@ def _random_map(rng: np.random.Generator, h: int = 12, w: int = 15, p: float = 0
 
 
 def _valid_path(free: np.ndarray, path: list[tuple[int, int]]) -> bool:
-    steps = all(abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1 for a, b in zip(path, path[1:]))
+    steps = all(abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1 for a, b in itertools.pairwise(path))
     return steps and all(free[c] for c in path)
 
 
@@ -130,7 +131,12 @@ def _conflicts(paths: list[list[tuple[int, int]]]) -> list[str]:
             for j in range(i + 1, len(paths)):
                 if at[i](t) == at[j](t):
                     out.append(f"vertex {i},{j} t={t}")
-                if t and at[i](t) == at[j](t - 1) and at[j](t) == at[i](t - 1) and at[i](t) != at[i](t - 1):
+                if (
+                    t
+                    and at[i](t) == at[j](t - 1)
+                    and at[j](t) == at[i](t - 1)
+                    and at[i](t) != at[i](t - 1)
+                ):
                     out.append(f"swap {i},{j} t={t}")
     return out
 
@@ -145,7 +151,7 @@ def test_prioritized_plan__paths_are_conflict_free(layout, seed: int) -> None:
     assert all(p is not None for p in paths)
     for p, s, g in zip(paths, starts, goals):
         assert p[0] == s and p[-1] == g
-        assert all(abs(a[0] - b[0]) + abs(a[1] - b[1]) <= 1 for a, b in zip(p, p[1:]))
+        assert all(abs(a[0] - b[0]) + abs(a[1] - b[1]) <= 1 for a, b in itertools.pairwise(p))
     assert _conflicts(paths) == []
     # The first robot plans alone: its path is a shortest path.
     assert len(paths[0]) - 1 == len(astar(layout.free, starts[0], goals[0])) - 1

@@ -20,7 +20,9 @@ from planning.adapters import TabularModel, greedy_policy, value_iteration
 CLIFF_START = 36
 
 
-def _episodes(model: TabularModel, act, starts: np.ndarray, max_steps: int, seed: int) -> np.ndarray:
+def _episodes(
+    model: TabularModel, act, starts: np.ndarray, max_steps: int, seed: int
+) -> np.ndarray:
     """Batched episodes: act(states [b]) -> actions [b]; returns the undiscounted returns."""
     rng = np.random.default_rng(seed)
     s = np.asarray(starts, np.int64).copy()
@@ -77,12 +79,16 @@ CASES = [  # (env id, kwargs, discount, starts, max steps)
 @pytest.mark.parametrize("rule", ["puct", "gumbel"])
 @pytest.mark.parametrize(("name", "kw", "gamma", "starts", "steps"), CASES)
 def test_toy_text__exact_values_act_optimally_with_one_visit_per_action(
-        name: str, kw: dict, gamma: float, starts: list, steps: int, rule: str) -> None:
+    name: str, kw: dict, gamma: float, starts: list, steps: int, rule: str
+) -> None:
     model, v = _exact(name, gamma, **kw)
     starts = np.array([s for s in starts if not model.terminal[s]])
     ev = FunctionEvaluator(lambda s: v[s], num_actions=model.num_actions, on="states")
-    mcts = MCTS(model, ev, MCTSConfig(num_simulations=model.num_actions, discount=gamma,
-                                      rule=rule, gumbel_scale=0.0))
+    mcts = MCTS(
+        model,
+        ev,
+        MCTSConfig(num_simulations=model.num_actions, discount=gamma, rule=rule, gumbel_scale=0.0),
+    )
     got = _episodes(model, _search_policy(mcts, 0), starts, steps, seed=0)
     best = _episodes(model, lambda s: greedy_policy(model, v, gamma)[s], starts, steps, seed=0)
     np.testing.assert_allclose(got, best)

@@ -222,7 +222,7 @@ def test_sensor_outage__with_estimates_resolves_when_estimate_is_healthy() -> No
     sim.close()
 
 
-def test_breakdown__robot_ignores_commands_then_resolves_when_moving() -> None:
+def test_breakdown__robot_ignores_commands_then_idle_robot_resolves_at_window_end() -> None:
     plan = [PlannedFault(t=0.5, kind="breakdown", robot=0, duration=2.0)]
     sim = fault_sim(plan, np.array([[2.0, 3.0, 0.0]]), n_initial=0)
     xs = []
@@ -234,7 +234,86 @@ def test_breakdown__robot_ignores_commands_then_resolves_when_moving() -> None:
     assert x_at[6.0] - x_at[3.0] > 1.0
     (ev,) = sim.events
     assert ev.kind == "breakdown" and ev.end_t == pytest.approx(2.5)
-    assert ev.resolved_t is not None and 2.5 < ev.resolved_t < 5.0
+    assert ev.resolved_t == ev.end_t  # no order at window end: resolved then
+    assert sim.kpis().exceptions["breakdown"].mean_s == pytest.approx(2.0)
+    sim.close()
+
+
+def test_breakdown__idle_robot_that_never_moves_resolves_at_window_end() -> None:
+    plan = [PlannedFault(t=0.5, kind="breakdown", robot=0, duration=3.0)]
+    sim = fault_sim(plan, at_cell((3, 5)), n_initial=0)
+    for _ in range(200):
+        sim.step([STOP])
+    (ev,) = sim.events
+    assert ev.resolved_t == pytest.approx(3.5) and not sim.kpis().any_unresolved
+    sim.close()
+
+
+def _order_sim(plan: list[PlannedFault], n_robots: int = 1) -> tuple[WarehouseSim, object]:
+    """One open order; robot 0 starts on its pick cell facing away from the shelf (into the
+    aisle), robot 1 (if any) on cell (3, 5)."""
+    cfg = SimConfig(n_robots=1, orders=OrdersConfig(rate_per_min=0.0, n_initial=1))
+    probe = WarehouseSim(cfg, seed=2)
+    order = probe.orders[0]
+    probe.close()
+    dr, dc = np.subtract(order.pick_cell, order.shelf_cell)
+    yaw = float(np.arctan2(dr, dc))
+    start = np.concatenate([at_cell(order.pick_cell, yaw)] + [at_cell((3, 5))] * (n_robots > 1))
+    sim = WarehouseSim(
+        SimConfig(n_robots=n_robots, orders=cfg.orders, faults=FaultsConfig(enabled=True)),
+        seed=2,
+        start_poses=start,
+        fault_plan=plan,
+    )
+    return sim, order
+
+
+def test_breakdown__robot_with_work_resolves_when_it_moves_again() -> None:
+    plan = [PlannedFault(t=0.5, kind="breakdown", robot=0, duration=2.0)]
+    sim, order = _order_sim(plan)
+    sim.assign(order.id, 0)
+    for _ in range(100):  # stands still until t = 5 s, well after the window end (2.5 s)
+        sim.step([STOP])
+    assert not sim.events[0].resolved
+    x0 = sim.ground_truth()[0, :2].copy()
+    while np.hypot(*(sim.ground_truth()[0, :2] - x0)) < 0.2:
+        sim.step([TwistCmd(0.3, 0.0)])
+        assert not sim.events[0].resolved or np.hypot(*(sim.ground_truth()[0, :2] - x0)) >= 0.2
+    ev = sim.events[0]
+    assert ev.resolved_t == sim.time and ev.resolved_t > 5.0
+    sim.close()
+
+
+def test_breakdown__carrying_robot_moving_during_window_only_counts_after_it() -> None:
+    plan = [PlannedFault(t=0.5, kind="breakdown", robot=0, duration=2.0)]
+    sim, order = _order_sim(plan)
+    sim.assign(order.id, 0)
+    assert sim.pick(0)
+    for _ in range(80):  # commands ignored in the window; moving at once after it
+        sim.step([TwistCmd(0.5, 0.0)])
+    ev = sim.events[0]
+    assert ev.resolved_t is not None and 2.5 < ev.resolved_t < 3.5
+    sim.close()
+
+
+def test_breakdown__order_reassigned_and_picked_by_another_robot_resolves() -> None:
+    plan = [PlannedFault(t=0.5, kind="breakdown", robot=1, duration=2.0)]
+    sim, order = _order_sim(plan, n_robots=2)
+    sim.assign(order.id, 1)  # robot 1 (away from the load) breaks down with the order
+    for _ in range(20):
+        sim.step([STOP, STOP])
+    sim.assign(order.id, 0)  # WMS reassigns it to robot 0, standing at the load
+    sim.assign(order.id, 1)  # ... and back and forth: robot 1 still has it at window end
+    for _ in range(60):
+        sim.step([STOP, STOP])
+    assert not sim.events[0].resolved  # t = 4 s: robot 1 has work and did not move
+    sim.assign(order.id, 0)
+    sim.step([STOP, STOP])
+    assert not sim.events[0].resolved  # reassigned, not picked yet
+    assert sim.pick(0)
+    sim.step([STOP, STOP])
+    ev = sim.events[0]
+    assert ev.resolved_t == sim.time
     sim.close()
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from sim.config import (
     CameraConfig,
+    FaultsConfig,
     FiducialConfig,
     ImuConfig,
     LidarConfig,
@@ -203,6 +204,25 @@ def test_lidar__sees_other_robots() -> None:
     sim.close()
 
 
+def test_lidar__sees_what_touches_the_hull() -> None:
+    """No blind zone at the body: a person pressed against the robot's left side is seen."""
+    cfg = SimConfig(
+        n_robots=1,
+        orders=OrdersConfig(rate_per_min=0.0, n_initial=0),
+        sensors=SensorsConfig(lidar=LidarConfig(sigma=0.0, dropout_prob=0.0)),
+        faults=FaultsConfig(enabled=True, n_people=1),
+    )
+    sim = WarehouseSim(cfg, seed=0, start_poses=np.array([[2.0, 3.0, 0.0]]))
+    sim._people._wait[0] = 1e9  # standing still, touching the robot's left face (y = 3.3)
+    sim._people._paths[0] = []
+    for gap in (0.0, -0.01):  # touching, then pressed 1 cm into the hull
+        sim._people.xy[0] = (2.0, 3.0 + 0.3 + 0.25 + gap)
+        f = sim.step([TwistCmd(0.0, 0.0)])[0]
+        left = np.argmin(np.abs(f.lidar.angles - np.pi / 2))
+        assert f.lidar.ranges[left] == pytest.approx(0.3 + gap, abs=0.02)
+    sim.close()
+
+
 def test_lidar__noise_dropout_and_no_return() -> None:
     ref, noisy = _lidar_sim(sigma=0.0, dropout_prob=0.0), _lidar_sim(sigma=0.01, dropout_prob=0.05)
     res, nan = [], []
@@ -241,7 +261,7 @@ def test_sensors__failed_sensors_are_none() -> None:
     for k in SENSOR_KINDS:
         assert getattr(frame, k) is None, k
     frame = s.read(sim.world, truth(sim._state))[0]
-    for k in ("odom", "imu", "lidar", "uwb", "fiducial", "load"):
+    for k in ("odom", "imu", "lidar", "uwb", "fiducial", "load", "bumper"):
         assert getattr(frame, k) is not None, k
     assert frame.camera is None  # off by default
     sim.close()
@@ -252,6 +272,50 @@ def test_sensors__disabled_in_config_are_none() -> None:
     sim = WarehouseSim(SimConfig(n_robots=1, sensors=off), seed=0)
     f = sim.step([TwistCmd(0.0, 0.0)])[0]
     assert f.lidar is None and f.uwb is None and f.odom is not None
+    sim.close()
+
+
+def _bump_sim(poses, **sensors) -> WarehouseSim:
+    cfg = SimConfig(
+        n_robots=len(poses),
+        orders=OrdersConfig(rate_per_min=0.0, n_initial=0),
+        sensors=SensorsConfig(**sensors),
+    )
+    return WarehouseSim(cfg, seed=0, start_poses=np.array(poses, dtype=float))
+
+
+def test_bumper__front_contact_with_a_wall() -> None:
+    sim = _bump_sim([[18.4, 12.5, 0.0]])  # east wall face at x = 19.0, robot front at 18.7
+    f = sim.step([TwistCmd(0.0, 0.0)])[0]
+    assert f.bumper is not None and not f.bumper.contact and not f.bumper.sectors.any()
+    for _ in range(40):
+        f = sim.step([TwistCmd(0.5, 0.0)])[0]
+    assert f.bumper.contact and f.bumper.sectors.tolist() == [True, False, False, False]
+    assert not f.bumper.sectors.flags.writeable
+    for _ in range(40):
+        f = sim.step([TwistCmd(-0.3, 0.0)])[0]
+    assert not f.bumper.contact
+    assert sim.collisions["robot_static"] == 1
+    sim.close()
+
+
+def test_bumper__side_and_back_sectors_and_robot_robot_contact() -> None:
+    # robot 1 drives south into robot 0's left side; robot 2 reverses into robot 0's back
+    sim = _bump_sim([[5.5, 12.5, 0.0], [5.5, 14.0, -np.pi / 2], [4.6, 12.5, np.pi]])
+    for _ in range(50):
+        fr = sim.step([TwistCmd(0.0, 0.0), TwistCmd(0.4, 0.0), TwistCmd(-0.4, 0.0)])
+    assert fr[0].bumper.sectors.tolist() == [False, True, True, False]  # left (r1), back (r2)
+    assert fr[1].bumper.sectors.tolist() == [True, False, False, False]
+    assert fr[2].bumper.sectors.tolist() == [False, False, True, False]
+    assert sim.collisions["robot_robot"] == 2
+    sim.close()
+
+
+def test_bumper__disabled_or_failed_is_none() -> None:
+    from sim.config import BumperConfig
+
+    sim = _bump_sim([[5.5, 12.5, 0.0]], bumper=BumperConfig(enabled=False))
+    assert sim.step([TwistCmd(0.0, 0.0)])[0].bumper is None
     sim.close()
 
 

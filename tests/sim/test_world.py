@@ -95,6 +95,51 @@ def test_world__several_worlds_do_not_interfere() -> None:
     b.close()
 
 
+def test_world__rays_starting_inside_a_body_ignore_it() -> None:
+    """The lidar relies on it: rays from the robot centre never hit the robot itself."""
+    rng = np.random.default_rng(0)
+    with World() as w:
+        w.add_floor()
+        poses = [(3.0 + 2 * k, 3.0, float(rng.uniform(-np.pi, np.pi))) for k in range(8)]
+        for k, (x, y, yaw) in enumerate(poses):
+            w.add_robot(f"r{k}", x, y, yaw, RobotBodySpec())
+        w.step()
+        ang = np.linspace(-np.pi, np.pi, 90, endpoint=False)
+        for k, (x, y, yaw) in enumerate(poses):
+            for start in (0.0, 0.15, 0.29):  # centre .. just inside the hull (half side 0.3)
+                for h in (0.02, 0.2, 0.29):
+                    org = np.stack(
+                        [x + start * np.cos(ang), y + start * np.sin(ang), np.full(90, h)], -1
+                    )
+                    end = np.stack([x + 0.9 * np.cos(ang), y + 0.9 * np.sin(ang), np.full(90, h)], -1)
+                    hit, _ = w.ray_batch(org, end)
+                    assert not np.any(hit == w.body(f"r{k}"))
+        hit, frac = w.ray_batch(np.array([[0.0, 3.0, 0.2]]), np.array([[3.0, 3.0, 0.2]]))
+        assert hit[0] == w.body("r0") and frac[0] < 0.95  # from outside it is seen
+
+
+def test_world__contacts_of_the_whole_world_in_one_query() -> None:
+    with World() as w:
+        w.add_floor()
+        w.add_box("crate", [0.2, 0.2, 0.2], [1.0, 2.0, 0.2], mass=1.0, kind="load")
+        w.add_robot("r", 3.0, 2.0, 0.0, RobotBodySpec())
+        w.add_box("wall", [0.1, 1.0, 0.5], [3.41, 2.0, 0.5])  # 1 cm from the robot's front
+        w.step(5)
+        c = w.contacts()
+        pairs = {tuple(sorted((int(a), int(b)))) for a, b in zip(c.body_a, c.body_b)}
+        floor, crate = w.body("floor"), w.body("crate")
+        assert pairs == {tuple(sorted((floor, crate)))}  # robot floats; 1 cm is no contact
+        assert c.pos_a.shape == (len(c), 3) and np.all(c.distance <= 1e-3)
+        w.drive("r", 0.3, 0.0, 0.0)
+        w.step(60)
+        c = w.contacts()
+        r, wall = w.body("r"), w.body("wall")
+        rows = ((c.body_a == r) & (c.body_b == wall)) | ((c.body_a == wall) & (c.body_b == r))
+        assert rows.any()
+        on_robot = np.where((c.body_a == r)[:, None], c.pos_a, c.pos_b)[rows]
+        assert np.allclose(on_robot[:, 0], 3.31, atol=0.01)  # the robot's front face
+
+
 # ---- drive ----------------------------------------------------------------------------------
 
 
