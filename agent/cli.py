@@ -23,6 +23,7 @@ import functools
 import re
 import sys
 from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -50,6 +51,8 @@ class Invocation:
     app: AppConfig
     config: dict
     out_dir: Path
+    section: Any = None
+    choices: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,22 +64,25 @@ class Verb:
         summary: one line for ``forklift --help``.
         handler: runs the verb; returns the exit code.
         config_name: primary config in ``configs/``.
+        section: optional frozen dataclass of the verb's own top-level keys (e.g. ``eval``'s
+            ``task``); they are validated into ``Invocation.section``.
     """
 
     name: str
     summary: str
     handler: Callable[[Invocation], int]
     config_name: str = "config"
+    section: type | None = None
 
 
 VERBS: dict[str, Verb] = {}
 
 
-def register_verb(name: str, summary: str, *, config_name: str = "config"
+def register_verb(name: str, summary: str, *, config_name: str = "config", section: type | None = None
                   ) -> Callable[[Callable[[Invocation], int]], Callable[[Invocation], int]]:
     """Decorator registering ``handler`` as ``forklift <name>``."""
     def deco(handler: Callable[[Invocation], int]) -> Callable[[Invocation], int]:
-        VERBS[name] = Verb(name, summary, handler, config_name)
+        VERBS[name] = Verb(name, summary, handler, config_name, section)
         return handler
     return deco
 
@@ -165,6 +171,17 @@ def compose_config(overrides: Sequence[str], *, config_name: str = "config") -> 
     Raises:
         ConfigError: a composition error (unknown group option or key, bad override).
     """
+    plain, run_dir, _ = compose_with_choices(overrides, config_name=config_name)
+    return plain, run_dir
+
+
+def compose_with_choices(overrides: Sequence[str], *, config_name: str = "config"
+                         ) -> tuple[dict, Path, dict[str, str]]:
+    """Like :func:`compose_config`, also returning the chosen option of each config group.
+
+    Raises:
+        ConfigError: a composition error (unknown group option or key, bad override).
+    """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
@@ -176,6 +193,8 @@ def compose_config(overrides: Sequence[str], *, config_name: str = "config") -> 
             cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
             OmegaConf.set_readonly(cfg, True)
             run_dir = str(OmegaConf.select(cfg, "hydra.run.dir"))
+            choices = {str(k): str(v) for k, v in
+                       (OmegaConf.to_container(cfg.hydra.runtime.choices) or {}).items()}
             raw = OmegaConf.to_container(cfg, resolve=False)
             assert isinstance(raw, dict)
             raw.pop("hydra", None)
@@ -189,14 +208,22 @@ def compose_config(overrides: Sequence[str], *, config_name: str = "config") -> 
     finally:
         GlobalHydra.instance().clear()
     assert isinstance(plain, dict)
-    return plain, Path(run_dir)
+    return plain, Path(run_dir), choices
 
 
 def prepare(verb: Verb, overrides: Sequence[str]) -> Invocation:
     """Compose and validate; raises :class:`ConfigError` (one line) on bad input."""
-    plain, run_dir = compose_config(overrides, config_name=verb.config_name)
-    app = build_app_config(plain, configs_dir=CONFIGS_DIR)
-    return Invocation(verb=verb.name, app=app, config=plain, out_dir=run_dir)
+    from agent.config import build
+
+    plain, run_dir, choices = compose_with_choices(overrides, config_name=verb.config_name)
+    section = None
+    common = dict(plain)
+    if verb.section is not None:
+        own = {f.name for f in fields(verb.section)}
+        section = build(verb.section, {k: common.pop(k) for k in list(common) if k in own})
+    app = build_app_config(common, configs_dir=CONFIGS_DIR)
+    return Invocation(verb=verb.name, app=app, config=plain, out_dir=run_dir, section=section,
+                      choices=choices)
 
 
 # ---- help --------------------------------------------------------------------------------
@@ -318,6 +345,8 @@ def run_verb(inv: Invocation) -> int:
                   f"({ticks / max(result.wall_s, 1e-9):.0f} ticks/s); wrote {', '.join(written)} to {out}")
     return 0
 
+
+import agent.eval_cmd  # noqa: E402,F401  (registers `forklift eval`)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

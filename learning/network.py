@@ -3,7 +3,7 @@
 One forward pass (B samples, d = ``d_model``, A = ``num_actions``, S = ``crop_size``)::
 
     occupancy [B, S, S] --pad to P x P with 1.0 (outside = static)--+
-    proprio   [B, 12] ---------------------------------------------+--> FusionEncoder -> [B, d]
+    proprio   [B, 12] --+ sin/cos(2^k pi x) of position, goal vector --+--> FusionEncoder -> [B, d]
         -> policy MLP -> logits [B, A] (illegal actions -> ``illegal_logit``)
         -> value MLP  -> value  [B]    (discounted return, reward units)
 
@@ -46,13 +46,13 @@ class PolicyValueConfig:
         self_attention: Occupancy tokens self-attend in each block (off by default: with
             one occupancy token it is a no-op costing an MLP per block).
         proprio_dim: Length of the proprio/task vector (12 for the grid model).
-        fourier_bands: Sin/cos bands appended for each of ``fourier_dims`` (frequencies
-            ``2**k * pi``, k < bands; 0 = off). A map-dependent value (steps left along
-            the aisles) is a high-frequency function of the position: plain MLP inputs
-            learn it slowly, Fourier features make it easy (Tancik et al. 2020).
-        fourier_dims: Leading proprio entries that get Fourier features (grid model:
-            position [0:2]; the goal vector [8:10] is included by ``fourier_goal``).
-        fourier_goal: Also expand proprio[8:10] (goal vector).
+        fourier_bands: Sin/cos bands appended for each proprio entry in ``fourier_index``
+            (frequencies ``2**k * pi``, k < bands; 0 = off). The value (steps left along
+            the aisles) is a high-frequency function of the position: an MLP on raw
+            coordinates learns it slowly, Fourier features make it easy (Tancik et al.,
+            NeurIPS 2020).
+        fourier_index: Proprio entries expanded (grid model: position 0, 1 and goal
+            vector 8, 9).
         proprio_tokens: Agent/task tokens made from that vector.
         crop_size: Side of the occupancy crop fed in, cells (odd; grid model ``crop_size``).
         occupancy_patch: Cells per occupancy token side (odd). The default, equal to the
@@ -70,6 +70,8 @@ class PolicyValueConfig:
     mlp_ratio: float = 2.0
     self_attention: bool = False
     proprio_dim: int = 12
+    fourier_bands: int = 6
+    fourier_index: tuple[int, ...] = (0, 1, 8, 9)
     proprio_tokens: int = 2
     crop_size: int = 11
     occupancy_patch: int = 11
@@ -80,8 +82,14 @@ class PolicyValueConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.type == "int" and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"PolicyValueConfig.{f.name}: {v!r}; allowed integer >= 1")
+            if f.type == "int" and (isinstance(v, bool) or not isinstance(v, int)
+                                    or v < (0 if f.name == "fourier_bands" else 1)):
+                raise ValueError(f"PolicyValueConfig.{f.name}: {v!r}; allowed integer >= "
+                                 f"{0 if f.name == 'fourier_bands' else 1}")
+        if not isinstance(self.fourier_index, tuple) or not all(
+                isinstance(i, int) and 0 <= i < self.proprio_dim for i in self.fourier_index):
+            raise ValueError(f"PolicyValueConfig.fourier_index: {self.fourier_index!r}; allowed "
+                             f"a tuple of ints in [0, proprio_dim={self.proprio_dim})")
         if not self.mlp_ratio > 0:
             raise ValueError(f"PolicyValueConfig.mlp_ratio: {self.mlp_ratio!r}; allowed > 0")
         for name in ("crop_size", "occupancy_patch"):
@@ -107,8 +115,13 @@ class PolicyValueConfig:
             d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers,
             mlp_ratio=self.mlp_ratio, self_attention=self.self_attention, sensors=("occupancy",),
             occupancy_size=self.padded_size, occupancy_patch=self.occupancy_patch,
-            proprio_dim=self.proprio_dim, proprio_tokens=self.proprio_tokens,
+            proprio_dim=self.encoder_proprio_dim, proprio_tokens=self.proprio_tokens,
         )
+
+    @property
+    def encoder_proprio_dim(self) -> int:
+        """Width of the proprio vector after the Fourier features."""
+        return self.proprio_dim + 2 * self.fourier_bands * len(self.fourier_index)
 
     def obs_spec(self) -> dict[str, list[int]]:
         """Per-sample input shapes (without the batch dim)."""
@@ -154,6 +167,8 @@ class PolicyValueNet(nn.Module):
         self.encoder = FusionEncoder(cfg.fusion_config())
         self.policy_hidden, self.policy_head = _head(cfg.d_model, cfg.head_hidden, cfg.num_actions)
         self.value_hidden, self.value_head = _head(cfg.d_model, cfg.head_hidden, 1)
+        self.register_buffer("fourier_freq", math.pi * 2.0 ** torch.arange(cfg.fourier_bands),
+                             persistent=False)  # [F] rad per unit
         if generator is not None:
             reset_parameters(self, generator)
 
@@ -165,6 +180,19 @@ class PolicyValueNet(nn.Module):
         p = (self.config.padded_size - s) // 2
         occ = occ.to(self.policy_head.weight.dtype)
         return F.pad(occ, (p, p, p, p), value=OCC_OUTSIDE) if p else occ  # [B, P, P]
+
+    def _proprio(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, proprio_dim] -> [B, encoder_proprio_dim]: raw entries + sin/cos features."""
+        cfg = self.config
+        if x.dim() != 2 or x.shape[1] != cfg.proprio_dim:
+            raise ValueError(f"inputs['proprio'] must have shape (B, {cfg.proprio_dim}), "
+                             f"got {tuple(x.shape)}")
+        x = x.to(self.policy_head.weight.dtype)
+        if not cfg.fourier_bands:
+            return x
+        ang = x[:, list(cfg.fourier_index), None] * self.fourier_freq  # [B, I, F]
+        feats = torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1).flatten(1)  # [B, 2 I F]
+        return torch.cat([x, feats], dim=1)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> PolicyValueOutput:
         """Evaluates a batch.
@@ -178,7 +206,7 @@ class PolicyValueNet(nn.Module):
         """
         if "proprio" not in inputs:
             raise ValueError("inputs['proprio'] is required")
-        fusion_in = {"proprio": inputs["proprio"]}
+        fusion_in = {"proprio": self._proprio(inputs["proprio"])}
         if "occupancy" in inputs:
             fusion_in["occupancy"] = self._pad(inputs["occupancy"])
         h = self.encoder(fusion_in)  # [B, d]

@@ -334,7 +334,8 @@ class Localizer:
             self._t.impact_until = self._t.stamp + cfg.impact_hold_s
         extra = np.zeros(3)  # extra (x, y, yaw) std of this period's motion
         if z_odom is not None or z_gyro is not None:
-            extra = self._motion_update(z_odom, z_gyro, dt)
+            aided = z_gyro is not None and cfg.use_accel
+            extra = self._motion_update(z_odom, z_gyro, 0.0 if aided else dt)
         if dt > 0:
             dv = dw = 0.0
             if cfg.odom_velocity == "end":  # move with the period's mean speeds
@@ -367,10 +368,16 @@ class Localizer:
     ) -> np.ndarray:
         """One gated update with odometry (v, w) and/or gyro; counts per sensor.
 
+        Args:
+            z_odom, z_gyro: validated readings or None.
+            dt: period (s) over which a gated-out odometry's disagreement becomes motion
+                uncertainty; 0 when the accelerometer carries v (then a spinning or slipping
+                wheel says nothing about the body's motion).
+
         Returns:
             [3] extra (x, y, yaw) std (m, m, rad) for this period's propagation: when the
             odometry is gated out, its disagreement with the state (|dv| dt, |dw| dt) is
-            how wrong the predicted motion may be (slip, a blocked robot, a push).
+            how wrong the predicted motion may be.
         """
         cfg = self.cfg
         has = (z_odom is not None, z_gyro is not None)

@@ -347,24 +347,25 @@ class WarehouseSim:
         if len(con) == 0:
             self._contacts = set()
             return
-        # one row per (robot side of a contact point): robot index, other body, point on robot
+        # one row per robot side of a contact point: robot index, other body, and the push
+        # direction from the robot towards the other body (the contact normal, so the corner
+        # points of a face contact count for that face only)
         ra = self._robot_index.get
         idx_a = np.fromiter((ra(b, -1) for b in con.body_a.tolist()), np.int64, len(con))
         idx_b = np.fromiter((ra(b, -1) for b in con.body_b.tolist()), np.int64, len(con))
         rob = np.concatenate([idx_a, idx_b])
         other = np.concatenate([con.body_b, con.body_a])
-        pt = np.concatenate([con.pos_a, con.pos_b])[:, :2]
+        towards = np.concatenate([-con.normal_b, con.normal_b])[:, :2]  # normal_b: B -> A
         keep = rob >= 0
-        rob, other, pt = rob[keep], other[keep], pt[keep]
+        rob, other, towards = rob[keep], other[keep], towards[keep]
         keep = np.array([w.kind_of(b) in _COLLISION_OF for b in other.tolist()], dtype=bool)
         if not keep.any():  # e.g. only loads resting on the floor
             self._contacts = set()
             return
-        rob, other, pt = rob[keep], other[keep], pt[keep]
-        st = self._state[rob]
-        d = pt - st[:, :2]
-        c, s = np.cos(st[:, 2]), np.sin(st[:, 2])
-        bearing = np.arctan2(-s * d[:, 0] + c * d[:, 1], c * d[:, 0] + s * d[:, 1])
+        rob, other, d = rob[keep], other[keep], towards[keep]
+        yaw = self._state[rob, 2]
+        c, s = np.cos(yaw), np.sin(yaw)
+        bearing = np.arctan2(-s * d[:, 0] + c * d[:, 1], c * d[:, 0] + s * d[:, 1])  # robot frame
         sector = np.floor((bearing + np.pi / 4) / (np.pi / 2)).astype(np.int64) % 4
         self._bumper[rob, sector] = True
         # collision onsets: robots in index order, other bodies by id (one count per pair)

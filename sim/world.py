@@ -81,6 +81,7 @@ class Contacts:
     Attributes:
         body_a, body_b: [K] int64 body ids of the two bodies (order as the engine reports it).
         pos_a, pos_b: [K, 3] world contact points on A and on B (m).
+        normal_b: [K, 3] unit contact normal on B, pointing from B towards A.
         distance: [K] gap (m), negative = penetration.
     """
 
@@ -88,12 +89,13 @@ class Contacts:
     body_b: np.ndarray
     pos_a: np.ndarray
     pos_b: np.ndarray
+    normal_b: np.ndarray
     distance: np.ndarray
 
     @staticmethod
     def empty() -> Contacts:
-        z = np.zeros(0, dtype=np.int64)
-        return Contacts(z, z.copy(), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0))
+        z, v = np.zeros(0, dtype=np.int64), np.zeros((0, 3))
+        return Contacts(z, z.copy(), v, v.copy(), v.copy(), np.zeros(0))
 
     def __len__(self) -> int:
         return len(self.body_a)
@@ -459,9 +461,9 @@ class World:
         if not pts:
             return Contacts.empty()
         ids = np.array([(c[1], c[2]) for c in pts], dtype=np.int64)  # [K, 2]
-        pos = np.array([(c[5], c[6]) for c in pts], dtype=np.float64)  # [K, 2, 3]
-        return Contacts(body_a=ids[:, 0], body_b=ids[:, 1], pos_a=pos[:, 0], pos_b=pos[:, 1],
-                        distance=np.array([c[8] for c in pts], dtype=np.float64))
+        geo = np.array([(c[5], c[6], c[7]) for c in pts], dtype=np.float64)  # [K, 3, 3]
+        return Contacts(body_a=ids[:, 0], body_b=ids[:, 1], pos_a=geo[:, 0], pos_b=geo[:, 1],
+                        normal_b=geo[:, 2], distance=np.array([c[8] for c in pts], dtype=np.float64))
 
     def contact_bodies(self, name: str, max_distance: float = 1e-3) -> set[int]:
         """Ids of bodies touching ``name`` (penetration or gap <= ``max_distance`` m)."""

@@ -432,6 +432,31 @@ def test_people__are_seen_by_lidar_and_collisions_are_counted() -> None:
     sim.close()
 
 
+def test_people__halt_about_1m_before_a_robot_in_their_walking_direction() -> None:
+    cfg = SimConfig(
+        n_robots=2,
+        orders=OrdersConfig(rate_per_min=0.0, n_initial=0),
+        faults=FaultsConfig(enabled=True, n_people=1),
+    )
+    # robot 0 stands in the cross aisle (row 12); robot 1 in the parallel row 11, beside the
+    # person's line of walking (1 m lateral offset): it must not stop them
+    start = np.concatenate([at_cell((12, 10), yaw=np.pi / 2), at_cell((11, 5))])
+    sim = WarehouseSim(cfg, seed=0, start_poses=start)
+    walker = sim._people
+    walker.xy[0] = sim.layout.cell_to_xy(np.array((12, 2)))
+    walker._wait[0] = 0.0
+    walker._paths[0] = [(12, c) for c in range(3, 18)]
+    gaps = []
+    for _ in range(120):  # 6 s: reaches the robot after ~5 s, yields < patience (3 s)
+        sim.step([STOP, STOP])
+        px = walker.xy[0, 0]
+        gaps.append(sim.ground_truth()[0, 0] - sim.cfg.robot.size / np.sqrt(2) - (px + 0.25))
+    assert min(gaps) == pytest.approx(1.0, abs=1.2 * sim.dt + 1e-6)  # halted ~1 m short
+    assert walker.xy[0, 0] > sim.layout.cell_to_xy(np.array((12, 5)))[0]  # passed robot 1
+    assert walker.xy[0, 1] == pytest.approx(12.5) and sim.collisions["robot_person"] == 0
+    sim.close()
+
+
 def test_faults__exceptions_scenario_is_deterministic() -> None:
     cfg = scenario("exceptions", n_robots=2, duration_s=30.0)
     plan = [

@@ -301,7 +301,7 @@ def test_bumper__front_contact_with_a_wall() -> None:
 
 def test_bumper__side_and_back_sectors_and_robot_robot_contact() -> None:
     # robot 1 drives south into robot 0's left side; robot 2 reverses into robot 0's back
-    sim = _bump_sim([[5.5, 12.5, 0.0], [5.5, 14.0, -np.pi / 2], [4.6, 12.5, np.pi]])
+    sim = _bump_sim([[5.5, 11.5, 0.0], [5.7, 12.6, -np.pi / 2], [4.6, 11.5, np.pi]])
     for _ in range(50):
         fr = sim.step([TwistCmd(0.0, 0.0), TwistCmd(0.4, 0.0), TwistCmd(-0.4, 0.0)])
     assert fr[0].bumper.sectors.tolist() == [False, True, True, False]  # left (r1), back (r2)

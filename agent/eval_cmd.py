@@ -1,0 +1,233 @@
+"""``forklift eval task=localization|planning``: side-by-side evaluations with a report.
+
+- ``task=localization``: the PyBullet warehouse runs with the classic baseline driving on
+  ground truth; every robot's sensor frames and true poses are logged, then the EKF, the
+  UKF and dead reckoning are run over the same logs side by side
+  (:func:`perception.evaluate_localization`). ``sensors=nominal`` uses the nominal noise;
+  ``sensors=degraded`` adds, on top of nominal noise, sensor outage windows (one modality
+  at a time), 5% UWB NLOS outliers and odometry slip bursts, plus blocked aisles so the
+  blockage detector is scored too.
+- ``task=planning``: return against number of simulations on seeded grid-model situations
+  for each evaluator (:func:`planning.evaluation.run_planning_eval`), and "planning
+  efficiency" (simulations needed to reach 95% of the best return).
+
+Outputs in the run dir: ``config.yaml``, ``report.json``, and ``localization.png`` or
+``planning.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from agent.cli import ConfigError, Invocation, register_verb
+from agent.config import AppConfig, to_baseline_config, to_sim_config
+
+__all__ = ["EvalSection", "eval_verb", "record_localization_logs"]
+
+DEFAULT_SIMS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    """The ``eval`` verb's own top-level keys.
+
+    Attributes:
+        task: what to evaluate.
+        evaluator: planning evaluators, comma separated (``all`` = uniform,rollout,network).
+        checkpoint: network weights (``.safetensors``); ``null`` = the shipped weights.
+        sims: simulation budgets for the planning curve.
+        situations: number of seeded grid-model situations.
+        filters: localization filters, comma separated (ekf, ukf, dead_reckoning).
+    """
+
+    task: Literal["localization", "planning"] = "localization"
+    evaluator: str = "all"
+    checkpoint: str | None = None
+    sims: tuple[int, ...] = DEFAULT_SIMS
+    situations: int = 24
+    filters: str = "ekf,ukf,dead_reckoning"
+
+
+def _names(value: str, allowed: tuple[str, ...], field: str) -> list[str]:
+    names = allowed if value == "all" else tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        raise ConfigError(field, f"{value!r}: allowed all or a comma list of {', '.join(allowed)}")
+    return list(names)
+
+
+# ---- localization ------------------------------------------------------------------------
+
+def _degraded(app: AppConfig) -> AppConfig:
+    """Nominal noise + one-modality-at-a-time outages, 5% UWB outliers, slip bursts, pallets."""
+    from sim.config import FaultsConfig, SensorsConfig
+
+    nominal = SensorsConfig()
+    sensors = dataclasses.replace(nominal, uwb=dataclasses.replace(nominal.uwb, nlos_prob=0.05))
+    faults = dataclasses.replace(
+        FaultsConfig(), enabled=True, sensor_outage_rate=1.5, sensor_outage_duration=(3.0, 8.0),
+        sensor_outage_kinds=("lidar", "uwb", "fiducial"), odom_slip_rate=1.0, blocked_aisle_rate=1.0)
+    scenario = dataclasses.replace(app.scenario, faults=faults)
+    return dataclasses.replace(app, sensors=sensors, scenario=scenario)
+
+
+def record_localization_logs(app: AppConfig, episode: int):
+    """Drive one episode with the baseline on ground truth; log frames and truth per robot.
+
+    Returns:
+        (layout, robot logs, injected blockages) for :func:`perception.evaluate_localization`.
+    """
+    from agent.baseline import BaselineController
+    from perception import InjectedBlockage, OutageWindow, RobotLog
+    from sim.types import Pose
+    from sim.warehouse import WarehouseSim
+
+    sim = WarehouseSim(to_sim_config(app), seed=app.seed + episode)
+    try:
+        frames = sim.reset()
+        ctrl = BaselineController(to_baseline_config(app))
+        ctrl.reset(sim)
+        n = sim.n_robots
+        log_frames: list[list] = [[] for _ in range(n)]
+        truth: list[list[np.ndarray]] = [[] for _ in range(n)]
+        gt0 = sim.ground_truth()
+        while not sim.done:
+            gt = sim.ground_truth()
+            for i, f in enumerate(frames):
+                log_frames[i].append(f)
+                truth[i].append(gt[i].copy())
+            cmds = ctrl.act(frames, sim.time)
+            frames = sim.step(cmds)
+        outages: list[list] = [[] for _ in range(n)]
+        blockages = []
+        for ev in sim.events:
+            if ev.kind == "sensor_outage" and ev.robot is not None:
+                sensor = str(ev.detail).split()[0] if ev.detail else "unknown"
+                end = ev.end_t if ev.end_t is not None else sim.time
+                outages[ev.robot].append(OutageWindow(sensor, ev.onset_t, end))
+            elif ev.kind == "blocked_aisle" and ev.cell is not None:
+                end = ev.end_t if ev.end_t is not None else sim.time
+                blockages.append(InjectedBlockage(np.array([ev.cell], dtype=np.int64), ev.onset_t, end))
+        cov0 = np.diag([0.05**2, 0.05**2, np.deg2rad(2.0) ** 2])
+        logs = [RobotLog(robot_id=i, frames=tuple(log_frames[i]), truth=np.array(truth[i]),
+                         initial_pose=Pose(float(gt0[i, 0]), float(gt0[i, 1]), float(gt0[i, 2]), cov0),
+                         outages=tuple(outages[i])) for i in range(n)]
+        return sim.layout, logs, blockages
+    finally:
+        sim.close()
+
+
+def _eval_localization(inv: Invocation, sec: EvalSection, out: Path) -> dict:
+    from rich.console import Console
+    from rich.table import Table
+
+    from perception import evaluate_localization, plot_errors
+
+    app = inv.app
+    degraded = inv.choices.get("sensors") == "degraded"
+    if degraded:
+        app = _degraded(app)
+    kinds = _names(sec.filters, ("ekf", "ukf", "dead_reckoning"), "filters")
+    layout, logs, blockages = None, [], []
+    for ep in range(app.episodes):
+        layout, ep_logs, ep_blocks = record_localization_logs(app, ep)
+        logs += ep_logs
+        blockages += ep_blocks
+    result = evaluate_localization(layout, logs, kinds=kinds, blockages=blockages if blockages else None)
+    plot_errors(result, str(out / "localization.png"))
+    d = result.to_dict()
+    table = Table(title=f"localization ({'degraded' if degraded else 'nominal'} sensors, "
+                        f"{app.episodes} episode(s) x {app.duration_s:.0f} s x {app.n_robots} robots)")
+    table.add_column("metric")
+    for k in kinds:
+        table.add_column(k, justify="right")
+    for label, key, fmt in (("position RMSE (cm)", "pos_rmse_cm", "{:.2f}"), ("yaw RMSE (deg)", "yaw_rmse_deg", "{:.3f}"),
+                            ("p95 error (cm)", "pos_p95_cm", "{:.2f}"), ("max error (cm)", "pos_max_cm", "{:.2f}"),
+                            ("divergences", "divergences", "{}"), ("gating rejections", "rejections_total", "{}"),
+                            ("max recovery after outage (s)", "max_recovery_s", "{:.2f}")):
+        row = []
+        for k in kinds:
+            v = d.get("filters", {}).get(k, {}).get(key)
+            row.append("-" if v is None else fmt.format(v))
+        table.add_row(label, *row)
+    Console().print(table)
+    if d.get("blockages"):
+        Console().print(f"blockage detection: {d['blockages']}")
+    return {"task": "localization", "sensors": "degraded" if degraded else "nominal", "result": d}
+
+
+# ---- planning ----------------------------------------------------------------------------
+
+def _network_evaluator(checkpoint: str | None):
+    from learning import NetworkEvaluator, default_weights_path, load_policy_value_net
+
+    path = Path(checkpoint) if checkpoint else default_weights_path()
+    if not path.is_file():
+        raise ConfigError("checkpoint", f"{str(path)!r} is not a file; allowed a .safetensors path or null")
+    try:
+        net = load_policy_value_net(path)
+    except ValueError as e:
+        raise ConfigError("checkpoint", str(e).splitlines()[0]) from None
+    return NetworkEvaluator(net)
+
+
+def _eval_planning(inv: Invocation, sec: EvalSection, out: Path) -> dict:
+    from rich.console import Console
+    from rich.table import Table
+
+    from planning.evaluation import plot_planning_eval, run_planning_eval, standard_evaluators
+    from sim.layout import generate_layout
+
+    names = _names(sec.evaluator, ("uniform", "rollout", "network"), "evaluator")
+    if any(s < 1 for s in sec.sims) or not sec.sims:
+        raise ConfigError("sims", f"{list(sec.sims)}: allowed a non-empty list of integers >= 1")
+    if sec.situations < 1:
+        raise ConfigError("situations", f"{sec.situations}: allowed >= 1")
+    network = _network_evaluator(sec.checkpoint) if "network" in names else None
+    layout = generate_layout(inv.app.layout)
+    result = run_planning_eval(layout, standard_evaluators(names, network=network), sims=sec.sims,
+                               n_situations=sec.situations, seed=inv.app.seed)
+    plot_planning_eval(result, str(out / "planning.png"))
+    d = result.to_dict()
+    table = Table(title=f"planning: mean return vs simulations ({sec.situations} situations, seed {inv.app.seed})")
+    table.add_column("sims", justify="right")
+    for n in names:
+        table.add_column(n, justify="right")
+    for j, s in enumerate(result.sims):
+        table.add_row(str(s), *[f"{result.mean_return[n][j]:.3f} ± {result.stderr[n][j]:.3f}" for n in names])
+    table.add_row("efficiency", *[str(result.efficiency.get(n)) for n in names])
+    Console().print(table)
+    return {"task": "planning", "result": d}
+
+
+@register_verb("eval", "evaluate a part side by side: task=localization (EKF/UKF/dead reckoning) "
+               "or task=planning (return vs simulations per evaluator)", config_name="eval", section=EvalSection)
+def eval_verb(inv: Invocation) -> int:
+    """``forklift eval``: writes config.yaml, report.json and a PNG to the run dir."""
+    import yaml
+
+    from agent.report import versions, write_report
+
+    sec: EvalSection = inv.section
+    out = inv.out_dir
+    if sec.task == "planning":
+        body = _eval_planning(inv, sec, out_dir_ready(out, inv))
+    else:
+        body = _eval_localization(inv, sec, out_dir_ready(out, inv))
+    body.update(config=inv.config, seed=inv.app.seed, versions=versions())
+    write_report(out / "report.json", body)
+    print(f"wrote config.yaml, report.json, {sec.task}.png to {out}")
+    return 0
+
+
+def out_dir_ready(out: Path, inv: Invocation) -> Path:
+    import yaml
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(inv.config, sort_keys=False))
+    return out
