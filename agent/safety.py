@@ -21,10 +21,10 @@ import numpy as np
 
 from sim.follower import stopping_speed
 from sim.layout import Layout
-from sim.types import LidarScan
+from sim.types import BumperReading, LidarScan, TwistCmd
 
-__all__ = ["SafetyConfig", "StaticRaster", "forward_obstacle", "rotation_clear", "safe_speed", "scan_points",
-           "static_mask"]
+__all__ = ["SafetyConfig", "StaticRaster", "bumper_command", "forward_obstacle", "rotation_clear", "safe_speed",
+           "scan_points", "static_mask"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,9 @@ class SafetyConfig:
         near_memory_s: how long such an obstacle is remembered (s).
         static_tolerance_m: scan points within this distance of a static map cell are
             walls/shelves (ignored by the rotation check; the grid keeps them clear).
+        bumper_hold_s: protective stop on bumper contact: stay stopped this long after a
+            contact starts and after it ends (let a person step away), see
+            :func:`bumper_command`.
     """
 
     footprint_m: float = 0.6
@@ -58,6 +61,7 @@ class SafetyConfig:
     near_field_m: float = 0.1
     near_memory_s: float = 3.0
     static_tolerance_m: float = 0.08
+    bumper_hold_s: float = 1.0
 
 
 def scan_points(scan: LidarScan | None) -> np.ndarray | None:
@@ -184,3 +188,32 @@ def rotation_clear(points: np.ndarray | None, cfg: SafetyConfig) -> bool:
         return True
     radius = cfg.footprint_m / np.sqrt(2.0) + cfg.rotate_margin_m
     return bool(np.all(np.hypot(points[:, 0], points[:, 1]) > radius))
+
+
+def bumper_command(bumper: BumperReading | None, cfg: SafetyConfig, cmd: TwistCmd, *,
+                   pressed_s: float, released_s: float) -> TwistCmd:
+    """Protective stop on the contact bumper (overrides the navigation command).
+
+    * pressed in front only: back off at ``backup_speed`` (make room, e.g. for a person);
+    * pressed elsewhere: stop for ``bumper_hold_s``; after that let the command through
+      unless it drives into a pressed front/back (a pinned robot must still get free);
+    * released less than ``bumper_hold_s`` ago: stay stopped (yield).
+
+    Args:
+        bumper: the frame's bumper reading (None = no bumper: ``cmd`` unchanged).
+        cfg: safety parameters.
+        cmd: the navigation command.
+        pressed_s: how long the bumper has been pressed (s), while pressed.
+        released_s: time since the last contact ended (s); ``inf`` if never pressed.
+    """
+    if bumper is None:
+        return cmd
+    stop = TwistCmd(0.0, 0.0)
+    if not bumper.contact:
+        return stop if released_s < cfg.bumper_hold_s else cmd
+    front, _, back, _ = (bool(v) for v in bumper.sectors)
+    if front and not back:
+        return TwistCmd(-cfg.backup_speed, 0.0)
+    if pressed_s < cfg.bumper_hold_s or (back and cmd.v < 0) or (front and cmd.v > 0):
+        return stop
+    return cmd

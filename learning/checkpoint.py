@@ -134,6 +134,8 @@ def _config_from(meta: dict[str, Any]) -> PolicyValueConfig:
         raise _fail(f"unknown config field {unknown[0]!r}")
     if missing:
         raise _fail(f"missing config field {missing[0]!r}")
+    # JSON has no tuples: restore the tuple-typed fields (lists of ints in the file).
+    raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
     try:
         cfg = PolicyValueConfig(**raw)
     except (TypeError, ValueError) as e:

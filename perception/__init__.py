@@ -48,9 +48,12 @@ from perception.synthetic import (
     nominal_config,
 )
 
-# fusion exports added by the lead
+from perception.fusion import FusionConfig, FusionEncoder
 
 __all__ = [
+    # learned cross-modal fusion
+    "FusionConfig",
+    "FusionEncoder",
     "SENSOR_NAMES",
     "Blockage",
     "BlockageConfig",

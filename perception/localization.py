@@ -556,7 +556,10 @@ class Localizer:
             pts,
             self._backend.x[:3],
             cfg.scan,
-            outlier=max(cfg.scan.outlier, 3.0 * pos_std),
+            # wide basin right after a rejection, so a bounded recovery can still engage
+            outlier=max(
+                cfg.scan.outlier, 3.0 * pos_std, 0.5 if self._t.consec.get("lidar") else 0.0
+            ),
         )
         if m is None or m.fitness < cfg.lidar_min_fitness:
             self._count(self._c.rejected, "lidar")

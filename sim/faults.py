@@ -5,7 +5,10 @@ The world side effects (pallet bodies, dropped loads, people bodies) are applied
 module only decides *what* happens *when*, and holds the resolution bookkeeping.
 
 Kinds: ``blocked_aisle``, ``load_dropped``, ``sensor_outage`` (detail = sensor),
-``odom_slip``, ``breakdown``, ``people``. Resolution rules: docs/CONTRACTS_SIM.md.
+``odom_slip``, ``breakdown``, ``people``. Resolution rules: docs/CONTRACTS_SIM.md; a
+``breakdown`` resolves at its window end if the robot has no order then (or its order was
+picked by another robot), else when the robot has moved ``BREAKDOWN_MOVE_M`` from where it
+stood at the window end (see :meth:`FaultInjector._resolve_breakdown`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@ Definitions (DESIGN.md "KPIs", docs/CONTRACTS_SIM.md):
 - completion_rate = delivered / released, over orders released at least
   ``order_deadline_s`` before the end of the episode.
 - exception handling time = resolved_t - onset_t per exception; unresolved ones count
-  ``t_end - onset_t`` and are flagged. ``people`` encounters are reported apart.
+  ``t_end - onset_t`` and are flagged. ``people`` encounters are reported apart. When an
+  exception counts as resolved is decided per kind in :mod:`sim.faults` (e.g. a breakdown
+  never before its window end; at the window end if the robot has no order then, else
+  when it has moved 0.2 m again or its order was picked by another robot).
 - localisation error = RMS position (m) and yaw (deg) error of the reported estimates
   against ground truth at the same tick, per robot.
 - collisions are counted on contact onset, per category.

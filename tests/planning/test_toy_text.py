@@ -6,6 +6,12 @@ depth-1 search with re-sampled chance edges gets the value-iteration success rat
 slippery FrozenLake. Random rollouts only see a few steps ahead: on CliffWalking they
 reach the optimum when the goal is within the tree's reach; from the standard start they
 prefer hiding away from the cliff (greedy improvement over random-walk values).
+Measured from the start (36), one search of 10 000 simulations, c1 in {0.1, 1.25, 3},
+rollout depth in {0, 5, 20}: the tree is 9-12 edges deep over only ~20 distinct states (no
+transpositions, 4 actions with wall no-ops), never contains the goal (13 steps away), and
+cliff falls stretch the min-max range to ~400-1300, so the goal path's gain is invisible.
+On slippery FrozenLake 2000 simulations with depth-30 rollouts estimate Q(0, .) ~ 0.015
+against Q* ~ 0.54 (random-walk values; the optimum needs ~40-step lookahead).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from planning import MCTS, FunctionEvaluator, MCTSConfig, RolloutEvaluator
+from planning import MCTS, FunctionEvaluator, MCTSConfig, RolloutEvaluator, UniformEvaluator
 from planning.adapters import TabularModel, greedy_policy, value_iteration
 
 CLIFF_START = 36
@@ -114,3 +120,20 @@ def test_toy_text__rollouts_reach_the_optimal_return_near_the_cliff_goal(start: 
     mcts = MCTS(model, ev, MCTSConfig(num_simulations=200, discount=1.0))
     got = _episodes(model, _search_policy(mcts, 0), np.array([start]), 30, seed=0)
     assert got[0] == v[start]  # value iteration's (undiscounted) optimal return
+
+
+def test_toy_text__cliff_backup_places_rewards_on_edges_and_values_terminals_at_zero() -> None:
+    """Backed-up Q on CliffWalking (gamma = 1) equals the exact Q* where it is determined."""
+    model, v = _exact("CliffWalking-v1", 1.0)
+    ev = FunctionEvaluator(lambda s: v[s], num_actions=4, on="states")
+    res = MCTS(model, ev, MCTSConfig(num_simulations=4, discount=1.0)).search(
+        np.array([CLIFF_START]), seed=0
+    )
+    q_star = (model.reward + np.where(model.done, 0.0, v[model.next_state]))[CLIFF_START, :, 0]
+    np.testing.assert_allclose(res.q_values[0], q_star)  # up -13, right (cliff) -113, ...
+    assert res.action[0] == 0
+    # zero-valued leaves: the edge into the goal is worth its reward only (-1), terminal = 0
+    res = MCTS(model, UniformEvaluator(4), MCTSConfig(num_simulations=400, discount=1.0)).search(
+        np.array([35]), seed=0
+    )
+    assert res.q_values[0, 2] == -1.0 and res.action[0] == 2
