@@ -84,7 +84,10 @@ class LocalizerPose:
 
         gt = np.asarray(sim.ground_truth(), dtype=np.float64)
         cfg = LocalizerConfig(kind=self.kind)
-        self._filters = [Localizer(sim.layout, cfg, Pose(float(g[0]), float(g[1]), float(g[2])))
+        # Robots start docked at known cells: the start pose is known to ~1 cm / ~0.6 deg.
+        cov0 = np.diag([1e-4, 1e-4, 1e-4])
+        self._filters = [Localizer(sim.layout, cfg, Pose(float(g[0]), float(g[1]), float(g[2]), cov=cov0,
+                                                         stamp=float(sim.time)))
                          for g in gt]
 
     def update(self, frames: Sequence[SensorFrame]) -> list[Pose]:
