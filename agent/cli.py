@@ -221,6 +221,8 @@ def prepare(verb: Verb, overrides: Sequence[str]) -> Invocation:
     if verb.section is not None:
         own = {f.name for f in fields(verb.section)}
         section = build(verb.section, {k: common.pop(k) for k in list(common) if k in own})
+        if hasattr(section, "check"):  # cross-field checks of the verb's own keys
+            section.check()
     app = build_app_config(common, configs_dir=CONFIGS_DIR)
     return Invocation(verb=verb.name, app=app, config=plain, out_dir=run_dir, section=section,
                       choices=choices)
@@ -349,4 +351,7 @@ def run_verb(inv: Invocation) -> int:
 import agent.eval_cmd  # noqa: E402,F401  (registers `forklift eval`)
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # run through the package module so that verbs registered by other modules are seen
+    from agent.cli import main as _main
+
+    sys.exit(_main())

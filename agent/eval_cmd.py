@@ -52,6 +52,21 @@ class EvalSection:
     situations: int = 24
     filters: str = "ekf,ukf,dead_reckoning"
 
+    def check(self) -> None:
+        """Raise :class:`ConfigError` (one line) for a bad value; nothing is written before."""
+        self.evaluator_names()
+        self.filter_names()
+        if not self.sims or any(s < 1 for s in self.sims):
+            raise ConfigError("sims", f"{list(self.sims)}: allowed a non-empty list of integers >= 1")
+        if self.situations < 1:
+            raise ConfigError("situations", f"{self.situations}: allowed >= 1")
+
+    def evaluator_names(self) -> list[str]:
+        return _names(self.evaluator, ("uniform", "rollout", "network"), "evaluator")
+
+    def filter_names(self) -> list[str]:
+        return _names(self.filters, ("ekf", "ukf", "dead_reckoning"), "filters")
+
 
 def _names(value: str, allowed: tuple[str, ...], field: str) -> list[str]:
     names = allowed if value == "all" else tuple(v.strip() for v in value.split(",") if v.strip())
@@ -132,7 +147,7 @@ def _eval_localization(inv: Invocation, sec: EvalSection, out: Path) -> dict:
     degraded = inv.choices.get("sensors") == "degraded"
     if degraded:
         app = _degraded(app)
-    kinds = _names(sec.filters, ("ekf", "ukf", "dead_reckoning"), "filters")
+    kinds = sec.filter_names()
     layout, logs, blockages = None, [], []
     for ep in range(app.episodes):
         layout, ep_logs, ep_blocks = record_localization_logs(app, ep)
@@ -152,12 +167,15 @@ def _eval_localization(inv: Invocation, sec: EvalSection, out: Path) -> dict:
                             ("max recovery after outage (s)", "max_recovery_s", "{:.2f}")):
         row = []
         for k in kinds:
-            v = d.get("filters", {}).get(k, {}).get(key)
+            m = d.get(k, {})
+            v = sum(m.get("rejections", {}).values()) if key == "rejections_total" else m.get(key)
             row.append("-" if v is None else fmt.format(v))
         table.add_row(label, *row)
     Console().print(table)
-    if d.get("blockages"):
-        Console().print(f"blockage detection: {d['blockages']}")
+    b = d.get("blockage") or d.get("blockages")
+    if b:
+        Console().print("blockage detection: " + ", ".join(f"{k}={v}" for k, v in b.items()
+                                                          if not isinstance(v, (list, dict))))
     return {"task": "localization", "sensors": "degraded" if degraded else "nominal", "result": d}
 
 
@@ -183,11 +201,7 @@ def _eval_planning(inv: Invocation, sec: EvalSection, out: Path) -> dict:
     from planning.evaluation import plot_planning_eval, run_planning_eval, standard_evaluators
     from sim.layout import generate_layout
 
-    names = _names(sec.evaluator, ("uniform", "rollout", "network"), "evaluator")
-    if any(s < 1 for s in sec.sims) or not sec.sims:
-        raise ConfigError("sims", f"{list(sec.sims)}: allowed a non-empty list of integers >= 1")
-    if sec.situations < 1:
-        raise ConfigError("situations", f"{sec.situations}: allowed >= 1")
+    names = sec.evaluator_names()
     network = _network_evaluator(sec.checkpoint) if "network" in names else None
     layout = generate_layout(inv.app.layout)
     result = run_planning_eval(layout, standard_evaluators(names, network=network), sims=sec.sims,

@@ -1,163 +1,85 @@
 """Supervised pre-training of :class:`PolicyValueNet` on the grid model (AlphaZero-style targets).
 
-Data (seeded, :func:`make_dataset`):
+The data (:mod:`learning.grid_data`): seeded grid-model states with the shortest-path
+expert's policy (uniform over its optimal actions) and value (its discounted return played
+in the model), plus sibling groups (every legal action of a state with the true
+``Q = r + discount * V(next)``).
 
-1. Situations from :func:`planning.situations.sample_situations` on the layout, cycling
-   the kinds "open" (free aisles), "blocked" (known blockages on the route) and
-   "congested" (robots whose announced plans start on the route). A fraction starts
-   loaded (goal = station) and a fraction late in the episode (``t`` uniform in
-   ``[0, horizon)``), so the time and load inputs vary.
-2. Each situation is played ``record_steps`` steps by an epsilon-greedy expert (random
-   legal action with probability ``epsilon``) and every visited state is recorded, so
-   the data holds off-route states, picked loads, cleared blockages and parked robots.
-3. Targets per state, from :class:`learning.expert.ShortestPathExpert`:
-   **policy** = uniform over the expert's optimal actions (shortest path through cells
-   without active blockages or parked robots, stepping around moving robots);
-   **value** = discounted return of the greedy expert from the state, played in the
-   grid model itself (same rewards, ``discount``, horizon, stochastic blockage clearing
-   and robot waits). The default model ends the episode at the first delivery (as
-   :func:`planning.evaluation.run_planning_eval` does), so the value is the return of
-   the current order: exact for open situations, a sample for stochastic ones
-   (averaged over ``value_rollouts`` plays). An empty robot does not observe its
-   order's station, so its target is averaged over the stations (:func:`value_targets`). With ``terminate_on_delivery=False`` the
-   play stops at the first delivery and adds the exact expected return of the later
-   random orders in an open warehouse (:func:`learning.expert.open_world_values`):
-   sampling those orders instead is unbiased but noisy (noise variance 0.11 against a
-   signal variance of 0.05 on open situations).
+The loss (:func:`pv_loss`, :func:`group_loss`)::
 
-Training (:func:`train_policy_value`): Adam, cosine learning rate, loss
-``CE(policy target, logits) + value_weight * MSE(value target, value)`` (:func:`pv_loss`).
-Every random draw comes from the seed in :class:`PretrainConfig`, so the same config and
-seed give bit-identical weights (on one thread).
+    CE(policy target, logits) + value_weight * MSE(value target, value)
+      + group_weight * mean_a ((Qnet(a) - mean Qnet) - (Q(a) - mean Q))**2 / group_scale**2
+
+The last term trains the value *differences* between siblings, the quantity a search
+with few simulations compares (true gaps ~0.02 against values spanning ~1). AdamW,
+warm-up then cosine learning rate, gradient clipping at norm 1. Every random draw comes
+from ``PretrainConfig.seed`` (data, initialisation, minibatches), so the same config
+gives bit-identical weights on one thread.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from learning.expert import ShortestPathExpert, expert_returns, open_world_values
+from learning.expert import ShortestPathExpert
+from learning.grid_data import (GridDataConfig, GroupDataset, PVDataset, holdout_mask,
+                                make_datasets)
 from learning.network import PolicyValueConfig, PolicyValueNet
-from planning.evaluators import random_legal_actions
-from planning.grid_model import GridModel, GridModelConfig, GridState
-from planning.situations import SITUATION_KINDS, sample_situations
+from planning.grid_model import GridModel, GridState
 from sim.layout import Layout
 
-__all__ = ["PVDataset", "PretrainConfig", "TrainLog", "action_agreement", "make_dataset",
-           "pretrain", "pv_loss", "train_policy_value"]
-
-OBS_KEYS = ("proprio", "occupancy", "action_mask")
+__all__ = ["PretrainConfig", "TrainLog", "action_agreement", "evaluate_dataset", "group_loss",
+           "pretrain", "pv_loss", "to_torch", "train_policy_value"]
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Data and optimisation settings of pre-training (validated; ValueError names the field).
+    """Pre-training settings (validated; ValueError names the field).
 
     Attributes:
-        seed: the only source of randomness (data, initialisation, batches).
-        n_situations: seeded situations generated (each played ``record_steps`` steps).
-        kinds: situation kinds, cycled over the situations.
-        record_steps: behaviour steps recorded per situation.
-        epsilon: probability of a random legal behaviour action.
-        p_loaded: fraction of situations starting loaded.
-        p_late_start: fraction starting at ``t`` uniform in ``[0, horizon)``.
-        value_rollouts: expert rollouts averaged per value target.
-        discount: per-step discount of the value target (the search's discount).
-        holdout: fraction of situations kept for validation.
+        seed: the only source of randomness (data, initialisation, minibatches).
+        data: what data to generate.
         steps: optimiser steps.
-        batch_size: samples per step.
-        lr: peak learning rate (cosine decay to ``lr / 20``).
+        batch_size: states per step.
+        group_batch: sibling groups per step (0 = no group loss).
+        lr: peak learning rate (100-step warm-up, cosine decay to ``lr / 20``).
         weight_decay: AdamW weight decay.
-        value_weight: weight of the value MSE in the loss.
-        n_others: other-robot slots per situation.
-        n_blocks: blockage slots per situation.
-        horizon_steps: grid-model episode length, steps (``t / horizon`` is an input).
-        terminate_on_delivery: grid-model episodes end at the first delivery (the value
-            is then the return of the current order). The defaults match
-            :func:`planning.evaluation.run_planning_eval` (60 steps, terminating).
+        value_weight: weight of the value MSE.
+        group_weight: weight of the sibling-Q loss.
+        group_scale: Q-difference unit of the sibling loss (reward units).
     """
 
     seed: int = 0
-    n_situations: int = 2048
-    kinds: tuple[str, ...] = SITUATION_KINDS
-    record_steps: int = 16
-    epsilon: float = 0.25
-    p_loaded: float = 0.3
-    p_late_start: float = 0.2
-    value_rollouts: int = 1
-    discount: float = 0.99
-    holdout: float = 0.1
+    data: GridDataConfig = field(default_factory=GridDataConfig)
     steps: int = 3000
     batch_size: int = 256
+    group_batch: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    value_weight: float = 1.0
-    n_others: int = 4
-    n_blocks: int = 2
-    horizon_steps: int = 60
-    terminate_on_delivery: bool = True
+    value_weight: float = 10.0
+    group_weight: float = 0.1
+    group_scale: float = 0.02
 
     def __post_init__(self) -> None:
         checks = [
-            ("n_situations", self.n_situations >= 2, "integer >= 2"),
-            ("kinds", len(self.kinds) > 0 and set(self.kinds) <= set(SITUATION_KINDS),
-             f"non-empty subset of {SITUATION_KINDS}"),
-            ("record_steps", self.record_steps >= 1, "integer >= 1"),
-            ("epsilon", 0.0 <= self.epsilon <= 1.0, "in [0, 1]"),
-            ("p_loaded", 0.0 <= self.p_loaded <= 1.0, "in [0, 1]"),
-            ("p_late_start", 0.0 <= self.p_late_start <= 1.0, "in [0, 1]"),
-            ("value_rollouts", self.value_rollouts >= 1, "integer >= 1"),
-            ("discount", 0.0 < self.discount <= 1.0, "in (0, 1]"),
-            ("holdout", 0.0 <= self.holdout < 1.0, "in [0, 1)"),
             ("steps", self.steps >= 0, "integer >= 0"),
             ("batch_size", self.batch_size >= 1, "integer >= 1"),
+            ("group_batch", self.group_batch >= 0, "integer >= 0"),
             ("lr", self.lr > 0, "> 0"),
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
             ("value_weight", self.value_weight >= 0, ">= 0"),
-            ("n_others", self.n_others >= 0, "integer >= 0"),
-            ("n_blocks", self.n_blocks >= 0, "integer >= 0"),
-            ("horizon_steps", self.horizon_steps >= 1, "integer >= 1"),
+            ("group_weight", self.group_weight >= 0, ">= 0"),
+            ("group_scale", self.group_scale > 0, "> 0"),
         ]
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"pretrain.{name}: {getattr(self, name)!r}; allowed {allowed}")
-
-    def model_config(self) -> GridModelConfig:
-        """The grid-model settings the data is generated with."""
-        return GridModelConfig(horizon_steps=self.horizon_steps,
-                               terminate_on_delivery=self.terminate_on_delivery)
-
-
-@dataclass(frozen=True)
-class PVDataset:
-    """Encoded states and targets (N samples, A actions, S crop side).
-
-    Attributes:
-        obs: "proprio" [N, 12], "occupancy" [N, S, S], "action_mask" [N, A] float32.
-        policy: [N, A] float32 target distribution (rows sum to 1).
-        value: [N] float32 target discounted return (reward units).
-        kind: [N] int64 index into ``SITUATION_KINDS``.
-        situation: [N] int64 situation each sample comes from.
-    """
-
-    obs: dict[str, np.ndarray]
-    policy: np.ndarray
-    value: np.ndarray
-    kind: np.ndarray
-    situation: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.value)
-
-    def take(self, rows: np.ndarray) -> PVDataset:
-        """The samples ``rows``."""
-        return PVDataset({k: v[rows] for k, v in self.obs.items()}, self.policy[rows],
-                         self.value[rows], self.kind[rows], self.situation[rows])
 
 
 @dataclass
@@ -167,99 +89,14 @@ class TrainLog:
     loss: list[float] = field(default_factory=list)
     policy_loss: list[float] = field(default_factory=list)
     value_loss: list[float] = field(default_factory=list)
+    group_loss: list[float] = field(default_factory=list)
     val: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
 
 
-# ---- data ------------------------------------------------------------------------------------
-def _take(states: GridState, rows: np.ndarray) -> GridState:
-    return GridState(**{k: v[rows] for k, v in vars(states).items()})
-
-
-def _concat(parts: list[GridState]) -> GridState:
-    return GridState(**{k: np.concatenate([vars(p)[k] for p in parts]) for k in vars(parts[0])})
-
-
-def _start_states(model: GridModel, states: GridState, cfg: PretrainConfig,
-                  rng: np.random.Generator) -> GridState:
-    b = len(states)
-    load = rng.random(b) < cfg.p_loaded
-    late = rng.random(b) < cfg.p_late_start
-    t = np.where(late, rng.integers(0, model.config.horizon_steps, b), 0)
-    return model.replace(states, load=load, t=t.astype(np.int64))
-
-
-def sample_training_states(layout: Layout, cfg: PretrainConfig, rng: np.random.Generator
-                           ) -> tuple[GridModel, GridState, np.ndarray, np.ndarray]:
-    """Situations played by the epsilon-greedy expert; every visited non-terminal state.
-
-    Returns:
-        (model, states [N], kind [N] int64, situation [N] int64).
-    """
-    kinds = [cfg.kinds[i % len(cfg.kinds)] for i in range(cfg.n_situations)]
-    model, states = sample_situations(layout, kinds, rng, config=cfg.model_config(),
-                                      n_others=cfg.n_others, n_blocks=cfg.n_blocks)
-    states = _start_states(model, states, cfg, rng)
-    expert = ShortestPathExpert(model)
-    kind_id = np.array([SITUATION_KINDS.index(k) for k in kinds], np.int64)
-    sit = np.arange(len(kinds))
-    alive = states.t < model.config.horizon_steps
-    rec, rec_kind, rec_sit = [], [], []
-    for _ in range(cfg.record_steps):
-        rows = np.flatnonzero(alive)
-        rec.append(_take(states, rows))
-        rec_kind.append(kind_id[rows])
-        rec_sit.append(sit[rows])
-        a = expert.act(states, rng)
-        explore = rng.random(len(a)) < cfg.epsilon
-        a = np.where(explore, random_legal_actions(model.legal_actions(states), rng), a)
-        states, _, done = model.step(states, a, rng)
-        alive &= ~done
-    return model, _concat(rec), np.concatenate(rec_kind), np.concatenate(rec_sit)
-
-
-def value_targets(expert: ShortestPathExpert, states: GridState, rng: np.random.Generator,
-                  cfg: PretrainConfig) -> np.ndarray:
-    """[N] float64 expert returns, averaged over plays and, while empty, over stations.
-
-    An empty robot's observation does not show its order's station (the goal vector
-    points at the pick cell), so the target of an empty state is its mean return over
-    every station the order could have (uniform, as orders are drawn): the regression
-    optimum is unchanged and the target loses the unobservable part of its variance.
-    """
-    model = expert.model
-    n_st, k = len(model.station_cells), cfg.value_rollouts
-    reps = np.where(states.load, 1, n_st) * k  # [N] plays per state
-    rows = np.repeat(np.arange(len(states)), reps)
-    plays = _take(states, rows)
-    offset = np.arange(len(rows)) - np.repeat(np.cumsum(reps) - reps, reps)  # play index
-    station = np.where(plays.load, plays.station, model.station_cells[(offset // k) % n_st])
-    plays = model.replace(plays, station=station)
-    table = open_world_values(model, cfg.discount)
-    ret = expert_returns(expert, plays, rng, discount=cfg.discount, continuation=table)
-    return np.bincount(rows, weights=ret, minlength=len(states)) / reps
-
-
-def make_dataset(layout: Layout, cfg: PretrainConfig, rng: np.random.Generator) -> PVDataset:
-    """Seeded states with expert policy and value targets (see the module docstring)."""
-    model, states, kind, sit = sample_training_states(layout, cfg, rng)
-    expert = ShortestPathExpert(model)
-    policy = expert.policy_target(states)
-    value = value_targets(expert, states, rng, cfg)
-    obs = model.encode(states)
-    return PVDataset({n: obs[n].astype(np.float32) for n in OBS_KEYS}, policy.astype(np.float32),
-                     value.astype(np.float32), kind, sit)
-
-
-def split_holdout(data: PVDataset, cfg: PretrainConfig) -> tuple[PVDataset, PVDataset]:
-    """(train, validation) split by situation (the last ``holdout`` fraction validates)."""
-    cut = int(round(cfg.n_situations * (1.0 - cfg.holdout)))
-    val = data.situation >= cut
-    return data.take(np.flatnonzero(~val)), data.take(np.flatnonzero(val))
-
-
-# ---- loss and training -------------------------------------------------------------------------
-def to_torch(obs: dict[str, np.ndarray], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+# ---- losses ----------------------------------------------------------------------------------
+def to_torch(obs: dict[str, np.ndarray], device: str | torch.device = "cpu"
+             ) -> dict[str, torch.Tensor]:
     """Numpy observation dict -> float32 tensors on ``device``."""
     return {k: torch.as_tensor(np.asarray(v, np.float32), device=device) for k, v in obs.items()}
 
@@ -278,16 +115,47 @@ def pv_loss(net: PolicyValueNet, obs: dict[str, torch.Tensor], policy: torch.Ten
         value_weight: weight of the MSE.
 
     Returns:
-        (scalar loss, {"loss", "policy_loss", "value_loss"} as floats).
+        (scalar loss, {"policy_loss", "value_loss"} as floats).
     """
     out = net(obs)
-    logp = F.log_softmax(out.logits, dim=-1)  # [B, A]
-    ce = -(policy * logp).sum(-1).mean()
+    ce = -(policy * F.log_softmax(out.logits, dim=-1)).sum(-1).mean()
     mse = F.mse_loss(out.value, value)
-    loss = ce + value_weight * mse
-    return loss, {"loss": loss.item(), "policy_loss": ce.item(), "value_loss": mse.item()}
+    return ce + value_weight * mse, {"policy_loss": ce.item(), "value_loss": mse.item()}
 
 
+def group_loss(net: PolicyValueNet, obs: dict[str, torch.Tensor], legal: torch.Tensor,
+               has_next: torch.Tensor, reward: torch.Tensor, q: torch.Tensor, *,
+               discount: float, scale: float) -> torch.Tensor:
+    """Squared error of centred sibling Q values, in units of ``scale``.
+
+    ``Qnet(a) = reward(a) + discount * V_net(next(a))`` (no value after a terminal step);
+    both ``Qnet`` and the target ``q`` are centred on their mean over the legal actions,
+    so only the differences between siblings are trained.
+
+    Args:
+        net: the network.
+        obs: next-state observations with leading dims [G, A].
+        legal, has_next: [G, A] bool.
+        reward, q: [G, A] float.
+        discount: per-step discount.
+        scale: Q-difference unit (reward units).
+
+    Returns:
+        Scalar loss (0 when no group has two legal actions).
+    """
+    g, a = legal.shape
+    rows = has_next.flatten().nonzero()[:, 0]
+    flat = {k: v.flatten(0, 1)[rows] for k, v in obs.items()}
+    v = torch.zeros(g * a, dtype=reward.dtype)
+    v = v.index_put((rows,), net(flat).value) if len(rows) else v
+    qn = reward + discount * v.view(g, a)  # [G, A]
+    w = legal.to(reward.dtype)
+    n = w.sum(1, keepdim=True).clamp(min=1.0)
+    err = (qn - (qn * w).sum(1, keepdim=True) / n) - (q - (q * w).sum(1, keepdim=True) / n)
+    return ((err / scale) ** 2 * w).sum() / w.sum().clamp(min=1.0)
+
+
+# ---- training ----------------------------------------------------------------------------------
 def _lr(step: int, cfg: PretrainConfig) -> float:
     warm = max(1, min(100, cfg.steps // 10))
     if step < warm:
@@ -296,17 +164,32 @@ def _lr(step: int, cfg: PretrainConfig) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
 
+class _Batches:
+    """Endless shuffled minibatches of row indices from ``generator``."""
+
+    def __init__(self, n: int, size: int, generator: torch.Generator) -> None:
+        self.n, self.size, self.gen = n, min(size, n), generator
+        self.perm, self.pos = torch.randperm(n, generator=generator), 0
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.size > self.n:
+            self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        self.pos += self.size
+        return self.perm[self.pos - self.size:self.pos]
+
+
 def train_policy_value(net: PolicyValueNet, train: PVDataset, cfg: PretrainConfig,
-                       generator: torch.Generator, *, val: PVDataset | None = None,
-                       log_every: int = 0) -> TrainLog:
-    """Fits ``net`` to the targets in ``train`` (in place).
+                       generator: torch.Generator, *, groups: GroupDataset | None = None,
+                       val: PVDataset | None = None, log_every: int = 0) -> TrainLog:
+    """Fits ``net`` to the targets (in place).
 
     Args:
         net: the network (trained in train mode, left in eval mode).
-        train: training samples.
-        cfg: optimisation settings (steps, batch_size, lr, weight_decay, value_weight).
+        train: training states.
+        cfg: optimisation settings.
         generator: draws the minibatches.
-        val: optional validation samples; their metrics land in ``TrainLog.val``.
+        groups: optional sibling groups (used when ``cfg.group_batch > 0``).
+        val: optional validation states; their metrics land in ``TrainLog.val``.
         log_every: print a progress line every this many steps (0 = silent).
 
     Returns:
@@ -314,33 +197,41 @@ def train_policy_value(net: PolicyValueNet, train: PVDataset, cfg: PretrainConfi
     """
     t0 = time.perf_counter()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    obs = to_torch(train.obs)
-    pol, val_t = torch.as_tensor(train.policy), torch.as_tensor(train.value)
-    n = len(train)
+    obs, pol, val_t = to_torch(train.obs), torch.as_tensor(train.policy), torch.as_tensor(train.value)
+    batches = _Batches(len(train), cfg.batch_size, generator)
+    use_groups = groups is not None and len(groups) > 0 and cfg.group_batch > 0
+    if use_groups:
+        gt = (to_torch(groups.obs), torch.as_tensor(groups.legal), torch.as_tensor(groups.has_next),
+              torch.as_tensor(groups.reward), torch.as_tensor(groups.q))
+        gbatches = _Batches(len(groups), cfg.group_batch, generator)
     log = TrainLog()
-    perm, pos = torch.randperm(n, generator=generator), 0
     net.train()
     for step in range(cfg.steps):
-        if pos + cfg.batch_size > n:
-            perm, pos = torch.randperm(n, generator=generator), 0
-        idx = perm[pos:pos + cfg.batch_size]
-        pos += cfg.batch_size
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg)
+        for pg in opt.param_groups:
+            pg["lr"] = _lr(step, cfg)
+        idx = batches.next()
         loss, m = pv_loss(net, {k: v[idx] for k, v in obs.items()}, pol[idx], val_t[idx],
                           value_weight=cfg.value_weight)
+        gl = torch.zeros(())
+        if use_groups:
+            gi = gbatches.next()
+            gl = group_loss(net, {k: v[gi] for k, v in gt[0].items()}, *(x[gi] for x in gt[1:]),
+                            discount=cfg.data.discount, scale=cfg.group_scale)
+            loss = loss + cfg.group_weight * gl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
-        log.loss.append(m["loss"])
+        log.loss.append(loss.item())
         log.policy_loss.append(m["policy_loss"])
         log.value_loss.append(m["value_loss"])
+        log.group_loss.append(gl.item())
         if log_every and (step + 1) % log_every == 0:
             k = log_every
             print(f"step {step + 1:5d}  loss {np.mean(log.loss[-k:]):.4f}  "
                   f"ce {np.mean(log.policy_loss[-k:]):.4f}  "
-                  f"mse {np.mean(log.value_loss[-k:]):.4f}  {time.perf_counter() - t0:.0f}s",
+                  f"mse {np.mean(log.value_loss[-k:]):.5f}  "
+                  f"group {np.mean(log.group_loss[-k:]):.3f}  {time.perf_counter() - t0:.0f}s",
                   flush=True)
     net.eval()
     if val is not None and len(val):
@@ -388,22 +279,21 @@ def pretrain(layout: Layout, cfg: PretrainConfig, *, net_config: PolicyValueConf
         (trained net in eval mode, training log, info dict for the checkpoint metadata).
     """
     t0 = time.perf_counter()
-    rng = np.random.default_rng(cfg.seed)
-    data = make_dataset(layout, cfg, rng)
+    data, groups = make_datasets(layout, cfg.data, np.random.default_rng(cfg.seed))
     data_s = time.perf_counter() - t0
-    train, val = split_holdout(data, cfg)
+    is_val = holdout_mask(data.situation, cfg.data)
+    train, val = data.take(np.flatnonzero(~is_val)), data.take(np.flatnonzero(is_val))
+    groups = groups.take(np.flatnonzero(~holdout_mask(groups.situation, cfg.data)))
     gen = torch.Generator().manual_seed(cfg.seed)
     net = PolicyValueNet(net_config, generator=gen)
-    log = train_policy_value(net, train, cfg, gen, val=val, log_every=log_every)
+    log = train_policy_value(net, train, cfg, gen, groups=groups, val=val, log_every=log_every)
     info: dict[str, object] = {
-        "stage": "pretrain", "seed": cfg.seed, "n_samples": len(data), "n_train": len(train),
-        "data_wall_s": round(data_s, 1), "train_wall_s": round(log.wall_s, 1),
+        "stage": "pretrain", "config": asdict(cfg), "n_samples": len(data),
+        "n_train": len(train), "n_groups": len(groups), "data_wall_s": round(data_s, 1),
+        "train_wall_s": round(log.wall_s, 1),
         "value_target": "discounted return of the greedy shortest-path expert played in the "
-                        f"grid model (discount {cfg.discount}, {cfg.value_rollouts} plays; "
-                        "later orders: exact open-warehouse expectation)",
-        "grid_model": {"horizon_steps": cfg.horizon_steps,
-                       "terminate_on_delivery": cfg.terminate_on_delivery},
-        "policy_target": "uniform over shortest-path expert actions",
+                        "grid model (station-averaged while empty)",
+        "policy_target": "uniform over the shortest-path expert's optimal actions",
         "final_train_loss": float(np.mean(log.loss[-50:])) if log.loss else None,
         "val": log.val,
     }

@@ -231,8 +231,11 @@ def route_blocked(route: np.ndarray, robot_cell: Cell, pallet_cells: set[Cell]) 
 # ---- people -------------------------------------------------------------------------------
 
 
-def bfs_path(layout: Layout, start: Cell, goal: Cell) -> list[Cell]:
-    """4-connected shortest path start..goal over free cells (empty if unreachable)."""
+def bfs_path(
+    layout: Layout, start: Cell, goal: Cell, blocked: frozenset[Cell] | set[Cell] = frozenset()
+) -> list[Cell]:
+    """4-connected shortest path start..goal over free cells not in ``blocked`` (empty if
+    unreachable; ``start`` itself may be blocked)."""
     h, w = layout.shape
     prev = {start: start}
     q: deque[Cell] = deque([start])
@@ -242,7 +245,13 @@ def bfs_path(layout: Layout, start: Cell, goal: Cell) -> list[Cell]:
             break
         for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
             nb = (cur[0] + dr, cur[1] + dc)
-            if 0 <= nb[0] < h and 0 <= nb[1] < w and not layout.occupancy[nb] and nb not in prev:
+            if (
+                0 <= nb[0] < h
+                and 0 <= nb[1] < w
+                and not layout.occupancy[nb]
+                and nb not in prev
+                and nb not in blocked
+            ):
                 prev[nb] = cur
                 q.append(nb)
     if goal not in prev:
@@ -262,7 +271,9 @@ class PeopleWalker:
     ``yield_dist`` between the person's front and the robot's circumscribed circle, and
     within ``lateral_m`` of their line of walking (robots in the next aisle row don't stop
     them). They yield, but robots must not count on it: after ``patience_s`` of yielding
-    they walk back to their cell centre and choose a new goal. Deterministic given ``rng``.
+    they step aside: a new goal reachable without crossing a cell holding a robot centre and
+    not starting towards a robot in the yield zone (a few seeded draws; none found: stand
+    still 1 s, then draw again). Deterministic given ``rng``.
 
     Args:
         layout: floor plan. n: people. speed: m/s. pause_s: (min, max) s.
@@ -327,31 +338,53 @@ class PeopleWalker:
             self._advance(i, dt, robot_xy)
         return self.xy
 
-    def _new_goal(self, i: int) -> None:
+    def _new_goal(self, i: int, robot_xy: np.ndarray | None = None, tries: int = 8) -> None:
+        """Draw a new goal; with ``robot_xy`` (after yielding) step aside: a path that avoids
+        robot cells and does not start towards a robot in the yield zone."""
         cur = tuple(int(v) for v in self.layout.xy_to_cell(self.xy[i]))
-        goal = self._free[int(self.rng.integers(len(self._free)))]
-        path = bfs_path(self.layout, cur, goal)  # type: ignore[arg-type]
         centre = self.layout.cell_to_xy(np.array(cur))
-        self._paths[i] = path if np.hypot(*(centre - self.xy[i])) > 1e-9 else path[1:]
+        off_centre = np.hypot(*(centre - self.xy[i])) > 1e-9
         self._yielded[i] = 0.0
-        if not self._paths[i]:
-            self._wait[i] = 1.0
+        blocked: set[Cell] = set()
+        if robot_xy is not None and len(robot_xy):
+            blocked = {(int(r), int(c)) for r, c in self.layout.xy_to_cell(robot_xy)}
+            blocked.discard(cur)  # type: ignore[arg-type]
+        for _ in range(tries if robot_xy is not None else 1):
+            goal = self._free[int(self.rng.integers(len(self._free)))]
+            path = bfs_path(self.layout, cur, goal, blocked)  # type: ignore[arg-type]
+            path = path if off_centre else path[1:]
+            if robot_xy is not None and path and self._robot_ahead(i, path[0], robot_xy):
+                path = path[1:] if off_centre else []  # don't walk back towards the robot
+                if path and self._robot_ahead(i, path[0], robot_xy):
+                    path = []
+            if path:
+                self._paths[i] = path
+                return
+        self._paths[i] = []
+        self._wait[i] = 1.0
+
+    def _robot_ahead(self, i: int, cell: Cell, robot_xy: np.ndarray) -> bool:
+        """A robot in the yield zone of person ``i`` walking towards ``cell``'s centre."""
+        d = self.layout.cell_to_xy(np.array(cell)) - self.xy[i]
+        dist = float(np.hypot(d[0], d[1]))
+        if dist <= 1e-9 or len(robot_xy) == 0:
+            return False
+        u = d / dist
+        rel = robot_xy - self.xy[i]
+        ahead = rel @ u  # [N] m along the walking direction
+        lateral = np.abs(rel[:, 0] * u[1] - rel[:, 1] * u[0])  # [N] m
+        reach = self.person_half + self.yield_dist + self.robot_radius
+        return bool(np.any((ahead > 0) & (ahead <= reach) & (lateral <= self.lateral_m)))
 
     def _advance(self, i: int, dt: float, robot_xy: np.ndarray) -> None:
         tgt = self.layout.cell_to_xy(np.array(self._paths[i][0]))
         d = tgt - self.xy[i]
         dist = float(np.hypot(d[0], d[1]))
-        if dist > 1e-9 and len(robot_xy):
-            u = d / dist
-            rel = robot_xy - self.xy[i]
-            ahead = rel @ u  # [N] m along the walking direction
-            lateral = np.abs(rel[:, 0] * u[1] - rel[:, 1] * u[0])  # [N] m
-            reach = self.person_half + self.yield_dist + self.robot_radius
-            if np.any((ahead > 0) & (ahead <= reach) & (lateral <= self.lateral_m)):
-                self._yielded[i] += dt
-                if self._yielded[i] > self.patience_s:
-                    self._new_goal(i)
-                return
+        if dist > 1e-9 and self._robot_ahead(i, self._paths[i][0], robot_xy):
+            self._yielded[i] += dt
+            if self._yielded[i] > self.patience_s:
+                self._new_goal(i, robot_xy)
+            return
         step = self.speed * dt
         if dist <= step:
             self.xy[i] = tgt

@@ -457,6 +457,30 @@ def test_people__halt_about_1m_before_a_robot_in_their_walking_direction() -> No
     sim.close()
 
 
+def test_people__step_aside_after_yielding_instead_of_waiting_for_ever() -> None:
+    cfg = SimConfig(
+        n_robots=2,
+        orders=OrdersConfig(rate_per_min=0.0, n_initial=0),
+        faults=FaultsConfig(enabled=True, n_people=1),
+    )
+    # the person stands between two robots in row 12 and wants to walk through robot 0
+    start = np.concatenate([at_cell((12, 8)), at_cell((12, 3))])
+    sim = WarehouseSim(cfg, seed=1, start_poses=start)
+    walker = sim._people
+    walker.xy[0] = sim.layout.cell_to_xy(np.array((12, 6)))
+    walker._wait[0] = 0.0
+    walker._paths[0] = [(12, c) for c in range(7, 12)]
+    robot_cells = {(12, 8), (12, 3)}
+    d0 = np.hypot(*(sim.ground_truth()[:, :2] - walker.xy[0]).T).min()
+    for _ in range(200):  # 10 s
+        sim.step([STOP, STOP])
+        cell = tuple(int(v) for v in sim.layout.xy_to_cell(walker.xy[0]))
+        assert cell not in robot_cells
+    assert np.hypot(*(sim.ground_truth()[:, :2] - walker.xy[0]).T).min() > d0 + 0.5  # walked off
+    assert sim.collisions["robot_person"] == 0
+    sim.close()
+
+
 def test_faults__exceptions_scenario_is_deterministic() -> None:
     cfg = scenario("exceptions", n_robots=2, duration_s=30.0)
     plan = [
