@@ -60,7 +60,7 @@ class BaselineConfig:
     """
 
     nav: NavConfig = field(default_factory=NavConfig)
-    localization: LocalizationKind = "ground_truth"
+    localization: LocalizationKind = "ekf"
     dispatch_period_s: float = 1.0
     urgency_m_per_s: float = 0.05
     pick_attempts: int = 40

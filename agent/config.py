@@ -80,7 +80,7 @@ class ScenarioSection:
 class LocalizationSection:
     """The ``localization`` group: pose source of the agent."""
 
-    kind: LocalizationKind = "ground_truth"
+    kind: LocalizationKind = "ekf"
 
 
 @dataclass(frozen=True)

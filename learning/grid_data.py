@@ -13,8 +13,8 @@
    clearing, robot waits). With the default model (episodes end at the first delivery,
    as in :func:`planning.evaluation.run_planning_eval`) this is the return of the
    current order: exact for open situations, sampled for stochastic ones. An empty
-   robot cannot observe its order's station, so its target is averaged over stations
-   (:func:`value_targets`). Without ``terminate_on_delivery`` the play stops at the
+   robot cannot observe its order's station, so its target is the minimum over the
+   stations (:func:`value_targets` explains why not the mean). Without ``terminate_on_delivery`` the play stops at the
    first delivery and adds the exact expected return of later orders
    (:func:`learning.expert.open_world_values`).
 4. **Sibling groups**: for ``n_groups`` of the states, every legal action is applied once
@@ -57,6 +57,8 @@ class GridDataConfig:
         p_loaded: fraction of situations starting loaded.
         p_late_start: fraction starting at ``t`` uniform in ``[0, horizon)``.
         value_rollouts: expert plays averaged per value target.
+        station_value: how an empty state's target combines the possible stations of
+            its order, "min" or "mean" (see :func:`value_targets`).
         n_groups: states expanded into sibling groups (0 = none).
         discount: per-step discount of the targets (the search's discount).
         holdout: fraction of situations kept for validation.
@@ -74,6 +76,7 @@ class GridDataConfig:
     p_loaded: float = 0.3
     p_late_start: float = 0.2
     value_rollouts: int = 1
+    station_value: str = "min"
     n_groups: int = 8192
     discount: float = 0.99
     holdout: float = 0.1
@@ -92,6 +95,7 @@ class GridDataConfig:
             ("p_loaded", 0.0 <= self.p_loaded <= 1.0, "in [0, 1]"),
             ("p_late_start", 0.0 <= self.p_late_start <= 1.0, "in [0, 1]"),
             ("value_rollouts", self.value_rollouts >= 1, "integer >= 1"),
+            ("station_value", self.station_value in ("min", "mean"), "'min', 'mean'"),
             ("n_groups", self.n_groups >= 0, "integer >= 0"),
             ("discount", 0.0 < self.discount <= 1.0, "in (0, 1]"),
             ("holdout", 0.0 <= self.holdout < 1.0, "in [0, 1)"),
@@ -215,24 +219,35 @@ def sample_training_states(layout: Layout, cfg: GridDataConfig, rng: np.random.G
 
 def value_targets(expert: ShortestPathExpert, states: GridState, rng: np.random.Generator,
                   cfg: GridDataConfig) -> np.ndarray:
-    """[N] float64 expert returns, averaged over plays and, while empty, over stations.
+    """[N] float64 expert returns, averaged over plays; while empty, reduced over stations.
 
     An empty robot's observation does not show its order's station (the goal vector
-    points at the pick cell), so the target of an empty state is its mean return over
-    every station the order could have (uniform, as orders are drawn): the regression
-    optimum is unchanged and the target loses the unobservable part of its variance.
+    points at the pick cell), so an empty state's target is a function of the stations
+    the order could have: their ``min`` (default) or ``mean`` (``cfg.station_value``).
+    The mean is the regression optimum, but a search compares PICK, whose next state
+    shows the actual station, with moves whose next states average over stations; when
+    the actual station is far, the averaged siblings look better and a search with few
+    simulations refuses to pick. With the min the empty values are those of the
+    farthest station: exact Bellman backups among empty siblings (the farthest
+    station depends only on the observed pick cell) and ``Q(PICK) >= V`` on the pick
+    cell for every station.
     """
     model = expert.model
     n_st, k = len(model.station_cells), cfg.value_rollouts
-    reps = np.where(states.load, 1, n_st) * k  # [N] plays per state
-    rows = np.repeat(np.arange(len(states)), reps)
-    plays = _take(states, rows)
-    offset = np.arange(len(rows)) - np.repeat(np.cumsum(reps) - reps, reps)  # play index
-    station = np.where(plays.load, plays.station, model.station_cells[(offset // k) % n_st])
+    slots = np.where(states.load, 1, n_st)  # [N] stations evaluated per state
+    slot_state = np.repeat(np.arange(len(states)), slots)  # [M] state of each (state, slot)
+    slot_index = np.arange(len(slot_state)) - np.repeat(np.cumsum(slots) - slots, slots)
+    rows = np.repeat(np.arange(len(slot_state)), k)  # [M * k] plays
+    plays = _take(states, slot_state[rows])
+    station = np.where(plays.load, plays.station, model.station_cells[slot_index[rows]])
     plays = model.replace(plays, station=station)
     table = open_world_values(model, cfg.discount)
     ret = expert_returns(expert, plays, rng, discount=cfg.discount, continuation=table)
-    return np.bincount(rows, weights=ret, minlength=len(states)) / reps
+    per_slot = np.bincount(rows, weights=ret, minlength=len(slot_state)) / k  # [M]
+    starts = np.cumsum(slots) - slots
+    if cfg.station_value == "min":
+        return np.minimum.reduceat(per_slot, starts)
+    return np.add.reduceat(per_slot, starts) / slots
 
 
 def _groups(expert: ShortestPathExpert, roots: GridState, sit: np.ndarray,

@@ -426,7 +426,7 @@ class FaultInjector:
     """Turns a :class:`FaultSchedule` into events, masks and world requests.
 
     World side effects are requested through the callbacks given to :meth:`tick`:
-    ``add_pallet(name, cell)``, ``remove_pallet(name)``, ``drop_load(robot) -> order id``.
+    ``add_pallet(name, cell)``, ``remove_pallet(name)``, ``drop_load(robot) -> order id`` (-1: carries nothing).
     The masks read by the sim each tick are ``failed`` (sensor -> [N] bool), ``slip`` [N]
     and ``broken`` [N] bool.
 
@@ -514,6 +514,8 @@ class FaultInjector:
             for r in order:
                 if view.carrying[r] >= 0:
                     oid = drop_load(r)
+                    if oid < 0:  # already dropped by another fault this tick (stale view)
+                        continue
                     cell = tuple(int(v) for v in view.cells[r])
                     ev = self.log.open("load_dropped", r, t, cell=cell, detail=f"order {oid}")
                     self._info[ev.id] = {"order": oid}

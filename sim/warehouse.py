@@ -458,8 +458,11 @@ class WarehouseSim:
         return True
 
     def _drop_load(self, robot_id: int) -> int:
-        """Fault: the carried load falls to the floor under the robot. Returns the order id."""
+        """Fault: the carried load falls to the floor under the robot. Returns the order id,
+        -1 if the robot carries nothing (e.g. its load already fell earlier this tick)."""
         oid = int(self._carrying[robot_id])
+        if oid < 0:
+            return -1
         half = self.cfg.orders.load_size / 2
         load = f"load_{oid}"
         self._world.detach(f"carry_{robot_id}")

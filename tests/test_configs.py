@@ -33,7 +33,7 @@ def compose(*overrides: str) -> tuple[dict, AppConfig]:
 
 def test_configs__every_yaml_is_covered():
     yamls = {p.relative_to(CONFIGS_DIR).as_posix() for p in CONFIGS_DIR.rglob("*.yaml")}
-    covered = {f"{g}/{o}.yaml" for g, o in OPTIONS} | {f"{PRIMARY}.yaml"}
+    covered = {f"{g}/{o}.yaml" for g, o in OPTIONS} | {f"{PRIMARY}.yaml", "eval.yaml"}
     assert yamls == covered
 
 
@@ -62,7 +62,7 @@ def test_configs__defaults_match_the_library_defaults():
     assert app.layout == LayoutConfig()
     assert app.scenario.name == "nominal" and app.scenario.faults == FaultsConfig()
     assert app.agent.kind == "baseline" and app.agent.baseline == BaselineConfig()
-    assert app.localization.kind == "ground_truth"
+    assert app.localization.kind == "ekf"  # agents drive on the estimate, not on ground truth
     assert to_sim_config(app) == SimConfig()
 
 
@@ -87,3 +87,12 @@ def test_configs__app_config_is_frozen():
     _, app = compose()
     with pytest.raises(dataclasses.FrozenInstanceError):
         app.episodes = 5  # type: ignore[misc]
+
+
+def test_configs__eval_primary_composes_with_its_own_section():
+    from agent.cli import VERBS, prepare
+
+    inv = prepare(VERBS["eval"], ["task=planning", "situations=3"])
+    assert inv.section.task == "planning" and inv.section.situations == 3
+    assert inv.app.episodes == 1 and inv.app.duration_s == 120.0
+    assert inv.choices["sensors"] == "nominal"

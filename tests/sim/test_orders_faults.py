@@ -388,6 +388,28 @@ def test_load_dropped__load_falls_and_repick_resolves() -> None:
     sim.close()
 
 
+def test_load_dropped__two_drops_in_one_tick_drop_one_load() -> None:
+    """Regression: the second fault of a tick saw a stale 'carrying' view (KeyError load_-1)."""
+    cfg = SimConfig(n_robots=2, orders=OrdersConfig(rate_per_min=0.0, n_initial=1))
+    probe = WarehouseSim(cfg, seed=2)
+    cell = probe.orders[0].pick_cell
+    probe.close()
+    plan = [PlannedFault(t=1.0, kind="load_dropped", robot=0, duration=0.0)] * 2
+    sim = WarehouseSim(
+        SimConfig(n_robots=2, orders=cfg.orders, faults=FaultsConfig(enabled=True)),
+        seed=2,
+        start_poses=np.concatenate([at_cell(cell), at_cell((3, 5))]),
+        fault_plan=plan,
+    )
+    sim.assign(0, 0)
+    assert sim.pick(0)
+    for _ in range(40):
+        sim.step([STOP, STOP])
+    assert [e.kind for e in sim.events] == ["load_dropped"] and sim.orders[0].status == "dropped"
+    assert sim._faults.schedule.pending == 1  # the other one waits for a carrying robot
+    sim.close()
+
+
 def test_people__walk_along_free_cells_at_walking_speed() -> None:
     cfg = SimConfig(
         n_robots=2,
