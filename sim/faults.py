@@ -426,7 +426,8 @@ class FaultInjector:
     """Turns a :class:`FaultSchedule` into events, masks and world requests.
 
     World side effects are requested through the callbacks given to :meth:`tick`:
-    ``add_pallet(name, cell)``, ``remove_pallet(name)``, ``drop_load(robot) -> order id`` (-1: carries nothing).
+    ``add_pallet(name, cell)``, ``remove_pallet(name)``, ``drop_load(robot) -> order id``
+    (-1: the robot carries nothing).
     The masks read by the sim each tick are ``failed`` (sensor -> [N] bool), ``slip`` [N]
     and ``broken`` [N] bool.
 
@@ -618,9 +619,8 @@ class FaultInjector:
             and int(view.active_order[r]) != oid
             and view.order_status.get(oid, "") in ("carried", "delivered")
         )
-        if taken:  # reassigned to and picked by another robot
-            self.log.resolve(e.id, t_res)
-        elif first and int(view.active_order[r]) < 0:  # no order at window end
+        idle = first and int(view.active_order[r]) < 0  # no order at window end
+        if taken or idle:  # taken: reassigned to and picked by another robot
             self.log.resolve(e.id, t_res)
         elif float(np.hypot(*(view.xy[r] - info["xy_end"]))) >= BREAKDOWN_MOVE_M:
             self.log.resolve(e.id, view.t)  # moving again
