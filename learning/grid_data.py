@@ -13,10 +13,10 @@
    clearing, robot waits). With the default model (episodes end at the first delivery,
    as in :func:`planning.evaluation.run_planning_eval`) this is the return of the
    current order: exact for open situations, sampled for stochastic ones. An empty
-   robot cannot observe its order's station, so its target is the minimum over the
-   stations (:func:`value_targets` explains why not the mean). Without ``terminate_on_delivery`` the play stops at the
-   first delivery and adds the exact expected return of later orders
-   (:func:`learning.expert.open_world_values`).
+   robot cannot observe its order's station, so it is valued for the station farthest
+   from its pick cell (:func:`value_targets` explains why not the mean). Without
+   ``terminate_on_delivery`` the play stops at the first delivery and adds the exact
+   expected return of later orders (:func:`learning.expert.open_world_values`).
 4. **Sibling groups**: for ``n_groups`` of the states, every legal action is applied once
    and the resulting ``Q(a) = r + discount * V(next)`` recorded with the next states'
    observations. At 2-8 simulations the search decides between siblings by their Q,
@@ -30,14 +30,17 @@ All randomness comes from the ``np.random.Generator`` passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from learning.expert import ShortestPathExpert, expert_returns, open_world_values
 from planning.evaluators import random_legal_actions
 from planning.grid_model import GridModel, GridModelConfig, GridState
+from planning.paths import bfs_distances
 from planning.situations import SITUATION_KINDS, sample_situations
 from sim.layout import Layout
+from sim.types import MacroAction
 
 __all__ = ["GridDataConfig", "GroupDataset", "OBS_KEYS", "PVDataset", "make_datasets",
            "sample_training_states", "value_targets"]
@@ -57,8 +60,8 @@ class GridDataConfig:
         p_loaded: fraction of situations starting loaded.
         p_late_start: fraction starting at ``t`` uniform in ``[0, horizon)``.
         value_rollouts: expert plays averaged per value target.
-        station_value: how an empty state's target combines the possible stations of
-            its order, "min" or "mean" (see :func:`value_targets`).
+        station_value: which station an empty state is valued for, "farthest" (from
+            its pick cell) or "mean" over all (see :func:`value_targets`).
         n_groups: states expanded into sibling groups (0 = none).
         discount: per-step discount of the targets (the search's discount).
         holdout: fraction of situations kept for validation.
@@ -76,7 +79,7 @@ class GridDataConfig:
     p_loaded: float = 0.3
     p_late_start: float = 0.2
     value_rollouts: int = 1
-    station_value: str = "min"
+    station_value: Literal["farthest", "mean"] = "farthest"
     n_groups: int = 8192
     discount: float = 0.99
     holdout: float = 0.1
@@ -95,7 +98,7 @@ class GridDataConfig:
             ("p_loaded", 0.0 <= self.p_loaded <= 1.0, "in [0, 1]"),
             ("p_late_start", 0.0 <= self.p_late_start <= 1.0, "in [0, 1]"),
             ("value_rollouts", self.value_rollouts >= 1, "integer >= 1"),
-            ("station_value", self.station_value in ("min", "mean"), "'min', 'mean'"),
+            ("station_value", self.station_value in ("farthest", "mean"), "'farthest', 'mean'"),
             ("n_groups", self.n_groups >= 0, "integer >= 0"),
             ("discount", 0.0 < self.discount <= 1.0, "in (0, 1]"),
             ("holdout", 0.0 <= self.holdout < 1.0, "in [0, 1)"),
@@ -217,37 +220,45 @@ def sample_training_states(layout: Layout, cfg: GridDataConfig, rng: np.random.G
     return model, _concat(rec), np.concatenate(rec_kind), np.concatenate(rec_sit)
 
 
+def farthest_station(model: GridModel) -> np.ndarray:
+    """[H*W] int64: for each pick cell, the station farthest from it on the static map."""
+    lay = model.layout
+    out = np.full(lay.free.size, -1, np.int64)
+    for p, (r, c) in zip(model.pick_cells, model.to_cells(model.pick_cells)):
+        d = bfs_distances(lay.free, (int(r), int(c))).ravel()[model.station_cells]
+        out[p] = model.station_cells[int(np.argmax(d))]
+    return out
+
+
 def value_targets(expert: ShortestPathExpert, states: GridState, rng: np.random.Generator,
                   cfg: GridDataConfig) -> np.ndarray:
-    """[N] float64 expert returns, averaged over plays; while empty, reduced over stations.
+    """[N] float64 expert returns (mean of ``value_rollouts`` plays).
 
     An empty robot's observation does not show its order's station (the goal vector
-    points at the pick cell), so an empty state's target is a function of the stations
-    the order could have: their ``min`` (default) or ``mean`` (``cfg.station_value``).
-    The mean is the regression optimum, but a search compares PICK, whose next state
-    shows the actual station, with moves whose next states average over stations; when
-    the actual station is far, the averaged siblings look better and a search with few
-    simulations refuses to pick. With the min the empty values are those of the
-    farthest station: exact Bellman backups among empty siblings (the farthest
-    station depends only on the observed pick cell) and ``Q(PICK) >= V`` on the pick
-    cell for every station.
+    points at the pick cell), so an empty state is valued for a station that is a
+    function of what it observes (``cfg.station_value``): ``"farthest"`` (default) plays
+    it with the station farthest from its pick cell, ``"mean"`` averages the plays
+    over all stations. The mean is the regression optimum, but a search compares PICK,
+    whose next state shows the actual station, with moves whose next states average
+    over stations: when the actual station is far, the averaged siblings look better
+    and a search with few simulations refuses to pick. With the farthest station the
+    empty values are exact Bellman backups among empty siblings (it depends only on the
+    observed pick cell) and, in an open aisle, ``Q(PICK) >= V`` for every station.
     """
     model = expert.model
     n_st, k = len(model.station_cells), cfg.value_rollouts
-    slots = np.where(states.load, 1, n_st)  # [N] stations evaluated per state
-    slot_state = np.repeat(np.arange(len(states)), slots)  # [M] state of each (state, slot)
+    mean = cfg.station_value == "mean"
+    slots = np.where(states.load | (not mean), 1, n_st)  # [N] stations played per state
+    slot_state = np.repeat(np.arange(len(states)), slots)  # [M]
     slot_index = np.arange(len(slot_state)) - np.repeat(np.cumsum(slots) - slots, slots)
     rows = np.repeat(np.arange(len(slot_state)), k)  # [M * k] plays
     plays = _take(states, slot_state[rows])
-    station = np.where(plays.load, plays.station, model.station_cells[slot_index[rows]])
-    plays = model.replace(plays, station=station)
+    empty_station = (model.station_cells[slot_index[rows]] if mean
+                     else farthest_station(model)[plays.pick])
+    plays = model.replace(plays, station=np.where(plays.load, plays.station, empty_station))
     table = open_world_values(model, cfg.discount)
     ret = expert_returns(expert, plays, rng, discount=cfg.discount, continuation=table)
-    per_slot = np.bincount(rows, weights=ret, minlength=len(slot_state)) / k  # [M]
-    starts = np.cumsum(slots) - slots
-    if cfg.station_value == "min":
-        return np.minimum.reduceat(per_slot, starts)
-    return np.add.reduceat(per_slot, starts) / slots
+    return np.bincount(slot_state[rows], weights=ret, minlength=len(states)) / (slots * k)
 
 
 def _groups(expert: ShortestPathExpert, roots: GridState, sit: np.ndarray,
@@ -274,6 +285,18 @@ def _groups(expert: ShortestPathExpert, roots: GridState, sit: np.ndarray,
     return GroupDataset({k: obs[k] for k in OBS_KEYS}, legal, has_next, r, q, sit)
 
 
+def _group_roots(model: GridModel, states: GridState, n: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of ``n`` group roots: every state where PICK or DROP is legal first
+    (the load flag and the goal vector jump there, the hardest sibling comparison), then
+    uniformly random others."""
+    legal = model.legal_actions(states)
+    finish = legal[:, MacroAction.PICK] | legal[:, MacroAction.DROP]
+    order = np.concatenate([rng.permutation(np.flatnonzero(finish)),
+                            rng.permutation(np.flatnonzero(~finish))])
+    return np.sort(order[:n])
+
+
 def make_datasets(layout: Layout, cfg: GridDataConfig, rng: np.random.Generator
                   ) -> tuple[PVDataset, GroupDataset]:
     """Seeded states with expert targets, and sibling groups of ``n_groups`` of them."""
@@ -284,7 +307,7 @@ def make_datasets(layout: Layout, cfg: GridDataConfig, rng: np.random.Generator
     obs = model.encode(states)
     data = PVDataset({n: obs[n].astype(np.float32) for n in OBS_KEYS},
                      policy.astype(np.float32), value.astype(np.float32), kind, sit)
-    roots = np.sort(rng.permutation(len(states))[:cfg.n_groups])
+    roots = _group_roots(model, states, cfg.n_groups, rng)
     groups = _groups(expert, _take(states, roots), sit[roots], rng, cfg)
     return data, groups
 

@@ -292,7 +292,7 @@ def pretrain(layout: Layout, cfg: PretrainConfig, *, net_config: PolicyValueConf
         "n_train": len(train), "n_groups": len(groups), "data_wall_s": round(data_s, 1),
         "train_wall_s": round(log.wall_s, 1),
         "value_target": "discounted return of the greedy shortest-path expert played in the "
-                        "grid model (while empty: the minimum over the possible stations)",
+                        "grid model (while empty: for the station farthest from the pick)",
         "policy_target": "uniform over the shortest-path expert's optimal actions",
         "final_train_loss": float(np.mean(log.loss[-50:])) if log.loss else None,
         "val": log.val,
