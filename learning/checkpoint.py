@@ -32,8 +32,14 @@ from safetensors.torch import load_file, save_file
 from learning.network import PolicyValueConfig, PolicyValueNet
 from sim.types import MacroAction
 
-__all__ = ["FORMAT", "VERSION", "load_policy_value", "metadata_path", "read_metadata",
-           "save_policy_value"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "load_policy_value",
+    "metadata_path",
+    "read_metadata",
+    "save_policy_value",
+]
 
 FORMAT = "forklift.policy_value"
 VERSION = 1
@@ -67,8 +73,9 @@ def _atomic_write(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
-def save_policy_value(net: PolicyValueNet, path: str | Path, *,
-                      training: dict[str, Any] | None = None) -> Path:
+def save_policy_value(
+    net: PolicyValueNet, path: str | Path, *, training: dict[str, Any] | None = None
+) -> Path:
     """Writes ``path`` (.safetensors) and its JSON sidecar.
 
     Args:
@@ -87,15 +94,23 @@ def save_policy_value(net: PolicyValueNet, path: str | Path, *,
         raise _fail(f"path {str(path)!r} must end in '.safetensors'")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT,
-                                                                      "version": str(VERSION)}))
+    _atomic_write(
+        path,
+        lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT, "version": str(VERSION)}),
+    )
     cfg = net.config
     meta = {
-        "format": FORMAT, "version": VERSION, "config": dataclasses.asdict(cfg),
-        "obs_spec": cfg.obs_spec(), "actions": [a.name.lower() for a in MacroAction],
-        "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
-                    for k, v in tensors.items()},
-        "sha256": _sha256(path), "training": training or {},
+        "format": FORMAT,
+        "version": VERSION,
+        "config": dataclasses.asdict(cfg),
+        "obs_spec": cfg.obs_spec(),
+        "actions": [a.name.lower() for a in MacroAction],
+        "tensors": {
+            k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+            for k, v in tensors.items()
+        },
+        "sha256": _sha256(path),
+        "training": training or {},
     }
     text = json.dumps(meta, indent=1, sort_keys=True, allow_nan=False) + "\n"
     _atomic_write(metadata_path(path), lambda tmp: Path(tmp).write_text(text))
@@ -118,8 +133,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise _fail(f"metadata {str(mpath)!r} is not a JSON object")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise _fail(f"unsupported format {meta.get('format')!r} version {meta.get('version')!r}; "
-                    f"allowed {FORMAT!r} version {VERSION}")
+        raise _fail(
+            f"unsupported format {meta.get('format')!r} version {meta.get('version')!r}; "
+            f"allowed {FORMAT!r} version {VERSION}"
+        )
     for key, kind in (("config", dict), ("obs_spec", dict), ("tensors", dict), ("sha256", str)):
         if not isinstance(meta.get(key), kind):
             raise _fail(f"metadata field {key!r} missing or not a {kind.__name__}")
@@ -172,8 +189,9 @@ def _check_tensors(tensors: dict[str, torch.Tensor], net: PolicyValueNet) -> Non
             raise _fail(f"tensor {name!r} has non-finite values")
 
 
-def load_policy_value(path: str | Path, *, expected: PolicyValueConfig | None = None,
-                      device: str = "cpu") -> tuple[PolicyValueNet, dict[str, Any]]:
+def load_policy_value(
+    path: str | Path, *, expected: PolicyValueConfig | None = None, device: str = "cpu"
+) -> tuple[PolicyValueNet, dict[str, Any]]:
     """Loads and validates a checkpoint written by :func:`save_policy_value`.
 
     Args:
@@ -196,8 +214,10 @@ def load_policy_value(path: str | Path, *, expected: PolicyValueConfig | None = 
         raise _fail(f"missing weights file {str(path)!r}")
     digest = _sha256(path)
     if digest != meta["sha256"]:
-        raise _fail(f"sha256 mismatch for {path.name} ({digest[:12]} vs {meta['sha256'][:12]}): "
-                    "corrupted or replaced file")
+        raise _fail(
+            f"sha256 mismatch for {path.name} ({digest[:12]} vs {meta['sha256'][:12]}): "
+            "corrupted or replaced file"
+        )
     try:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:

@@ -53,20 +53,27 @@ class NetworkEvaluator:
         ``action_mask``) are ignored; ``proprio`` is required.
         """
         if "proprio" not in encoded:
-            raise ValueError("evaluator input: missing key 'proprio'; allowed the dict of "
-                             "GridModel.encode (proprio, occupancy, action_mask)")
+            raise ValueError(
+                "evaluator input: missing key 'proprio'; allowed the dict of "
+                "GridModel.encode (proprio, occupancy, action_mask)"
+            )
         n = len(encoded["proprio"])
         logits = np.empty((n, self.num_actions), np.float32)
         values = np.empty(n, np.float32)
         self.net.eval()
         with torch.no_grad():
             for s in range(0, n, self.max_batch):
-                x = {k: torch.as_tensor(np.asarray(encoded[k][s:s + self.max_batch], np.float32),
-                                        device=self.device)
-                     for k in self._keys if k in encoded}
+                x = {
+                    k: torch.as_tensor(
+                        np.asarray(encoded[k][s : s + self.max_batch], np.float32),
+                        device=self.device,
+                    )
+                    for k in self._keys
+                    if k in encoded
+                }
                 out = self.net(x)
-                logits[s:s + self.max_batch] = out.logits.float().cpu().numpy()
-                values[s:s + self.max_batch] = out.value.float().cpu().numpy()
+                logits[s : s + self.max_batch] = out.logits.float().cpu().numpy()
+                values[s : s + self.max_batch] = out.value.float().cpu().numpy()
         return logits, values
 
 

@@ -101,8 +101,13 @@ class ShortestPathExpert:
         d[np.flatnonzero(ok), gr[ok] + 1, gc[ok] + 1] = 0
         inner = d[:, 1:-1, 1:-1]
         for _ in range(h * w):
-            nb = np.minimum(np.minimum(d[:, :-2, 1:-1], d[:, 2:, 1:-1]),
-                            np.minimum(d[:, 1:-1, :-2], d[:, 1:-1, 2:])) + 1
+            nb = (
+                np.minimum(
+                    np.minimum(d[:, :-2, 1:-1], d[:, 2:, 1:-1]),
+                    np.minimum(d[:, 1:-1, :-2], d[:, 1:-1, 2:]),
+                )
+                + 1
+            )
             new = np.where(passable, np.minimum(inner, nb), UNREACHABLE)
             if np.array_equal(new, inner):
                 break
@@ -110,8 +115,9 @@ class ShortestPathExpert:
         return np.minimum(inner, UNREACHABLE).reshape(n, h * w)
 
     # ---- actions ----------------------------------------------------------------------
-    def optimal_actions(self, states: GridState, dist: np.ndarray | None = None, *,
-                        avoid_robots: bool = True) -> np.ndarray:
+    def optimal_actions(
+        self, states: GridState, dist: np.ndarray | None = None, *, avoid_robots: bool = True
+    ) -> np.ndarray:
         """[B, 7] bool: the expert's equally good actions (at least one per row).
 
         Each legal action is scored by the distance of the cell it leads to (PICK / DROP:
@@ -133,8 +139,10 @@ class ShortestPathExpert:
         score[:, MacroAction.PICK] = -1.0
         score[:, MacroAction.DROP] = -1.0
         if avoid_robots and self.model.n_others:
-            held = np.concatenate([self.model.others_pos(states),
-                                   self.model.others_pos(states, states.others_k + 1)], axis=1)
+            held = np.concatenate(
+                [self.model.others_pos(states), self.model.others_pos(states, states.others_k + 1)],
+                axis=1,
+            )
             clash = (nxt[:, :, None] == held[:, None, :]).any(-1)  # [B, 7]
             score += np.where(clash, _CLASH_COST, 0.0)
         score = np.where(legal, score, np.inf)
@@ -145,8 +153,9 @@ class ShortestPathExpert:
         best = self.optimal_actions(states, dist).astype(np.float32)
         return best / best.sum(1, keepdims=True)
 
-    def act(self, states: GridState, rng: np.random.Generator,
-            dist: np.ndarray | None = None) -> np.ndarray:
+    def act(
+        self, states: GridState, rng: np.random.Generator, dist: np.ndarray | None = None
+    ) -> np.ndarray:
         """[B] int64: one optimal action per row, uniformly among ties."""
         best = self.optimal_actions(states, dist)
         return np.argmax(np.where(best, rng.random(best.shape), -1.0), axis=1)
@@ -178,8 +187,12 @@ def open_world_values(model: GridModel, discount: float) -> np.ndarray:
         return table
 
     def dist_from(cells: np.ndarray, to: np.ndarray) -> np.ndarray:
-        return np.stack([bfs_distances(lay.free, (int(r), int(c))).ravel()[to]
-                         for r, c in model.to_cells(cells)])
+        return np.stack(
+            [
+                bfs_distances(lay.free, (int(r), int(c))).ravel()[to]
+                for r, c in model.to_cells(cells)
+            ]
+        )
 
     d1 = dist_from(stations, picks)[:, :, None].astype(np.int64)  # [S, P, 1]
     length = d1 + dist_from(picks, stations)[None, :, :] + 2  # [S, P, S'] steps per order
@@ -189,17 +202,23 @@ def open_world_values(model: GridModel, discount: float) -> np.ndarray:
     for t in range(h - 1, -1, -1):
         left = h - t
         n = np.minimum(length, left)
-        time_part = -cost * (n if g == 1.0 else (1.0 - g ** n) / (1.0 - g))
-        pick = cfg.pick_reward * g ** d1 * (d1 < left)
+        time_part = -cost * (n if g == 1.0 else (1.0 - g**n) / (1.0 - g))
+        pick = cfg.pick_reward * g**d1 * (d1 < left)
         drop = cfg.delivery_reward * g ** (length - 1) * (length - 1 < left)
-        cont = g ** length * table[dst, np.minimum(t + length, h)]
+        cont = g**length * table[dst, np.minimum(t + length, h)]
         table[:, t] = (time_part + pick + drop + cont).mean(axis=(1, 2))
     return table
 
 
-def expert_returns(expert: ShortestPathExpert, states: GridState, rng: np.random.Generator, *,
-                   discount: float, continuation: np.ndarray | None = None,
-                   max_steps: int | None = None) -> np.ndarray:
+def expert_returns(
+    expert: ShortestPathExpert,
+    states: GridState,
+    rng: np.random.Generator,
+    *,
+    discount: float,
+    continuation: np.ndarray | None = None,
+    max_steps: int | None = None,
+) -> np.ndarray:
     """Discounted return of the greedy expert from each state, played in the model.
 
     Distances are recomputed only for rows whose goal or obstacles changed.

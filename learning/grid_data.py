@@ -42,8 +42,17 @@ from planning.situations import SITUATION_KINDS, sample_situations
 from sim.layout import Layout
 from sim.types import MacroAction
 
-__all__ = ["GridDataConfig", "GroupDataset", "OBS_KEYS", "PVDataset", "make_datasets",
-           "sample_training_states", "value_targets"]
+__all__ = [
+    "OBS_KEYS",
+    "GridDataConfig",
+    "GroupDataset",
+    "PVDataset",
+    "farthest_station",
+    "holdout_mask",
+    "make_datasets",
+    "sample_training_states",
+    "value_targets",
+]
 
 OBS_KEYS = ("proprio", "occupancy", "action_mask")
 
@@ -91,8 +100,11 @@ class GridDataConfig:
     def __post_init__(self) -> None:
         checks = [
             ("n_situations", self.n_situations >= 2, "integer >= 2"),
-            ("kinds", len(self.kinds) > 0 and set(self.kinds) <= set(SITUATION_KINDS),
-             f"non-empty subset of {SITUATION_KINDS}"),
+            (
+                "kinds",
+                len(self.kinds) > 0 and set(self.kinds) <= set(SITUATION_KINDS),
+                f"non-empty subset of {SITUATION_KINDS}",
+            ),
             ("record_steps", self.record_steps >= 1, "integer >= 1"),
             ("epsilon", 0.0 <= self.epsilon <= 1.0, "in [0, 1]"),
             ("p_loaded", 0.0 <= self.p_loaded <= 1.0, "in [0, 1]"),
@@ -112,8 +124,9 @@ class GridDataConfig:
 
     def model_config(self) -> GridModelConfig:
         """The grid-model settings the data is generated with."""
-        return GridModelConfig(horizon_steps=self.horizon_steps,
-                               terminate_on_delivery=self.terminate_on_delivery)
+        return GridModelConfig(
+            horizon_steps=self.horizon_steps, terminate_on_delivery=self.terminate_on_delivery
+        )
 
 
 @dataclass(frozen=True)
@@ -139,8 +152,13 @@ class PVDataset:
 
     def take(self, rows: np.ndarray) -> PVDataset:
         """The samples ``rows``."""
-        return PVDataset({k: v[rows] for k, v in self.obs.items()}, self.policy[rows],
-                         self.value[rows], self.kind[rows], self.situation[rows])
+        return PVDataset(
+            {k: v[rows] for k, v in self.obs.items()},
+            self.policy[rows],
+            self.value[rows],
+            self.kind[rows],
+            self.situation[rows],
+        )
 
 
 @dataclass(frozen=True)
@@ -169,9 +187,14 @@ class GroupDataset:
 
     def take(self, rows: np.ndarray) -> GroupDataset:
         """The groups ``rows``."""
-        return GroupDataset({k: v[rows] for k, v in self.obs.items()}, self.legal[rows],
-                            self.has_next[rows], self.reward[rows], self.q[rows],
-                            self.situation[rows])
+        return GroupDataset(
+            {k: v[rows] for k, v in self.obs.items()},
+            self.legal[rows],
+            self.has_next[rows],
+            self.reward[rows],
+            self.q[rows],
+            self.situation[rows],
+        )
 
 
 def _take(states: GridState, rows: np.ndarray) -> GridState:
@@ -182,8 +205,9 @@ def _concat(parts: list[GridState]) -> GridState:
     return GridState(**{k: np.concatenate([vars(p)[k] for p in parts]) for k in vars(parts[0])})
 
 
-def _start_states(model: GridModel, states: GridState, cfg: GridDataConfig,
-                  rng: np.random.Generator) -> GridState:
+def _start_states(
+    model: GridModel, states: GridState, cfg: GridDataConfig, rng: np.random.Generator
+) -> GridState:
     b = len(states)
     load = rng.random(b) < cfg.p_loaded
     late = rng.random(b) < cfg.p_late_start
@@ -191,16 +215,18 @@ def _start_states(model: GridModel, states: GridState, cfg: GridDataConfig,
     return model.replace(states, load=load, t=t.astype(np.int64))
 
 
-def sample_training_states(layout: Layout, cfg: GridDataConfig, rng: np.random.Generator
-                           ) -> tuple[GridModel, GridState, np.ndarray, np.ndarray]:
+def sample_training_states(
+    layout: Layout, cfg: GridDataConfig, rng: np.random.Generator
+) -> tuple[GridModel, GridState, np.ndarray, np.ndarray]:
     """Situations played by the epsilon-greedy expert; every visited non-terminal state.
 
     Returns:
         (model, states [N], kind [N] int64, situation [N] int64).
     """
     kinds = [cfg.kinds[i % len(cfg.kinds)] for i in range(cfg.n_situations)]
-    model, states = sample_situations(layout, kinds, rng, config=cfg.model_config(),
-                                      n_others=cfg.n_others, n_blocks=cfg.n_blocks)
+    model, states = sample_situations(
+        layout, kinds, rng, config=cfg.model_config(), n_others=cfg.n_others, n_blocks=cfg.n_blocks
+    )
     states = _start_states(model, states, cfg, rng)
     expert = ShortestPathExpert(model)
     kind_id = np.array([SITUATION_KINDS.index(k) for k in kinds], np.int64)
@@ -230,8 +256,9 @@ def farthest_station(model: GridModel) -> np.ndarray:
     return out
 
 
-def value_targets(expert: ShortestPathExpert, states: GridState, rng: np.random.Generator,
-                  cfg: GridDataConfig) -> np.ndarray:
+def value_targets(
+    expert: ShortestPathExpert, states: GridState, rng: np.random.Generator, cfg: GridDataConfig
+) -> np.ndarray:
     """[N] float64 expert returns (mean of ``value_rollouts`` plays).
 
     An empty robot's observation does not show its order's station (the goal vector
@@ -253,16 +280,22 @@ def value_targets(expert: ShortestPathExpert, states: GridState, rng: np.random.
     slot_index = np.arange(len(slot_state)) - np.repeat(np.cumsum(slots) - slots, slots)
     rows = np.repeat(np.arange(len(slot_state)), k)  # [M * k] plays
     plays = _take(states, slot_state[rows])
-    empty_station = (model.station_cells[slot_index[rows]] if mean
-                     else farthest_station(model)[plays.pick])
+    empty_station = (
+        model.station_cells[slot_index[rows]] if mean else farthest_station(model)[plays.pick]
+    )
     plays = model.replace(plays, station=np.where(plays.load, plays.station, empty_station))
     table = open_world_values(model, cfg.discount)
     ret = expert_returns(expert, plays, rng, discount=cfg.discount, continuation=table)
     return np.bincount(slot_state[rows], weights=ret, minlength=len(states)) / (slots * k)
 
 
-def _groups(expert: ShortestPathExpert, roots: GridState, sit: np.ndarray,
-            rng: np.random.Generator, cfg: GridDataConfig) -> GroupDataset:
+def _groups(
+    expert: ShortestPathExpert,
+    roots: GridState,
+    sit: np.ndarray,
+    rng: np.random.Generator,
+    cfg: GridDataConfig,
+) -> GroupDataset:
     """Applies every legal action to each root once; targets for the next states."""
     model = expert.model
     g, a_n = len(roots), model.num_actions
@@ -285,28 +318,36 @@ def _groups(expert: ShortestPathExpert, roots: GridState, sit: np.ndarray,
     return GroupDataset({k: obs[k] for k in OBS_KEYS}, legal, has_next, r, q, sit)
 
 
-def _group_roots(model: GridModel, states: GridState, n: int,
-                 rng: np.random.Generator) -> np.ndarray:
+def _group_roots(
+    model: GridModel, states: GridState, n: int, rng: np.random.Generator
+) -> np.ndarray:
     """Sorted indices of ``n`` group roots: every state where PICK or DROP is legal first
     (the load flag and the goal vector jump there, the hardest sibling comparison), then
     uniformly random others."""
     legal = model.legal_actions(states)
     finish = legal[:, MacroAction.PICK] | legal[:, MacroAction.DROP]
-    order = np.concatenate([rng.permutation(np.flatnonzero(finish)),
-                            rng.permutation(np.flatnonzero(~finish))])
+    order = np.concatenate(
+        [rng.permutation(np.flatnonzero(finish)), rng.permutation(np.flatnonzero(~finish))]
+    )
     return np.sort(order[:n])
 
 
-def make_datasets(layout: Layout, cfg: GridDataConfig, rng: np.random.Generator
-                  ) -> tuple[PVDataset, GroupDataset]:
+def make_datasets(
+    layout: Layout, cfg: GridDataConfig, rng: np.random.Generator
+) -> tuple[PVDataset, GroupDataset]:
     """Seeded states with expert targets, and sibling groups of ``n_groups`` of them."""
     model, states, kind, sit = sample_training_states(layout, cfg, rng)
     expert = ShortestPathExpert(model)
     policy = expert.policy_target(states)
     value = value_targets(expert, states, rng, cfg)
     obs = model.encode(states)
-    data = PVDataset({n: obs[n].astype(np.float32) for n in OBS_KEYS},
-                     policy.astype(np.float32), value.astype(np.float32), kind, sit)
+    data = PVDataset(
+        {n: obs[n].astype(np.float32) for n in OBS_KEYS},
+        policy.astype(np.float32),
+        value.astype(np.float32),
+        kind,
+        sit,
+    )
     roots = _group_roots(model, states, cfg.n_groups, rng)
     groups = _groups(expert, _take(states, roots), sit[roots], rng, cfg)
     return data, groups
@@ -314,4 +355,4 @@ def make_datasets(layout: Layout, cfg: GridDataConfig, rng: np.random.Generator
 
 def holdout_mask(situation: np.ndarray, cfg: GridDataConfig) -> np.ndarray:
     """[N] bool: the sample's situation is in the validation part (the last ``holdout``)."""
-    return situation >= int(round(cfg.n_situations * (1.0 - cfg.holdout)))
+    return situation >= round(cfg.n_situations * (1.0 - cfg.holdout))

@@ -27,8 +27,13 @@ from torch import nn
 
 from perception.fusion import POS_EMBED_STD, FusionConfig, FusionEncoder
 
-__all__ = ["ILLEGAL_LOGIT", "PolicyValueConfig", "PolicyValueNet", "PolicyValueOutput",
-           "reset_parameters"]
+__all__ = [
+    "ILLEGAL_LOGIT",
+    "PolicyValueConfig",
+    "PolicyValueNet",
+    "PolicyValueOutput",
+    "reset_parameters",
+]
 
 ILLEGAL_LOGIT = -1e9
 OCC_OUTSIDE = 1.0  # grid-model code for "static obstacle or outside the map"
@@ -80,27 +85,32 @@ class PolicyValueConfig:
     illegal_logit: float = ILLEGAL_LOGIT
 
     def __post_init__(self) -> None:
+        minimum = {"fourier_bands": 0}
         for f in fields(self):
-            v = getattr(self, f.name)
-            if f.type == "int" and (isinstance(v, bool) or not isinstance(v, int)
-                                    or v < (0 if f.name == "fourier_bands" else 1)):
-                raise ValueError(f"PolicyValueConfig.{f.name}: {v!r}; allowed integer >= "
-                                 f"{0 if f.name == 'fourier_bands' else 1}")
+            v, lo = getattr(self, f.name), minimum.get(f.name, 1)
+            if f.type == "int" and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
+                raise ValueError(f"PolicyValueConfig.{f.name}: {v!r}; allowed integer >= {lo}")
         if not isinstance(self.fourier_index, tuple) or not all(
-                isinstance(i, int) and 0 <= i < self.proprio_dim for i in self.fourier_index):
-            raise ValueError(f"PolicyValueConfig.fourier_index: {self.fourier_index!r}; allowed "
-                             f"a tuple of ints in [0, proprio_dim={self.proprio_dim})")
+            isinstance(i, int) and 0 <= i < self.proprio_dim for i in self.fourier_index
+        ):
+            raise ValueError(
+                f"PolicyValueConfig.fourier_index: {self.fourier_index!r}; allowed "
+                f"a tuple of ints in [0, proprio_dim={self.proprio_dim})"
+            )
         if not self.mlp_ratio > 0:
             raise ValueError(f"PolicyValueConfig.mlp_ratio: {self.mlp_ratio!r}; allowed > 0")
         for name in ("crop_size", "occupancy_patch"):
             if getattr(self, name) % 2 == 0:
                 raise ValueError(f"PolicyValueConfig.{name}: {getattr(self, name)}; allowed odd")
         if self.d_model % self.n_heads:
-            raise ValueError(f"PolicyValueConfig.n_heads: {self.n_heads}; allowed a divisor "
-                             f"of d_model={self.d_model}")
+            raise ValueError(
+                f"PolicyValueConfig.n_heads: {self.n_heads}; allowed a divisor "
+                f"of d_model={self.d_model}"
+            )
         if not self.illegal_logit < -1e3:
-            raise ValueError(f"PolicyValueConfig.illegal_logit: {self.illegal_logit!r}; "
-                             "allowed < -1e3")
+            raise ValueError(
+                f"PolicyValueConfig.illegal_logit: {self.illegal_logit!r}; allowed < -1e3"
+            )
 
     @property
     def padded_size(self) -> int:
@@ -112,10 +122,16 @@ class PolicyValueConfig:
     def fusion_config(self) -> FusionConfig:
         """The encoder config (occupancy is the only sensor modality of the grid model)."""
         return FusionConfig(
-            d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers,
-            mlp_ratio=self.mlp_ratio, self_attention=self.self_attention, sensors=("occupancy",),
-            occupancy_size=self.padded_size, occupancy_patch=self.occupancy_patch,
-            proprio_dim=self.encoder_proprio_dim, proprio_tokens=self.proprio_tokens,
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            n_layers=self.n_layers,
+            mlp_ratio=self.mlp_ratio,
+            self_attention=self.self_attention,
+            sensors=("occupancy",),
+            occupancy_size=self.padded_size,
+            occupancy_patch=self.occupancy_patch,
+            proprio_dim=self.encoder_proprio_dim,
+            proprio_tokens=self.proprio_tokens,
         )
 
     @property
@@ -125,8 +141,11 @@ class PolicyValueConfig:
 
     def obs_spec(self) -> dict[str, list[int]]:
         """Per-sample input shapes (without the batch dim)."""
-        return {"proprio": [self.proprio_dim], "occupancy": [self.crop_size, self.crop_size],
-                "action_mask": [self.num_actions]}
+        return {
+            "proprio": [self.proprio_dim],
+            "occupancy": [self.crop_size, self.crop_size],
+            "action_mask": [self.num_actions],
+        }
 
 
 class PolicyValueOutput(NamedTuple):
@@ -160,23 +179,26 @@ class PolicyValueNet(nn.Module):
         (torch.Size([2, 7]), torch.Size([2]))
     """
 
-    def __init__(self, config: PolicyValueConfig | None = None, *,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, config: PolicyValueConfig | None = None, *, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         self.config = cfg = config if config is not None else PolicyValueConfig()
         self.encoder = FusionEncoder(cfg.fusion_config())
         self.policy_hidden, self.policy_head = _head(cfg.d_model, cfg.head_hidden, cfg.num_actions)
         self.value_hidden, self.value_head = _head(cfg.d_model, cfg.head_hidden, 1)
-        self.register_buffer("fourier_freq", math.pi * 2.0 ** torch.arange(cfg.fourier_bands),
-                             persistent=False)  # [F] rad per unit
+        self.register_buffer(
+            "fourier_freq", math.pi * 2.0 ** torch.arange(cfg.fourier_bands), persistent=False
+        )  # [F] rad per unit
         if generator is not None:
             reset_parameters(self, generator)
 
     def _pad(self, occ: torch.Tensor) -> torch.Tensor:
         s = self.config.crop_size
         if occ.dim() != 3 or occ.shape[1:] != (s, s):
-            raise ValueError(f"inputs['occupancy'] must have shape (B, {s}, {s}), "
-                             f"got {tuple(occ.shape)}")
+            raise ValueError(
+                f"inputs['occupancy'] must have shape (B, {s}, {s}), got {tuple(occ.shape)}"
+            )
         p = (self.config.padded_size - s) // 2
         occ = occ.to(self.policy_head.weight.dtype)
         return F.pad(occ, (p, p, p, p), value=OCC_OUTSIDE) if p else occ  # [B, P, P]
@@ -185,8 +207,9 @@ class PolicyValueNet(nn.Module):
         """[B, proprio_dim] -> [B, encoder_proprio_dim]: raw entries + sin/cos features."""
         cfg = self.config
         if x.dim() != 2 or x.shape[1] != cfg.proprio_dim:
-            raise ValueError(f"inputs['proprio'] must have shape (B, {cfg.proprio_dim}), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"inputs['proprio'] must have shape (B, {cfg.proprio_dim}), got {tuple(x.shape)}"
+            )
         x = x.to(self.policy_head.weight.dtype)
         if not cfg.fourier_bands:
             return x
@@ -215,8 +238,10 @@ class PolicyValueNet(nn.Module):
         mask = inputs.get("action_mask")
         if mask is not None:
             if mask.shape != logits.shape:
-                raise ValueError(f"inputs['action_mask'] must have shape {tuple(logits.shape)}, "
-                                 f"got {tuple(mask.shape)}")
+                raise ValueError(
+                    f"inputs['action_mask'] must have shape {tuple(logits.shape)}, "
+                    f"got {tuple(mask.shape)}"
+                )
             logits = logits.masked_fill(mask <= 0.5, self.config.illegal_logit)
         return PolicyValueOutput(logits, value)
 

@@ -28,14 +28,22 @@ import torch
 import torch.nn.functional as F
 
 from learning.expert import ShortestPathExpert
-from learning.grid_data import (GridDataConfig, GroupDataset, PVDataset, holdout_mask,
-                                make_datasets)
+from learning.grid_data import GridDataConfig, GroupDataset, PVDataset, holdout_mask, make_datasets
 from learning.network import PolicyValueConfig, PolicyValueNet
 from planning.grid_model import GridModel, GridState
 from sim.layout import Layout
 
-__all__ = ["PretrainConfig", "TrainLog", "action_agreement", "evaluate_dataset", "group_loss",
-           "pretrain", "pv_loss", "to_torch", "train_policy_value"]
+__all__ = [
+    "PretrainConfig",
+    "TrainLog",
+    "action_agreement",
+    "evaluate_dataset",
+    "group_loss",
+    "pretrain",
+    "pv_loss",
+    "to_torch",
+    "train_policy_value",
+]
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ class PretrainConfig:
 
     seed: int = 0
     data: GridDataConfig = field(default_factory=GridDataConfig)
-    steps: int = 3000
+    steps: int = 4000
     batch_size: int = 256
     group_batch: int = 32
     lr: float = 2e-3
@@ -95,15 +103,21 @@ class TrainLog:
 
 
 # ---- losses ----------------------------------------------------------------------------------
-def to_torch(obs: dict[str, np.ndarray], device: str | torch.device = "cpu"
-             ) -> dict[str, torch.Tensor]:
+def to_torch(
+    obs: dict[str, np.ndarray], device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """Numpy observation dict -> float32 tensors on ``device``."""
     return {k: torch.as_tensor(np.asarray(v, np.float32), device=device) for k, v in obs.items()}
 
 
-def pv_loss(net: PolicyValueNet, obs: dict[str, torch.Tensor], policy: torch.Tensor,
-            value: torch.Tensor, *, value_weight: float = 1.0
-            ) -> tuple[torch.Tensor, dict[str, float]]:
+def pv_loss(
+    net: PolicyValueNet,
+    obs: dict[str, torch.Tensor],
+    policy: torch.Tensor,
+    value: torch.Tensor,
+    *,
+    value_weight: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """AlphaZero loss: cross-entropy to the policy target + weighted value MSE.
 
     Args:
@@ -123,9 +137,17 @@ def pv_loss(net: PolicyValueNet, obs: dict[str, torch.Tensor], policy: torch.Ten
     return ce + value_weight * mse, {"policy_loss": ce.item(), "value_loss": mse.item()}
 
 
-def group_loss(net: PolicyValueNet, obs: dict[str, torch.Tensor], legal: torch.Tensor,
-               has_next: torch.Tensor, reward: torch.Tensor, q: torch.Tensor, *,
-               discount: float, scale: float) -> torch.Tensor:
+def group_loss(
+    net: PolicyValueNet,
+    obs: dict[str, torch.Tensor],
+    legal: torch.Tensor,
+    has_next: torch.Tensor,
+    reward: torch.Tensor,
+    q: torch.Tensor,
+    *,
+    discount: float,
+    scale: float,
+) -> torch.Tensor:
     """Squared error of centred sibling Q values, in units of ``scale``.
 
     ``Qnet(a) = reward(a) + discount * V_net(next(a))`` (no value after a terminal step);
@@ -175,12 +197,19 @@ class _Batches:
         if self.pos + self.size > self.n:
             self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
         self.pos += self.size
-        return self.perm[self.pos - self.size:self.pos]
+        return self.perm[self.pos - self.size : self.pos]
 
 
-def train_policy_value(net: PolicyValueNet, train: PVDataset, cfg: PretrainConfig,
-                       generator: torch.Generator, *, groups: GroupDataset | None = None,
-                       val: PVDataset | None = None, log_every: int = 0) -> TrainLog:
+def train_policy_value(
+    net: PolicyValueNet,
+    train: PVDataset,
+    cfg: PretrainConfig,
+    generator: torch.Generator,
+    *,
+    groups: GroupDataset | None = None,
+    val: PVDataset | None = None,
+    log_every: int = 0,
+) -> TrainLog:
     """Fits ``net`` to the targets (in place).
 
     Args:
@@ -197,12 +226,21 @@ def train_policy_value(net: PolicyValueNet, train: PVDataset, cfg: PretrainConfi
     """
     t0 = time.perf_counter()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    obs, pol, val_t = to_torch(train.obs), torch.as_tensor(train.policy), torch.as_tensor(train.value)
+    obs, pol, val_t = (
+        to_torch(train.obs),
+        torch.as_tensor(train.policy),
+        torch.as_tensor(train.value),
+    )
     batches = _Batches(len(train), cfg.batch_size, generator)
     use_groups = groups is not None and len(groups) > 0 and cfg.group_batch > 0
     if use_groups:
-        gt = (to_torch(groups.obs), torch.as_tensor(groups.legal), torch.as_tensor(groups.has_next),
-              torch.as_tensor(groups.reward), torch.as_tensor(groups.q))
+        gt = (
+            to_torch(groups.obs),
+            torch.as_tensor(groups.legal),
+            torch.as_tensor(groups.has_next),
+            torch.as_tensor(groups.reward),
+            torch.as_tensor(groups.q),
+        )
         gbatches = _Batches(len(groups), cfg.group_batch, generator)
     log = TrainLog()
     net.train()
@@ -210,13 +248,23 @@ def train_policy_value(net: PolicyValueNet, train: PVDataset, cfg: PretrainConfi
         for pg in opt.param_groups:
             pg["lr"] = _lr(step, cfg)
         idx = batches.next()
-        loss, m = pv_loss(net, {k: v[idx] for k, v in obs.items()}, pol[idx], val_t[idx],
-                          value_weight=cfg.value_weight)
+        loss, m = pv_loss(
+            net,
+            {k: v[idx] for k, v in obs.items()},
+            pol[idx],
+            val_t[idx],
+            value_weight=cfg.value_weight,
+        )
         gl = torch.zeros(())
         if use_groups:
             gi = gbatches.next()
-            gl = group_loss(net, {k: v[gi] for k, v in gt[0].items()}, *(x[gi] for x in gt[1:]),
-                            discount=cfg.data.discount, scale=cfg.group_scale)
+            gl = group_loss(
+                net,
+                {k: v[gi] for k, v in gt[0].items()},
+                *(x[gi] for x in gt[1:]),
+                discount=cfg.data.discount,
+                scale=cfg.group_scale,
+            )
             loss = loss + cfg.group_weight * gl
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -228,11 +276,13 @@ def train_policy_value(net: PolicyValueNet, train: PVDataset, cfg: PretrainConfi
         log.group_loss.append(gl.item())
         if log_every and (step + 1) % log_every == 0:
             k = log_every
-            print(f"step {step + 1:5d}  loss {np.mean(log.loss[-k:]):.4f}  "
-                  f"ce {np.mean(log.policy_loss[-k:]):.4f}  "
-                  f"mse {np.mean(log.value_loss[-k:]):.5f}  "
-                  f"group {np.mean(log.group_loss[-k:]):.3f}  {time.perf_counter() - t0:.0f}s",
-                  flush=True)
+            print(
+                f"step {step + 1:5d}  loss {np.mean(log.loss[-k:]):.4f}  "
+                f"ce {np.mean(log.policy_loss[-k:]):.4f}  "
+                f"mse {np.mean(log.value_loss[-k:]):.5f}  "
+                f"group {np.mean(log.group_loss[-k:]):.3f}  {time.perf_counter() - t0:.0f}s",
+                flush=True,
+            )
     net.eval()
     if val is not None and len(val):
         log.val = evaluate_dataset(net, val, value_weight=cfg.value_weight)
@@ -241,8 +291,9 @@ def train_policy_value(net: PolicyValueNet, train: PVDataset, cfg: PretrainConfi
 
 
 @torch.no_grad()
-def evaluate_dataset(net: PolicyValueNet, data: PVDataset, *, value_weight: float = 1.0,
-                     chunk: int = 4096) -> dict[str, float]:
+def evaluate_dataset(
+    net: PolicyValueNet, data: PVDataset, *, value_weight: float = 1.0, chunk: int = 4096
+) -> dict[str, float]:
     """Loss terms, policy agreement (argmax in the target's support) and value RMSE."""
     net.eval()
     ce = mse = agree = 0.0
@@ -255,8 +306,13 @@ def evaluate_dataset(net: PolicyValueNet, data: PVDataset, *, value_weight: floa
         best = out.logits.argmax(-1)
         agree += float((pol.gather(1, best[:, None]) > 0).sum())
     n = max(1, len(data))
-    return {"policy_loss": ce / n, "value_loss": mse / n, "loss": (ce + value_weight * mse) / n,
-            "value_rmse": math.sqrt(mse / n), "agreement": agree / n}
+    return {
+        "policy_loss": ce / n,
+        "value_loss": mse / n,
+        "loss": (ce + value_weight * mse) / n,
+        "value_rmse": math.sqrt(mse / n),
+        "agreement": agree / n,
+    }
 
 
 @torch.no_grad()
@@ -271,8 +327,13 @@ def action_agreement(net: PolicyValueNet, model: GridModel, states: GridState) -
     return float(best[np.arange(len(greedy)), greedy].mean())
 
 
-def pretrain(layout: Layout, cfg: PretrainConfig, *, net_config: PolicyValueConfig | None = None,
-             log_every: int = 0) -> tuple[PolicyValueNet, TrainLog, dict[str, object]]:
+def pretrain(
+    layout: Layout,
+    cfg: PretrainConfig,
+    *,
+    net_config: PolicyValueConfig | None = None,
+    log_every: int = 0,
+) -> tuple[PolicyValueNet, TrainLog, dict[str, object]]:
     """Generates the data and trains a fresh network, all from ``cfg.seed``.
 
     Returns:
@@ -288,11 +349,15 @@ def pretrain(layout: Layout, cfg: PretrainConfig, *, net_config: PolicyValueConf
     net = PolicyValueNet(net_config, generator=gen)
     log = train_policy_value(net, train, cfg, gen, groups=groups, val=val, log_every=log_every)
     info: dict[str, object] = {
-        "stage": "pretrain", "config": asdict(cfg), "n_samples": len(data),
-        "n_train": len(train), "n_groups": len(groups), "data_wall_s": round(data_s, 1),
+        "stage": "pretrain",
+        "config": asdict(cfg),
+        "n_samples": len(data),
+        "n_train": len(train),
+        "n_groups": len(groups),
+        "data_wall_s": round(data_s, 1),
         "train_wall_s": round(log.wall_s, 1),
         "value_target": "discounted return of the greedy shortest-path expert played in the "
-                        "grid model (while empty: for the station farthest from the pick)",
+        "grid model (while empty: for the station farthest from the pick)",
         "policy_target": "uniform over the shortest-path expert's optimal actions",
         "final_train_loss": float(np.mean(log.loss[-50:])) if log.loss else None,
         "val": log.val,

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from learning_helpers import EVAL_MODEL
 
 from planning.situations import sample_situations
 from sim.layout import LayoutConfig, generate_layout
-
-from learning_helpers import EVAL_MODEL
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,5 @@ EVAL_MODEL = GridModelConfig(terminate_on_delivery=True, horizon_steps=60)
 
 
 def small_net(seed: int = 0, **kw) -> PolicyValueNet:
-    cfg = PolicyValueConfig(**{"d_model": 32, "n_heads": 2, "n_layers": 1, "head_hidden": 32,
-                               **kw})
+    cfg = PolicyValueConfig(**{"d_model": 32, "n_heads": 2, "n_layers": 1, "head_hidden": 32, **kw})
     return PolicyValueNet(cfg, generator=torch.Generator().manual_seed(seed))

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from learning_helpers import small_net
 from safetensors.torch import save_file
 
 from learning import checkpoint as ck
 from learning.checkpoint import load_policy_value, metadata_path, save_policy_value
 from learning.network import PolicyValueConfig
-
-from learning_helpers import small_net
 
 
 @pytest.fixture
@@ -118,14 +117,17 @@ def test_checkpoint__config_mismatch_names_the_field(saved) -> None:
         load_policy_value(path, expected=want)
 
 
-@pytest.mark.parametrize("edit,match", [
-    (lambda m: m.update(version=99), "unsupported format"),
-    (lambda m: m["config"].update(d_model="big"), "invalid config"),
-    (lambda m: m["config"].update(colour=1), "unknown config field 'colour'"),
-    (lambda m: m["config"].pop("n_layers"), "missing config field 'n_layers'"),
-    (lambda m: m["obs_spec"].update(proprio=[8]), "obs_spec"),
-    (lambda m: m.pop("sha256"), "'sha256'"),
-])
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda m: m.update(version=99), "unsupported format"),
+        (lambda m: m["config"].update(d_model="big"), "invalid config"),
+        (lambda m: m["config"].update(colour=1), "unknown config field 'colour'"),
+        (lambda m: m["config"].pop("n_layers"), "missing config field 'n_layers'"),
+        (lambda m: m["obs_spec"].update(proprio=[8]), "obs_spec"),
+        (lambda m: m.pop("sha256"), "'sha256'"),
+    ],
+)
 def test_checkpoint__bad_metadata_is_refused(saved, edit, match: str) -> None:
     path, _ = saved
     meta = json.loads(metadata_path(path).read_text())

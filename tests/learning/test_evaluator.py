@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from learning_helpers import small_net
 
 from learning.evaluator import NetworkEvaluator
 from planning import MCTS, Evaluator, MCTSConfig
-
-from learning_helpers import small_net
 
 
 def test_evaluator__satisfies_the_protocol() -> None:

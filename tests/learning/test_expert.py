@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from learning_helpers import EVAL_MODEL
 
 from learning.expert import UNREACHABLE, ShortestPathExpert, expert_returns, open_world_values
 from planning.grid_model import GridModel, GridModelConfig
 from planning.paths import bfs_distances
 from sim.types import MacroAction
-
-from learning_helpers import EVAL_MODEL
 
 
 def test_expert__distances_match_bfs_with_obstacles(situations) -> None:
@@ -22,8 +21,11 @@ def test_expert__distances_match_bfs_with_obstacles(situations) -> None:
         blocked = np.zeros(model.layout.free.size, bool)
         blocked[walls[i][walls[i] >= 0]] = True
         goal = model.to_cells(model.goal(states)[i])
-        ref = bfs_distances(model.layout.free, tuple(int(v) for v in goal),
-                            blocked=blocked.reshape(model.layout.shape)).ravel()
+        ref = bfs_distances(
+            model.layout.free,
+            tuple(int(v) for v in goal),
+            blocked=blocked.reshape(model.layout.shape),
+        ).ravel()
         np.testing.assert_array_equal(dist[i], np.where(ref < 0, UNREACHABLE, ref))
 
 
@@ -59,8 +61,11 @@ def test_expert__finishes_on_the_goal_cell(layout, load: bool, action: int) -> N
 def test_expert__waits_when_the_goal_is_cut_off(layout) -> None:
     model = GridModel(layout, EVAL_MODEL)
     pick = model.to_cells(model.pick_cells)[0]
-    ring = [pick + d for d in ([1, 0], [-1, 0], [0, 1], [0, -1])
-            if layout.free[pick[0] + d[0], pick[1] + d[1]]]
+    ring = [
+        pick + d
+        for d in ([1, 0], [-1, 0], [0, 1], [0, -1])
+        if layout.free[pick[0] + d[0], pick[1] + d[1]]
+    ]
     start = ring[0] + (ring[0] - pick)  # two cells away, behind a blocked neighbour
     states = _one(model, start, pick, layout.stations[0], blocks=np.array([ring]))
     if not layout.free[start[0], start[1]]:
@@ -72,8 +77,9 @@ def test_expert__waits_when_the_goal_is_cut_off(layout) -> None:
 def test_expert__open_returns_match_the_closed_form(layout) -> None:
     from planning.situations import sample_situations
 
-    model, states = sample_situations(layout, ["open"] * 20, np.random.default_rng(1),
-                                      config=EVAL_MODEL)
+    model, states = sample_situations(
+        layout, ["open"] * 20, np.random.default_rng(1), config=EVAL_MODEL
+    )
     ex = ShortestPathExpert(model)
     got = expert_returns(ex, states, np.random.default_rng(0), discount=0.99)
     free = layout.free
@@ -83,7 +89,7 @@ def test_expert__open_returns_match_the_closed_form(layout) -> None:
         d2 = bfs_distances(free, tuple(s)).ravel()[states.pick[i]]
         n = d1 + d2 + 2
         g = 0.99
-        want = -0.01 * (1 - g ** n) / (1 - g) + 0.1 * g ** d1 + 1.0 * g ** (n - 1)
+        want = -0.01 * (1 - g**n) / (1 - g) + 0.1 * g**d1 + 1.0 * g ** (n - 1)
         assert got[i] == pytest.approx(want, abs=1e-9)
 
 
@@ -94,12 +100,13 @@ def test_expert__continuation_table_matches_sampled_orders(layout) -> None:
     assert table.shape == (len(layout.stations), 81) and (table[:, -1] == 0).all()
     n = 400
     st = layout.stations[0]
-    states = model.initial_states(np.repeat(st[None], n, 0), np.repeat(st[None], n, 0),
-                                  np.repeat(st[None], n, 0))
+    states = model.initial_states(
+        np.repeat(st[None], n, 0), np.repeat(st[None], n, 0), np.repeat(st[None], n, 0)
+    )
     # an empty robot whose "order" is done: force a fresh order by dropping first
     states = model.replace(states, load=np.ones(n, bool))
     rng = np.random.default_rng(0)
-    nxt, r, _ = model.step(states, np.full(n, int(MacroAction.DROP)), rng)
+    nxt, _r, _ = model.step(states, np.full(n, int(MacroAction.DROP)), rng)
     mc = expert_returns(ShortestPathExpert(model), nxt, rng, discount=0.99)
     se = mc.std() / np.sqrt(n)
     assert mc.mean() == pytest.approx(table[0, 1], abs=4 * se + 1e-3)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from learning_helpers import small_net
 
 from learning.network import PolicyValueConfig, PolicyValueNet
-
-from learning_helpers import small_net
 
 
 def _obs(b: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     mask = (torch.rand(b, 7, generator=g) > 0.5).float()
     mask[:, 4] = 1.0  # WAIT is always legal in the grid model
-    return {"proprio": torch.rand(b, 12, generator=g),
-            "occupancy": torch.rand(b, 11, 11, generator=g), "action_mask": mask}
+    return {
+        "proprio": torch.rand(b, 12, generator=g),
+        "occupancy": torch.rand(b, 11, 11, generator=g),
+        "action_mask": mask,
+    }
 
 
 def test_network__output_shapes_default_config() -> None:
@@ -69,8 +71,9 @@ def test_network__occupancy_changes_the_output() -> None:
     assert not torch.allclose(net(obs).value, net(other).value)
 
 
-@pytest.mark.parametrize("key,shape", [("proprio", (3, 11)), ("occupancy", (3, 9, 9)),
-                                       ("action_mask", (3, 6))])
+@pytest.mark.parametrize(
+    "key,shape", [("proprio", (3, 11)), ("occupancy", (3, 9, 9)), ("action_mask", (3, 6))]
+)
 def test_network__wrong_shapes_raise_naming_the_key(key: str, shape: tuple[int, ...]) -> None:
     obs = _obs(3)
     obs[key] = torch.zeros(shape)
@@ -78,12 +81,17 @@ def test_network__wrong_shapes_raise_naming_the_key(key: str, shape: tuple[int, 
         small_net()(obs)
 
 
-@pytest.mark.parametrize("kw,field", [({"d_model": 30, "n_heads": 4}, "n_heads"),
-                                      ({"crop_size": 10}, "crop_size"),
-                                      ({"occupancy_patch": 4}, "occupancy_patch"),
-                                      ({"d_model": 0}, "d_model"),
-                                      ({"fourier_index": (12,)}, "fourier_index"),
-                                      ({"illegal_logit": -1.0}, "illegal_logit")])
+@pytest.mark.parametrize(
+    "kw,field",
+    [
+        ({"d_model": 30, "n_heads": 4}, "n_heads"),
+        ({"crop_size": 10}, "crop_size"),
+        ({"occupancy_patch": 4}, "occupancy_patch"),
+        ({"d_model": 0}, "d_model"),
+        ({"fourier_index": (12,)}, "fourier_index"),
+        ({"illegal_logit": -1.0}, "illegal_logit"),
+    ],
+)
 def test_config__invalid_fields_raise_naming_the_field(kw: dict, field: str) -> None:
     with pytest.raises(ValueError, match=f"PolicyValueConfig.{field}"):
         PolicyValueConfig(**kw)
