@@ -60,6 +60,8 @@ class EvalSection:
             raise ConfigError("sims", f"{list(self.sims)}: allowed a non-empty list of integers >= 1")
         if self.situations < 1:
             raise ConfigError("situations", f"{self.situations}: allowed >= 1")
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise ConfigError("checkpoint", f"{self.checkpoint!r} is not a file; allowed a .safetensors path or null")
 
     def evaluator_names(self) -> list[str]:
         return _names(self.evaluator, ("uniform", "rollout", "network"), "evaluator")
@@ -182,16 +184,15 @@ def _eval_localization(inv: Invocation, sec: EvalSection, out: Path) -> dict:
 # ---- planning ----------------------------------------------------------------------------
 
 def _network_evaluator(checkpoint: str | None):
-    from learning import NetworkEvaluator, default_weights_path, load_policy_value_net
+    from learning import DEFAULT_WEIGHTS, load_network_evaluator
 
-    path = Path(checkpoint) if checkpoint else default_weights_path()
+    path = Path(checkpoint) if checkpoint else DEFAULT_WEIGHTS
     if not path.is_file():
         raise ConfigError("checkpoint", f"{str(path)!r} is not a file; allowed a .safetensors path or null")
     try:
-        net = load_policy_value_net(path)
+        return load_network_evaluator(path)
     except ValueError as e:
         raise ConfigError("checkpoint", str(e).splitlines()[0]) from None
-    return NetworkEvaluator(net)
 
 
 def _eval_planning(inv: Invocation, sec: EvalSection, out: Path) -> dict:

@@ -67,6 +67,7 @@ def _atomic_write(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; weights are shared, read-only files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
