@@ -211,6 +211,18 @@ def compose_with_choices(overrides: Sequence[str], *, config_name: str = "config
     return plain, Path(run_dir), choices
 
 
+def _check_run_dir(run_dir: Path) -> None:
+    """The run dir must be creatable: not an existing file, under a writable folder."""
+    p = Path(run_dir)
+    if p.exists() and not p.is_dir():
+        raise ConfigError("hydra.run.dir", "is an existing file; allowed a directory path", str(p))
+    parent = next((q for q in (p, *p.parents) if q.exists()), None)
+    import os
+
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ConfigError("hydra.run.dir", "cannot be created here (no writable parent folder)", str(p))
+
+
 def prepare(verb: Verb, overrides: Sequence[str]) -> Invocation:
     """Compose and validate; raises :class:`ConfigError` (one line) on bad input."""
     from agent.config import build
@@ -224,6 +236,7 @@ def prepare(verb: Verb, overrides: Sequence[str]) -> Invocation:
         if hasattr(section, "check"):  # cross-field checks of the verb's own keys
             section.check()
     app = build_app_config(common, configs_dir=CONFIGS_DIR)
+    _check_run_dir(run_dir)
     return Invocation(verb=verb.name, app=app, config=plain, out_dir=run_dir, section=section,
                       choices=choices)
 
@@ -235,6 +248,19 @@ def _usage() -> str:
     lines += [f"  {v.name:<10} {v.summary}" for v in VERBS.values()]
     lines += ["", f"`{PROG} <verb> --help` lists the config groups, options and top-level keys."]
     return "\n".join(lines)
+
+
+VERB_NOTES: dict[str, list[str]] = {
+    "run": ["outputs go to hydra.run.dir (default outputs/<date>/<time>): config.yaml, report.json,",
+            "trajectories.png, episode_0.gif (video=true)", "", "examples:", f"  {PROG} run",
+            f"  {PROG} run scenario=exceptions episodes=3 video=true",
+            f"  {PROG} run layout=medium n_robots=8 hydra.run.dir=outputs/medium"],
+    "eval": ["outputs go to hydra.run.dir (default outputs/<date>/<time>): config.yaml, report.json,",
+             "localization.png or planning.png", "", "examples:",
+             f"  {PROG} eval task=localization sensors=degraded episodes=2",
+             f"  {PROG} eval task=planning evaluator=network sims=[1,2,4,8,16]",
+             f"  {PROG} eval task=planning 'evaluator=\"uniform,rollout\"' situations=12"],
+}
 
 
 def _verb_help(verb: Verb) -> str:
@@ -254,11 +280,8 @@ def _verb_help(verb: Verb) -> str:
     lines += ["", "top-level keys:"]
     lines += [f"  {k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in top.items()
               if k not in ("defaults", "hydra")]
-    lines += ["", "any field can be overridden with its dotted path, e.g. agent.nav.recovery.patience_s=8",
-              "outputs go to hydra.run.dir (default outputs/<date>/<time>): config.yaml, report.json,",
-              "trajectories.png, episode_0.gif (video=true)", "",
-              "examples:", f"  {PROG} {verb.name}", f"  {PROG} {verb.name} scenario=exceptions episodes=3 video=true",
-              f"  {PROG} {verb.name} layout=medium n_robots=8 hydra.run.dir=outputs/medium"]
+    lines += ["", "any field can be overridden with its dotted path, e.g. agent.nav.recovery.patience_s=8"]
+    lines += VERB_NOTES.get(verb.name, [])
     return "\n".join(lines)
 
 
@@ -304,7 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(yaml.safe_dump(inv.config, sort_keys=False), end="")
         return 0
-    return verb.handler(inv)
+    try:
+        return verb.handler(inv)
+    except ConfigError as e:  # a check that needs the verb's resources (e.g. a checkpoint)
+        _fail(str(e))
 
 
 # ---- verbs -------------------------------------------------------------------------------

@@ -4,9 +4,10 @@
   ground truth; every robot's sensor frames and true poses are logged, then the EKF, the
   UKF and dead reckoning are run over the same logs side by side
   (:func:`perception.evaluate_localization`). ``sensors=nominal`` uses the nominal noise;
-  ``sensors=degraded`` adds, on top of nominal noise, sensor outage windows (one modality
-  at a time), 5% UWB NLOS outliers and odometry slip bursts, plus blocked aisles so the
-  blockage detector is scored too.
+  ``sensors=degraded`` uses the degraded sensor profile (``configs/sensors/degraded.yaml``:
+  noisier odometry with slip bursts, cheap IMU, sparse lidar, NLOS-heavy UWB) and, unless
+  the scenario already injects faults, adds sensor outage windows (one modality at a time),
+  odometry slip bursts and blocked aisles so recovery and blockage detection are scored.
 - ``task=planning``: return against number of simulations on seeded grid-model situations
   for each evaluator (:func:`planning.evaluation.run_planning_eval`), and "planning
   efficiency" (simulations needed to reach 95% of the best return).
@@ -81,16 +82,19 @@ def _names(value: str, allowed: tuple[str, ...], field: str) -> list[str]:
 # ---- localization ------------------------------------------------------------------------
 
 def _degraded(app: AppConfig) -> AppConfig:
-    """Nominal noise + one-modality-at-a-time outages, 5% UWB outliers, slip bursts, pallets."""
-    from sim.config import FaultsConfig, SensorsConfig
+    """Keep the selected (degraded) sensor profile; add outage windows if no faults are set.
 
-    nominal = SensorsConfig()
-    sensors = dataclasses.replace(nominal, uwb=dataclasses.replace(nominal.uwb, nlos_prob=0.05))
+    With the ``nominal`` scenario (faults off), the evaluation turns on one-modality-at-a-time
+    sensor outages (lidar, UWB, fiducial), odometry slip bursts and blocked aisles, so that
+    recovery after outages and blockage detection are scored. A scenario with faults enabled
+    (``scenario=exceptions`` or overrides) is used exactly as configured.
+    """
+    if app.scenario.faults.enabled:
+        return app
     faults = dataclasses.replace(
-        FaultsConfig(), enabled=True, sensor_outage_rate=1.5, sensor_outage_duration=(3.0, 8.0),
+        app.scenario.faults, enabled=True, sensor_outage_rate=1.5, sensor_outage_duration=(3.0, 8.0),
         sensor_outage_kinds=("lidar", "uwb", "fiducial"), odom_slip_rate=1.0, blocked_aisle_rate=1.0)
-    scenario = dataclasses.replace(app.scenario, faults=faults)
-    return dataclasses.replace(app, sensors=sensors, scenario=scenario)
+    return dataclasses.replace(app, scenario=dataclasses.replace(app.scenario, faults=faults))
 
 
 def record_localization_logs(app: AppConfig, episode: int):
@@ -195,7 +199,7 @@ def _network_evaluator(checkpoint: str | None):
         raise ConfigError("checkpoint", str(e).splitlines()[0]) from None
 
 
-def _eval_planning(inv: Invocation, sec: EvalSection, out: Path) -> dict:
+def _eval_planning(inv: Invocation, sec: EvalSection, out: Path, network=None) -> dict:
     from rich.console import Console
     from rich.table import Table
 
@@ -203,7 +207,6 @@ def _eval_planning(inv: Invocation, sec: EvalSection, out: Path) -> dict:
     from sim.layout import generate_layout
 
     names = sec.evaluator_names()
-    network = _network_evaluator(sec.checkpoint) if "network" in names else None
     layout = generate_layout(inv.app.layout)
     result = run_planning_eval(layout, standard_evaluators(names, network=network), sims=sec.sims,
                                n_situations=sec.situations, seed=inv.app.seed)
@@ -231,7 +234,8 @@ def eval_verb(inv: Invocation) -> int:
     sec: EvalSection = inv.section
     out = inv.out_dir
     if sec.task == "planning":
-        body = _eval_planning(inv, sec, out_dir_ready(out, inv))
+        network = _network_evaluator(sec.checkpoint) if "network" in sec.evaluator_names() else None
+        body = _eval_planning(inv, sec, out_dir_ready(out, inv), network)
     else:
         body = _eval_localization(inv, sec, out_dir_ready(out, inv))
     body.update(config=inv.config, seed=inv.app.seed, versions=versions())

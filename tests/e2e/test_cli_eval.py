@@ -52,3 +52,26 @@ def test_cli_eval__bad_input_is_one_line_exit_2(tmp_path, arg, field):
     assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert field in err[0]
     assert not (out / "report.json").exists()
+
+
+def test_cli_eval__corrupt_checkpoint_is_one_line_exit_2_and_nothing_written(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "task=planning", "evaluator=network",
+                           f"checkpoint={bad}", f"hydra.run.dir={out}"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in proc.stderr and "checkpoint" in err[0], proc.stderr
+    assert not out.exists()
+
+
+def test_cli__run_dir_that_is_a_file_is_one_line_exit_2(tmp_path):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "agent.cli", "run", f"hydra.run.dir={f}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "hydra.run.dir" in err[0] and "Traceback" not in proc.stderr, proc.stderr

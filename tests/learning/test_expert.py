@@ -68,8 +68,7 @@ def test_expert__waits_when_the_goal_is_cut_off(layout) -> None:
     ]
     start = ring[0] + (ring[0] - pick)  # two cells away, behind a blocked neighbour
     states = _one(model, start, pick, layout.stations[0], blocks=np.array([ring]))
-    if not layout.free[start[0], start[1]]:
-        pytest.skip("layout geometry")
+    assert layout.free[start[0], start[1]], "setup: the default layout must leave the start cell free"
     best = ShortestPathExpert(model).optimal_actions(states)[0]
     assert best.tolist() == [a == MacroAction.WAIT for a in range(7)]
 

@@ -392,7 +392,7 @@ def test_task_encoder__crop_matches_layout():
 
 def test_task_encoder__matches_planning_grid_model():
     """Oracle: the planner's GridModel.encode gives the same features for the same situation."""
-    grid_model = pytest.importorskip("planning.grid_model")
+    import planning.grid_model as grid_model
     lay = generate_layout(TINY_LAYOUT)
     enc = TaskEncoder(lay, crop_size=7)
     model = grid_model.GridModel(lay, grid_model.GridModelConfig(crop_size=7, horizon_steps=40))
@@ -439,7 +439,7 @@ def test_envs__survive_the_exceptions_scenario(env_kind):
 
 
 def test_reward_defaults__match_the_grid_model():
-    grid_model = pytest.importorskip("planning.grid_model")
+    import planning.grid_model as grid_model
     g, r = grid_model.GridModelConfig(), RewardConfig()
     assert (r.time_cost, r.delivery, r.pick, -r.collision, -r.invalid_action) == (
         g.time_cost_per_s, g.delivery_reward, g.pick_reward, g.collision_reward, g.invalid_reward)
