@@ -19,11 +19,11 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import sys
 from collections.abc import Callable, Sequence
-import dataclasses
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -374,7 +374,7 @@ def run_verb(inv: Invocation) -> int:
     return 0
 
 
-import agent.eval_cmd  # noqa: E402,F401  (registers `forklift eval`)
+import agent.eval_cmd  # noqa: F401  (registers `forklift eval`)
 
 if __name__ == "__main__":  # pragma: no cover
     # run through the package module so that verbs registered by other modules are seen

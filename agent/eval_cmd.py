@@ -227,7 +227,6 @@ def _eval_planning(inv: Invocation, sec: EvalSection, out: Path, network=None) -
                "or task=planning (return vs simulations per evaluator)", config_name="eval", section=EvalSection)
 def eval_verb(inv: Invocation) -> int:
     """``forklift eval``: writes config.yaml, report.json and a PNG to the run dir."""
-    import yaml
 
     from agent.report import versions, write_report
 

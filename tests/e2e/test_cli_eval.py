@@ -46,7 +46,7 @@ def test_cli_eval__localization_tiny_ekf_beats_dead_reckoning(tmp_path):
 def test_cli_eval__bad_input_is_one_line_exit_2(tmp_path, arg, field):
     out = tmp_path / "bad"
     proc = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "task=planning", arg,
-                           f"hydra.run.dir={out}"], capture_output=True, text=True, timeout=300)
+                           f"hydra.run.dir={out}"], check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -59,7 +59,7 @@ def test_cli_eval__corrupt_checkpoint_is_one_line_exit_2_and_nothing_written(tmp
     bad.write_bytes(b"not a safetensors file")
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "task=planning", "evaluator=network",
-                           f"checkpoint={bad}", f"hydra.run.dir={out}"], capture_output=True, text=True,
+                           f"checkpoint={bad}", f"hydra.run.dir={out}"], check=False, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip().splitlines()
@@ -71,7 +71,7 @@ def test_cli__run_dir_that_is_a_file_is_one_line_exit_2(tmp_path):
     f = tmp_path / "taken"
     f.write_text("x")
     proc = subprocess.run([sys.executable, "-m", "agent.cli", "run", f"hydra.run.dir={f}"],
-                          capture_output=True, text=True, timeout=300)
+                          check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "hydra.run.dir" in err[0] and "Traceback" not in proc.stderr, proc.stderr
