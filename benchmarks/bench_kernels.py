@@ -8,9 +8,15 @@ not distort them) for
 (materialised scores, float32). On CUDA it adds the Triton kernels and SDPA restricted to the
 flash backend (mask-free, where available).
 
+On CUDA, ``--graph`` times CUDA-graph replays instead (20 calls captured per graph): the
+device time of the kernels without Python and launch overhead, which is what a captured or
+compiled training step pays. Without it the numbers are host-bound at fusion sizes.
+
 Usage:
     python benchmarks/bench_kernels.py [--device cpu|cuda] [--dtype float32|float16|bfloat16]
                                        [--min-run-time 0.05] [--rounds 3] [--threads 1]
+                                       [--shapes 0,1,2,3] [--impls triton,sdpa] [--graph]
+                                       [--warmup-only]
 
 The last line holds the geometric-mean ratios over shapes, e.g.
 ``ratio dispatch/sdpa fwd=1.01 fwdbwd=1.00 naive/sdpa fwd=2.10 fwdbwd=2.50``.
@@ -107,15 +113,63 @@ def time_fn(
     return min(timer.blocked_autorange(min_run_time=min_run_time).times)
 
 
+def time_graph(
+    fn: AttnFn, inputs, backward: bool, reps: int = 20, replays: int = 10
+) -> float | None:
+    """Seconds of one call measured by CUDA-graph replay (device time, no host overhead)."""
+    q, k, v, mask = inputs
+    grad = torch.randn_like(q)
+
+    def step():
+        out = fn(q, k, v, mask)
+        if backward:
+            out.backward(grad)
+
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up (autotuning) outside the capture
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(reps):
+                step()
+        graph.replay()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        best = float("inf")
+        for _ in range(3):
+            start.record()
+            for _ in range(replays):
+                graph.replay()
+            end.record()
+            end.synchronize()
+            best = min(best, start.elapsed_time(end) / 1e3 / (replays * reps))
+        return best
+    except RuntimeError:  # not capturable (host sync inside) or no kernel for this dtype
+        torch.cuda.synchronize()
+        return None
+
+
 def measure_shape(
-    impls: dict[str, AttnFn], inputs, rounds: int, min_run_time: float, clock: Callable[[], float]
+    impls: dict[str, AttnFn],
+    inputs,
+    rounds: int,
+    min_run_time: float,
+    clock: Callable[[], float],
+    graph: bool = False,
 ) -> dict:
     """{impl: (fwd s, fwd+bwd s)}: best over interleaved rounds (robust to a busy CPU)."""
     best: dict[str, list[float | None]] = {name: [None, None] for name in impls}
     for _ in range(rounds):
         for name, fn in impls.items():
             for idx, backward in enumerate((False, True)):
-                t = time_fn(fn, inputs, backward, min_run_time, clock)
+                if graph:
+                    t = time_graph(fn, inputs, backward)
+                else:
+                    t = time_fn(fn, inputs, backward, min_run_time, clock)
                 if t is not None and (best[name][idx] is None or t < best[name][idx]):
                     best[name][idx] = t
     return {name: tuple(ts) for name, ts in best.items()}
@@ -137,31 +191,65 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="torch CPU threads (1 = steady numbers on a shared box, 0 = default)",
     )
+    parser.add_argument(
+        "--shapes",
+        default=",".join(str(i) for i in range(len(SHAPES))),
+        help=f"indices into SHAPES {SHAPES}",
+    )
+    parser.add_argument(
+        "--graph", action="store_true", help="CUDA only: time CUDA-graph replays (device time)"
+    )
+    parser.add_argument(
+        "--warmup-only",
+        action="store_true",
+        help="run every impl once per shape (compile / autotune caches), no timing",
+    )
+    parser.add_argument("--impls", default="", help="comma-separated subset of impls (default all)")
     args = parser.parse_args(argv)
+    shapes = [SHAPES[int(i)] for i in args.shapes.split(",")]
+    if args.graph and args.device != "cuda":
+        parser.error("--graph needs --device cuda")
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     impls = implementations(args.device)
+    if args.impls:
+        wanted = args.impls.split(",")
+        unknown = sorted(set(wanted) - set(impls))
+        if unknown:
+            parser.error(f"--impls: unknown {unknown}; allowed {sorted(impls)}")
+        impls = {name: impls[name] for name in wanted}
     # Single-threaded CPU runs are timed in thread CPU time: other processes on a shared
     # machine then cannot inflate them. Otherwise wall time (CUDA-synchronised on GPU).
     cpu_clock = args.device == "cpu" and torch.get_num_threads() == 1
     clock = time.thread_time if cpu_clock else timeit.default_timer
+    if args.warmup_only:
+        for shape in shapes:
+            inputs = make_inputs(shape, args.device, dtype)
+            for name, fn in impls.items():
+                for backward in (False, True):
+                    time_fn(fn, inputs, backward, 0.0, clock)
+            print(f"warmed {shape} {args.dtype}")
+        return
+    timer = "cuda-graph" if args.graph else ("thread-cpu" if cpu_clock else "wall")
     print(
         f"device={args.device} dtype={args.dtype} threads={torch.get_num_threads()} "
-        f"clock={'thread-cpu' if cpu_clock else 'wall'} "
+        f"clock={timer} "
         f"backend(auto)={kernels.select_backend(torch.empty(1, 1, 1, 16, device=args.device, dtype=dtype))}"
     )
     print(f"{'shape (B,H,Lq,Lk,D)':24s} {'impl':14s} {'fwd us':>10s} {'fwd+bwd us':>12s}")
     ratios: dict[str, list[float]] = {}
-    for shape in SHAPES:
+    for shape in shapes:
         inputs = make_inputs(shape, args.device, dtype)
-        times = measure_shape(impls, inputs, args.rounds, args.min_run_time, clock)
+        times = measure_shape(impls, inputs, args.rounds, args.min_run_time, clock, args.graph)
         for name in impls:
             fwd, fwdbwd = (f"{t * 1e6:.1f}" if t else "-" for t in times[name])
             print(f"{shape!s:24s} {name:14s} {fwd:>10s} {fwdbwd:>12s}")
         for name in impls:
             for mode, idx in (("fwd", 0), ("fwdbwd", 1)):
-                base = times["flash_nomask" if name == "triton_nomask" else "sdpa"][idx]
+                base = times.get(
+                    "flash_nomask" if name == "triton_nomask" else "sdpa", (None, None)
+                )[idx]
                 if name not in ("sdpa", "flash_nomask") and times[name][idx] and base:
                     ratios.setdefault(f"{name}|{mode}", []).append(times[name][idx] / base)
     parts = []

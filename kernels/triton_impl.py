@@ -192,6 +192,11 @@ def attention_fwd(
     _check_inputs(q, k, v, key_padding_mask, attn_mask)
     _check_blocks(block_m, block_n)
     scale = resolve_scale(scale, q.shape[-1])
+    return _fwd(q, k, v, key_padding_mask, attn_mask, scale, block_m, block_n)
+
+
+def _fwd(q, k, v, key_padding_mask, attn_mask, scale: float, block_m, block_n):
+    """``attention_fwd`` on checked inputs (the autograd path checks once, up front)."""
     bsz, heads, lq, dim = q.shape
     lk = k.shape[2]
     out = torch.empty((bsz, heads, lq, dim), dtype=q.dtype, device=q.device)
@@ -253,15 +258,21 @@ def attention_bwd(
     if do.shape != q.shape or out.shape != q.shape:
         raise ValueError(f"do and out must have q's shape {tuple(q.shape)}, got {tuple(do.shape)}")
     scale = resolve_scale(scale, q.shape[-1])
+    return _bwd(do, q, k, v, out, lse2, key_padding_mask, attn_mask, scale, block_m, block_n)
+
+
+def _bwd(do, q, k, v, out, lse2, key_padding_mask, attn_mask, scale: float, block_m, block_n):
+    """``attention_bwd`` on checked inputs."""
     do = do.to(q.dtype)
     do = do if do.stride(-1) == 1 else do.contiguous()
     bsz, heads, lq, dim = q.shape
     lk = k.shape[2]
-    dq = torch.zeros(q.shape, dtype=q.dtype, device=q.device)
-    dk = torch.zeros(k.shape, dtype=k.dtype, device=k.device)
-    dv = torch.zeros(v.shape, dtype=v.dtype, device=v.device)
-    if dq.numel() == 0 or dk.numel() == 0:
-        return dq, dk, dv
+    if q.numel() == 0 or k.numel() == 0:
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    # Every in-bounds row is stored by the kernels (zeros where nothing is valid): no memset.
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     delta = (do.float() * out.float()).sum(-1).contiguous()  # [B, H, Lq] = rowsum(dO * O)
     lse2 = lse2.contiguous()
     kpm, am, mask_strides = _mask_args(q, key_padding_mask, attn_mask)
@@ -307,9 +318,7 @@ class _TritonAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, key_padding_mask, attn_mask, scale, block_m, block_n):
-        out, lse2 = attention_fwd(
-            q, k, v, key_padding_mask, attn_mask, scale, block_m=block_m, block_n=block_n
-        )
+        out, lse2 = _fwd(q, k, v, key_padding_mask, attn_mask, scale, block_m, block_n)
         ctx.save_for_backward(q, k, v, out, lse2, key_padding_mask, attn_mask)
         ctx.scale, ctx.blocks = scale, (block_m, block_n)
         return out
@@ -318,18 +327,8 @@ class _TritonAttention(torch.autograd.Function):
     def backward(ctx, do):
         q, k, v, out, lse2, key_padding_mask, attn_mask = ctx.saved_tensors
         block_m, block_n = ctx.blocks
-        dq, dk, dv = attention_bwd(
-            do,
-            q,
-            k,
-            v,
-            out,
-            lse2,
-            key_padding_mask,
-            attn_mask,
-            ctx.scale,
-            block_m=block_m,
-            block_n=block_n,
+        dq, dk, dv = _bwd(
+            do, q, k, v, out, lse2, key_padding_mask, attn_mask, ctx.scale, block_m, block_n
         )
         return dq, dk, dv, None, None, None, None, None
 

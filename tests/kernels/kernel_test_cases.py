@@ -1,13 +1,19 @@
 """Shared helpers for the attention tests: inputs, masks, tolerance tables, comparisons.
 
 Imported by the torch-path tests and by the Triton interpreter cases (run in a subprocess).
+Tensors are made on ``DEVICE``: CPU unless ``FORKLIFT_TEST_DEVICE=cuda`` (the GPU check runs the
+Triton cases on real CUDA tensors that way).
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from kernels import attention_reference
+
+DEVICE = torch.device(os.environ.get("FORKLIFT_TEST_DEVICE", "cpu"))
 
 # (atol, rtol) for outputs and for gradients, against the float32 reference on upcast inputs.
 OUT_TOL: dict[torch.dtype, tuple[float, float]] = {
@@ -33,11 +39,16 @@ def make_qkv(
     q = torch.randn(bsz, heads, lq, dim, generator=gen)
     k = torch.randn(bsz, heads, lk, dim, generator=gen)
     v = torch.randn(bsz, heads, lk, dim, generator=gen)
-    return tuple(t.to(dtype).requires_grad_() for t in (q, k, v))
+    return tuple(t.to(DEVICE, dtype).requires_grad_() for t in (q, k, v))
 
 
 def make_mask(kind: str, bsz: int, lk: int, seed: int = 0) -> torch.Tensor | None:
-    """Key padding masks (B, Lk) by kind: none, random, ragged, empty_row."""
+    """Key padding masks (B, Lk) on ``DEVICE`` by kind: none, random, ragged, empty_row."""
+    mask = _make_mask_cpu(kind, bsz, lk, seed)
+    return None if mask is None else mask.to(DEVICE)
+
+
+def _make_mask_cpu(kind: str, bsz: int, lk: int, seed: int) -> torch.Tensor | None:
     gen = torch.Generator().manual_seed(seed + 1)
     if kind == "none":
         return None
@@ -74,7 +85,7 @@ def assert_matches_reference(fn, q, k, v, mask, *, seed: int = 0, ref_fn=None) -
     atol, rtol = OUT_TOL[dtype]
     torch.testing.assert_close(out.to(up), ref, atol=atol, rtol=rtol)
     gen = torch.Generator().manual_seed(seed + 7)
-    grad_out = torch.randn(out.shape, generator=gen)
+    grad_out = torch.randn(out.shape, generator=gen).to(out.device)
     grads = torch.autograd.grad(out, (q, k, v), grad_out.to(dtype))
     ref_grads = torch.autograd.grad(ref, (q32, k32, v32), grad_out.to(up))
     atol, rtol = GRAD_TOL[dtype]
@@ -96,7 +107,7 @@ def probabilities(attn_fn, q, k, mask) -> torch.Tensor:
     scale = dim**-0.5
     qp = torch.nn.functional.pad(q.detach(), (0, pad))
     kp = torch.nn.functional.pad(k.detach(), (0, pad))
-    eye = torch.eye(lk, width, dtype=q.dtype).expand(bsz, heads, lk, width).contiguous()
+    eye = torch.eye(lk, width, dtype=q.dtype, device=q.device).expand(bsz, heads, lk, width).contiguous()
     return attn_fn(qp, kp, eye, mask, scale)[..., :lk]
 
 

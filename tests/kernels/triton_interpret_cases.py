@@ -7,6 +7,10 @@ suite can still run in one pytest process. To run it by hand:
     TRITON_INTERPRET=1 python -m pytest tests/kernels/triton_interpret_cases.py -q
 
 Interpreter runs are slow: shapes are small but irregular (Lq=3, Lk=37, D=24, ...).
+
+On a machine with a CUDA GPU the same cases run compiled on real CUDA tensors:
+
+    FORKLIFT_TEST_DEVICE=cuda python -m pytest tests/kernels/triton_interpret_cases.py -q
 """
 
 from __future__ import annotations
@@ -15,8 +19,12 @@ import os
 
 import pytest
 
-if os.environ.get("TRITON_INTERPRET") != "1":
-    pytest.skip("needs TRITON_INTERPRET=1 before triton is imported", allow_module_level=True)
+ON_CUDA = os.environ.get("FORKLIFT_TEST_DEVICE") == "cuda"
+if os.environ.get("TRITON_INTERPRET") != "1" and not ON_CUDA:
+    pytest.skip(
+        "needs TRITON_INTERPRET=1 before triton is imported (CPU), or FORKLIFT_TEST_DEVICE=cuda",
+        allow_module_level=True,
+    )
 triton = pytest.importorskip("triton")
 
 import torch
@@ -70,7 +78,7 @@ def test_triton_attention__ragged_shapes_match_reference(shape):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_triton_attention__all_masked_query_is_zero_with_zero_grad(dtype):
     q, k, v = make_qkv((2, 2, 3, 21, 24), dtype)
-    mask = torch.ones(2, 21, dtype=torch.bool)
+    mask = torch.ones(2, 21, dtype=torch.bool, device=q.device)
     mask[1] = False
     out, lse2 = triton_impl.attention_fwd(q.detach(), k.detach(), v.detach(), mask)
     assert (out[1] == 0).all() and torch.isinf(lse2[1]).all() and torch.isfinite(lse2[0]).all()
@@ -109,6 +117,7 @@ def test_triton_attention__no_keys_returns_zeros():
 def test_triton_attention__hypothesis_shapes_match_reference(lq, lk, dim, p_valid, seed):
     q, k, v = make_qkv((2, 1, lq, lk, dim), torch.float32, seed=seed)
     mask = torch.rand(2, lk, generator=torch.Generator().manual_seed(seed)) < p_valid
+    mask = mask.to(q.device)
     assert_matches_reference(_tri(16, 16), q, k, v, mask)
 
 
@@ -146,7 +155,8 @@ def test_triton_topk__top_k_ge_lk_equals_dense():
 def test_dispatch__explicit_triton_backend_runs_on_cpu_under_interpreter():
     q, k, v = make_qkv((2, 2, 3, 37, 24), torch.float32)
     mask = make_mask("random", 2, 37)
-    assert kernels.select_backend(q) == "torch"  # auto never picks triton on CPU
+    # auto never picks triton on CPU; on CUDA it does
+    assert kernels.select_backend(q) == ("triton" if q.is_cuda else "torch")
     assert_matches_reference(
         lambda q, k, v, m: kernels.cross_attention(q, k, v, m, backend="triton"), q, k, v, mask
     )
@@ -185,7 +195,9 @@ def test_triton_attention__bad_inputs_raise_value_error(case):
 def test_triton_attention__bad_attn_mask_raises():
     q, k, v = (t.detach() for t in make_qkv((1, 1, 3, 9, 24), torch.float32))
     with pytest.raises(ValueError, match="attn_mask"):
-        triton_impl.attention(q, k, v, None, torch.ones(1, 1, 3, 8, dtype=torch.bool))
+        triton_impl.attention(
+            q, k, v, None, torch.ones(1, 1, 3, 8, dtype=torch.bool, device=q.device)
+        )
 
 
 def test_prune_configs__fits_fusion_shapes():
