@@ -101,6 +101,10 @@ class TabularModel:
         k = (self._cum[s, a] < u[:, None]).sum(axis=1)  # type: ignore[attr-defined]
         return self.next_state[s, a, k], self.reward[s, a, k], self.done[s, a, k]
 
+    def state_keys(self, states: np.ndarray) -> np.ndarray:
+        """[B] int64 key per state (the state index): enables ``transpositions``."""
+        return np.asarray(states, np.int64)
+
     def encode(self, states: np.ndarray) -> dict[str, np.ndarray]:
         """{"obs": [B, S] float32 one-hot, "action_mask": [B, A] float32}."""
         s = np.asarray(states, np.int64)

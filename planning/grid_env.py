@@ -17,24 +17,41 @@
 Episodes end by truncation at ``horizon_steps`` (or by termination on the first delivery
 with ``terminate_on_delivery``). Seeded: ``reset(seed=s)`` fixes the whole episode given
 the actions.
+
+Speed: the single env runs the model's rules on Python scalars (numpy per-call overhead
+on one-row arrays dominated), the fleet env the batched model with cached masks; both
+are tested bit-identical to the batched :class:`GridModel` / their first implementation.
+Observations are fresh arrays every step (safe to keep). ``benchmarks/bench_grid.py``
+measures agent-steps per second beside RWARE.
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from planning.grid_model import _HEADING_OF_MOVE, PROPRIO_DIM, GridModel, GridModelConfig, GridState
-from planning.situations import ABSENT_CELL, SITUATION_KINDS, plan_to_random_goal, sample_situations
+from planning.grid_model import (
+    _HEADING_OF_MOVE,
+    OCC_BLOCKAGE,
+    OCC_ROBOT,
+    PROPRIO_DIM,
+    GridModel,
+    GridModelConfig,
+    GridState,
+)
+from planning.situations import ABSENT_CELL, SITUATION_KINDS, sample_situations, static_paths
 from sim.layout import Layout, LayoutConfig, ascii_art, generate_layout
 from sim.types import N_ACTIONS, MacroAction
 
 __all__ = ["GridFleetEnv", "GridWarehouseEnv", "register_envs"]
 
 _MAX_PLAN = 48
+_WAIT, _PICK, _DROP = int(MacroAction.WAIT), int(MacroAction.PICK), int(MacroAction.DROP)
 
 
 def _obs_space(cfg: GridModelConfig, lead: tuple[int, ...] = ()) -> spaces.Dict:
@@ -56,6 +73,14 @@ def _layout(layout: Layout | None, layout_config: LayoutConfig | None) -> Layout
 
 class GridWarehouseEnv(gym.Env):
     """One robot on the grid model among scripted robots.
+
+    The transition and the observation are exactly :meth:`GridModel.step` and
+    :meth:`GridModel.encode` of a batch of one (same ``np_random`` draws, bit-identical
+    observations and rewards; ``tests/planning/test_grid_env.py`` steps both side by
+    side), computed on plain Python scalars: numpy's per-call overhead on arrays of one
+    row cost more than the arithmetic. :attr:`model` and :attr:`state` give the
+    equivalent :class:`GridModel` and batch-of-one :class:`GridState` (snapshots; assign
+    ``state`` to load another state of the same model).
 
     Args:
         layout: the warehouse (default: ``generate_layout(layout_config)``).
@@ -88,40 +113,118 @@ class GridWarehouseEnv(gym.Env):
         self.n_others, self.situation, self.render_mode = int(n_others), situation, render_mode
         self.observation_space = _obs_space(self.config)
         self.action_space = spaces.Discrete(N_ACTIONS)
-        self.model: GridModel | None = None
-        self.state: GridState | None = None
+        self._base = GridModel(self.layout, self.config)
+        self._tables = _ScalarTables(self._base)
+        self._paths = static_paths(self.layout)
+        self._s: _Scalars | None = None
+        self._u = np.empty(0)  # buffer of the uniform draws of one step
+        self._model: GridModel | None = None  # cache of the ``model`` property
+        self._state: GridState | None = None  # cache of the ``state`` property
 
+    # ---- gymnasium API -------------------------------------------------------------------
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         rng = self.np_random
         kind = self.situation if self.situation != "mixed" else SITUATION_KINDS[rng.integers(3)]
-        self.model, self.state = sample_situations(
+        model, state = sample_situations(
             self.layout,
             [kind],
             rng,
-            config=self.config,
             n_others=self.n_others,
             max_plan_len=_MAX_PLAN,
+            model=self._base,
         )
+        self._load(model, state)
         self._spawn_absent_others()
         return self._obs(), {"situation": kind}
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        if self.model is None or self.state is None:
+        s = self._s
+        if s is None:
             raise RuntimeError("env: step() before reset()")
-        a = np.array([int(action)])
-        before = int(self.state.delivered[0])
-        self.state, reward, _ = self.model.step(self.state, a, self.np_random)
-        self._replan_finished_others()
-        delivered = int(self.state.delivered[0]) > before
-        terminated = bool(self.config.terminate_on_delivery and delivered)
-        truncated = bool(self.state.t[0] >= self.config.horizon_steps) and not terminated
-        return self._obs(), float(reward[0]), terminated, truncated, {"delivered": delivered}
+        a = int(action)
+        if not 0 <= a < N_ACTIONS:
+            raise ValueError(f"env.action: {a}; allowed 0..{N_ACTIONS - 1}")
+        tb, cfg = self._tables, self.config
+        rng = self.np_random
+        plans, ks, blocks, block_on = s.plans, s.k, s.blocks, s.block_on
+        n_r, n_k = len(plans), len(blocks)
+        # GridModel.step: one rng.random((1, R + K + 2)) draw (same stream as R + K + 2).
+        buf = self._u
+        if len(buf) != n_r + n_k + 2:
+            buf = self._u = np.empty(n_r + n_k + 2)
+        u = rng.random(out=buf).tolist()
+        pos = s.pos
+        if a < 4:
+            tgt = pos + tb.delta[a]
+            valid = tb.free[tgt]
+            if valid and n_k:
+                for c, on in zip(blocks, block_on):
+                    if on and c == tgt:
+                        valid = False
+        elif a == _WAIT:
+            valid = True
+        elif a == _PICK:
+            valid = not s.load and pos == s.pick
+        else:
+            valid = s.load and pos == s.station
+        move = valid and a < 4
+        tgt = pos + tb.delta[a] if move else pos
+        collide = False
+        wait_p = cfg.other_wait_prob
+        for r in range(n_r):  # GridModel._move_others
+            plan, k = plans[r], ks[r]
+            last = len(plan) - 1
+            if k >= last:
+                k_new, old = last, plan[last]
+                new = old
+            else:
+                old = plan[k]
+                if u[r] >= wait_p:
+                    k_new = k + 1
+                    new = plan[k_new]
+                else:
+                    k_new, new = k, old
+            if new == tgt or (old == tgt and new == pos):
+                collide = True
+            if k_new < last:
+                ks[r] = k_new
+            else:  # the env's own rule: a robot at the end of its plan gets a new one
+                cur = tb.cell[new] if new >= 0 else (-1, -1)  # (an absent robot stays so)
+                plans[r] = list(self._paths.plan_to_random_goal(cur, rng, _MAX_PLAN)[1])
+                ks[r] = 0
+                self._model = None
+        go = move and not collide
+        picked = valid and a == _PICK
+        dropped = valid and a == _DROP
+        if dropped and not cfg.terminate_on_delivery:
+            s.pick = tb.pick_cells[int(u[-2] * len(tb.pick_cells))]
+            s.station = tb.station_cells[int(u[-1] * len(tb.station_cells))]
+        for j in range(n_k):
+            if block_on[j] and not u[n_r + j] >= tb.p_clear:
+                block_on[j] = False
+        s.t += 1
+        reward = (
+            tb.step_reward
+            + cfg.pick_reward * picked
+            + cfg.delivery_reward * dropped
+            + cfg.collision_reward * collide
+            + cfg.invalid_reward * (not valid)
+        )
+        if go:
+            s.pos, s.heading = tgt, tb.heading_of_move[a]
+        s.moved = go
+        s.load = (s.load or picked) and not dropped
+        s.delivered += dropped
+        self._state = None
+        terminated = bool(cfg.terminate_on_delivery and dropped)
+        truncated = s.t >= cfg.horizon_steps and not terminated
+        return self._obs(), float(reward), terminated, truncated, {"delivered": bool(dropped)}
 
     def render(self) -> str | None:
-        if self.render_mode != "ansi" or self.state is None or self.model is None:
+        if self.render_mode != "ansi" or self._s is None:
             return None
         rows = [list(r) for r in ascii_art(self.layout).splitlines()]
         h = len(rows)
@@ -132,52 +235,221 @@ class GridWarehouseEnv(gym.Env):
         rows[h - 1 - r][c] = "R"
         return "\n".join("".join(x) for x in rows)
 
+    # ---- the equivalent batched model and state ------------------------------------------
+    @property
+    def model(self) -> GridModel | None:
+        """The :class:`GridModel` (with the scripted robots' current plans; None before reset)."""
+        s = self._s
+        if s is None:
+            return None
+        if self._model is None:
+            n_r, n_t = len(s.plans), max([_MAX_PLAN, *map(len, s.plans)])
+            plans = np.full((1, n_r, n_t), ABSENT_CELL, np.int64)
+            plan_len = np.ones((1, n_r), np.int64)
+            for r, plan in enumerate(s.plans):
+                plans[0, r, : len(plan)] = plan
+                plan_len[0, r] = len(plan)
+            self._model = self._base.with_plans(plans, plan_len)
+        return self._model
+
+    @model.setter
+    def model(self, value: GridModel) -> None:
+        """Take the scripted robots' plans from ``value`` (same layout and config)."""
+        state = self.state
+        if state is None:
+            raise RuntimeError("env: model set before reset()")
+        self._load(value, state)
+
+    @property
+    def state(self) -> GridState | None:
+        """The current state as a batch of one (None before reset)."""
+        s = self._s
+        if s is None:
+            return None
+        if self._state is None:
+            i64 = np.int64
+            self._state = GridState(
+                pos=np.array([s.pos], i64),
+                heading=np.array([s.heading], i64),
+                moved=np.array([s.moved], bool),
+                load=np.array([s.load], bool),
+                pick=np.array([s.pick], i64),
+                station=np.array([s.station], i64),
+                blocks=np.array([s.blocks], i64).reshape(1, len(s.blocks)),
+                block_on=np.array([s.block_on], bool).reshape(1, len(s.blocks)),
+                others_k=np.array([s.k], i64).reshape(1, len(s.k)),
+                scn=np.zeros(1, i64),
+                t=np.array([s.t], i64),
+                delivered=np.array([s.delivered], i64),
+            )
+        return self._state
+
+    @state.setter
+    def state(self, value: GridState) -> None:
+        """Load a batch-of-one state of :attr:`model` (row ``scn`` of its plan table)."""
+        model = self.model
+        if model is None:
+            raise RuntimeError("env: state set before reset()")
+        self._load(model, value)
+
+    def _load(self, model: GridModel, st: GridState) -> None:
+        """Take the scalar state from a batch-of-one ``st`` of ``model`` (plans included)."""
+        if len(st) != 1:
+            raise ValueError(f"env.state: batch of {len(st)}; allowed a batch of one")
+        scn = int(st.scn[0])
+        self._s = _Scalars(
+            pos=int(st.pos[0]),
+            heading=int(st.heading[0]),
+            moved=bool(st.moved[0]),
+            load=bool(st.load[0]),
+            pick=int(st.pick[0]),
+            station=int(st.station[0]),
+            blocks=[int(v) for v in st.blocks[0]],
+            block_on=[bool(v) for v in st.block_on[0]],
+            k=[int(v) for v in st.others_k[0]],
+            t=int(st.t[0]),
+            delivered=int(st.delivered[0]),
+            plans=[
+                [int(v) for v in model.plans[scn, r, : model.plan_len[scn, r]]]
+                for r in range(model.n_others)
+            ],
+        )
+        self._model = self._state = None
+
     # ---- helpers -------------------------------------------------------------------------
     def _obs(self) -> dict[str, np.ndarray]:
-        enc = self.model.encode(self.state)  # type: ignore[union-attr]
-        return {k: v[0] for k, v in enc.items()}
-
-    def _set_plan(self, r: int, path: list[tuple[int, int]]) -> None:
-        m = self.model
-        assert m is not None and self.state is not None
-        plans, plan_len = m.plans.copy(), m.plan_len.copy()
-        plans[0, r] = ABSENT_CELL
-        plans[0, r, : len(path)] = m.to_flat(np.array(path))
-        plan_len[0, r] = len(path)
-        self.model = m.with_plans(plans, plan_len)
-        k = self.state.others_k.copy()
-        k[0, r] = 0
-        self.state = self.model.replace(self.state, others_k=k)
+        """:meth:`GridModel.encode` of the state (fresh arrays, bit-identical)."""
+        s, tb = self._s, self._tables
+        assert s is not None
+        pos, load, blocks, block_on = s.pos, s.load, s.blocks, s.block_on
+        # occupancy: the static crop, then blockages, then other robots (last one wins)
+        crop = tb.crops.get(pos)
+        if crop is None:
+            crop = tb.crops[pos] = tb.static_crop(pos)
+        occ = crop.copy()
+        # (a painted cell is static in the crop exactly when the layout cell is not free)
+        size, row, col, free = tb.size, tb.row, tb.col, tb.free
+        pr, pc = row[pos] - tb.half, col[pos] - tb.half
+        for c, on in zip(blocks, block_on):
+            if on and c >= 0 and free[c]:
+                i, j = row[c] - pr, col[c] - pc
+                if 0 <= i < size and 0 <= j < size:
+                    occ[i, j] = OCC_BLOCKAGE
+        for plan, k in zip(s.plans, s.k):
+            c = plan[k] if k < len(plan) else plan[-1]
+            if c >= 0 and free[c]:
+                i, j = row[c] - pr, col[c] - pc
+                if 0 <= i < size and 0 <= j < size:
+                    occ[i, j] = OCC_ROBOT
+        # proprio: position, heading + velocity, goal vector, load, time fraction
+        gx, gy = tb.xy_goal[s.station if load else s.pick]
+        px, py = tb.xy_goal[pos]
+        proprio = np.array(
+            (
+                *tb.xy_unit[pos],
+                *tb.motion[s.heading * 2 + s.moved],
+                gx - px,  # = the float32 difference (exact in double, rounded once)
+                gy - py,
+                load,
+                s.t / tb.horizon,
+            ),
+            np.float32,
+        )
+        # action mask (GridModel.legal_actions): static moves, active blockages, pick, drop
+        moves = tb.moves[pos]
+        if any(block_on):
+            nbr = tb.nbr[pos]
+            moves = tuple(
+                ok and not any(on and c == v for c, on in zip(blocks, block_on))
+                for ok, v in zip(moves, nbr)
+            )
+        key = (moves, not load and pos == s.pick, load and pos == s.station)
+        mask = tb.masks.get(key)
+        if mask is None:
+            mask = tb.masks[key] = np.array((*moves, True, *key[1:]), np.float32)
+        return {"proprio": proprio, "occupancy": occ, "action_mask": mask.copy()}
 
     def _spawn_absent_others(self) -> None:
         """Give every absent scripted robot a start cell and a plan (keeps n_others real)."""
-        m, st = self.model, self.state
-        assert m is not None and st is not None
-        taken = {tuple(c) for c in m.to_cells(np.r_[st.pos[:1], m.others_pos(st)[0]])}
+        s, tb = self._s, self._tables
+        assert s is not None
+        cells = [s.pos] + [p[min(k, len(p) - 1)] for p, k in zip(s.plans, s.k)]
+        taken = {tb.cell[c] if c >= 0 else (-1, -1) for c in cells}
         free = self.layout.free_cells
         for r in range(self.n_others):
-            if m.plans[0, r, 0] != ABSENT_CELL:
+            if s.plans[r][0] != ABSENT_CELL:
                 continue
             for _ in range(64):
                 c = tuple(int(v) for v in free[self.np_random.integers(len(free))])
                 if c not in taken:
                     break
             taken.add(c)
-            self._set_plan(r, plan_to_random_goal(self.layout, c, self.np_random, _MAX_PLAN))
-            m = self.model
+            path = self._paths.plan_to_random_goal(c, self.np_random, _MAX_PLAN)[1]
+            s.plans[r], s.k[r] = list(path), 0
+        self._model = self._state = None
 
-    def _replan_finished_others(self) -> None:
-        m, st = self.model, self.state
-        assert m is not None and st is not None
-        done = st.others_k[0] >= m.plan_len[0] - 1
-        for r in np.flatnonzero(done):
-            cur = tuple(int(v) for v in m.to_cells(m.others_pos(st)[0, r]))
-            self._set_plan(int(r), plan_to_random_goal(self.layout, cur, self.np_random, _MAX_PLAN))
-            m, st = self.model, self.state
+
+@dataclass(slots=True)
+class _Scalars:
+    """The single env's state in plain Python values (flat cells as in :class:`GridState`)."""
+
+    pos: int
+    heading: int
+    moved: bool
+    load: bool
+    pick: int
+    station: int
+    blocks: list[int]
+    block_on: list[bool]
+    k: list[int]
+    t: int
+    delivered: int
+    plans: list[list[int]]  # flat cells of each scripted robot's plan (its plan_len cells)
+
+
+class _ScalarTables:
+    """:class:`GridModel`'s lookup tables as Python lists, for the scalar single-env path."""
+
+    def __init__(self, m: GridModel) -> None:
+        cfg = m.config
+        self.model = m
+        self.free: list[bool] = m._free.tolist()
+        self.delta: list[int] = m._delta.tolist()
+        self.delta4 = self.delta[:4]
+        self.heading_of_move: list[int] = _HEADING_OF_MOVE.tolist()
+        self.pick_cells: list[int] = m.pick_cells.tolist()
+        self.station_cells: list[int] = m.station_cells.tolist()
+        self.p_clear = m.p_clear
+        self.step_reward = m._step_reward
+        self.horizon = cfg.horizon_steps
+        self.size, self.half = cfg.crop_size, cfg.crop_size // 2
+        self.row: list[int] = m._rc[:, 0].tolist()
+        self.col: list[int] = m._rc[:, 1].tolist()
+        self.cell: list[tuple[int, int]] = [(r, c) for r, c in zip(self.row, self.col)]
+        # float32 values held exactly as Python floats
+        self.xy_unit: list[tuple[float, float]] = [tuple(v) for v in m._xy_unit.tolist()]
+        self.xy_goal: list[tuple[float, float]] = [tuple(v) for v in m._xy_goal.tolist()]
+        self.motion: list[tuple[float, ...]] = [tuple(v) for v in m._motion.tolist()]
+        self.crops: dict[int, np.ndarray] = {}  # flat cell -> static occupancy crop [S, S]
+        n = len(self.free)
+        # N, S, E, W neighbours of each flat cell (interior cells only are ever used)
+        self.nbr: list[tuple[int, ...]] = [
+            tuple(c + d if 0 <= c + d < n else c for d in self.delta4) for c in range(n)
+        ]
+        self.moves: list[tuple[bool, ...]] = [tuple(self.free[v] for v in nb) for nb in self.nbr]
+        self.masks: dict[tuple, np.ndarray] = {}  # (moves, pick, drop) -> action mask [7]
+
+    def static_crop(self, pos: int) -> np.ndarray:
+        m = self.model
+        return m._occ_flat[m._pad_index[pos] + m._crop_offsets]
 
 
 class GridFleetEnv(gym.Env):
     """All robots of a fleet, driven jointly (see module docstring).
+
+    Like :class:`GridWarehouseEnv`, it runs on Python scalars (numpy for move conflicts
+    and occupancy painting once the fleet is large); :attr:`state` gives the
+    :class:`GridState` of the N robots (a snapshot; assign it to load another).
 
     Args:
         layout: the warehouse (default: ``generate_layout(layout_config)``).
@@ -188,6 +460,7 @@ class GridFleetEnv(gym.Env):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": [], "render_fps": 4}
+    scalar_max_robots: ClassVar[int] = 12  # above: move conflicts and painting in numpy
 
     def __init__(
         self,
@@ -206,7 +479,10 @@ class GridFleetEnv(gym.Env):
         self.observation_space = _obs_space(self.config, (self.n_robots,))
         self.action_space = spaces.MultiDiscrete([N_ACTIONS] * self.n_robots)
         self.model = GridModel(self.layout, self.config)
-        self.state: GridState | None = None
+        self._tables = _ScalarTables(self.model)
+        self._f: _FleetScalars | None = None
+        self._state: GridState | None = None  # cache of the ``state`` property
+        self._legal: list[tuple[bool, ...]] | None = None  # of the last observation
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -224,78 +500,256 @@ class GridFleetEnv(gym.Env):
         return self._obs(), {}
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        if self.state is None:
+        f = self._f
+        if f is None:
             raise RuntimeError("env: step() before reset()")
-        st, cfg, rng, m = self.state, self.config, self.np_random, self.model
-        a = np.asarray(action, np.int64).reshape(self.n_robots)
-        valid = m.legal_actions(st)[np.arange(self.n_robots), a]
-        move = valid & (a < 4)
-        tgt = st.pos + m._delta[a] * move
-        go = _resolve_moves(st.pos, tgt, move)
-        collide = move & ~go
-        picked = valid & (a == MacroAction.PICK)
-        dropped = valid & (a == MacroAction.DROP)
-        u = rng.random((self.n_robots, 2))
-        pick = np.where(
-            dropped, m.pick_cells[(u[:, 0] * len(m.pick_cells)).astype(np.int64)], st.pick
+        tb, cfg, rng, n = self._tables, self.config, self.np_random, self.n_robots
+        a = np.asarray(action, np.int64).reshape(n).tolist()
+        if not all(0 <= ai < N_ACTIONS for ai in a):
+            raise ValueError(f"env.action: {a}; allowed 0..{N_ACTIONS - 1} per robot")
+        legal = self._legal
+        if legal is None:
+            legal = self._legal = [self._legal_of(i) for i in range(n)]
+        pos, delta = f.pos, tb.delta
+        valid = [lg[ai] for lg, ai in zip(legal, a)]
+        move = [v and ai < 4 for v, ai in zip(valid, a)]
+        tgt = [p + delta[ai] if m else p for p, ai, m in zip(pos, a, move)]
+        if n <= self.scalar_max_robots:
+            go = _resolve_moves_list(pos, tgt, move)
+        else:
+            go = _resolve_moves(np.array(pos), np.array(tgt), np.array(move)).tolist()
+        u = rng.random((n, 2)).tolist()
+        n_k = len(f.blocks[0]) if n else 0
+        clear = (rng.random(n_k) < tb.p_clear).tolist() if n_k else ()
+        n_pick, n_station = len(tb.pick_cells), len(tb.station_cells)
+        rewards = []
+        any_dropped = False
+        for i in range(n):
+            ai, ok = a[i], valid[i]
+            picked = ok and ai == _PICK
+            dropped = ok and ai == _DROP
+            collide = move[i] and not go[i]
+            rewards.append(
+                tb.step_reward
+                + cfg.pick_reward * picked
+                + cfg.delivery_reward * dropped
+                + cfg.collision_reward * collide
+                + cfg.invalid_reward * (not ok)
+            )
+            if go[i]:
+                pos[i], f.heading[i] = tgt[i], tb.heading_of_move[ai]
+            f.moved[i] = go[i]
+            if dropped:
+                any_dropped = True
+                f.pick[i] = tb.pick_cells[int(u[i][0] * n_pick)]
+                f.station[i] = tb.station_cells[int(u[i][1] * n_station)]
+            f.load[i] = (f.load[i] or picked) and not dropped
+            f.delivered[i] += dropped
+            f.t[i] += 1
+            f.dropped[i] = dropped
+        if True in clear:
+            for on in f.block_on:
+                for j, c in enumerate(clear):
+                    if c:
+                        on[j] = False
+        self._state = self._legal = None
+        terminated = bool(cfg.terminate_on_delivery and any_dropped)
+        truncated = f.t[0] >= cfg.horizon_steps and not terminated
+        robot_rewards = np.array(rewards, np.float64)
+        info = {"robot_rewards": robot_rewards, "delivered": np.array(f.dropped, bool)}
+        return self._obs(), float(robot_rewards.sum()), terminated, truncated, info
+
+    # ---- the state as a batch of N robots --------------------------------------------------
+    @property
+    def state(self) -> GridState | None:
+        """The fleet's :class:`GridState` (one row per robot; None before reset)."""
+        f = self._f
+        if f is None:
+            return None
+        if self._state is None:
+            n, i64 = self.n_robots, np.int64
+            n_k = len(f.blocks[0])
+            self._state = GridState(
+                pos=np.array(f.pos, i64),
+                heading=np.array(f.heading, i64),
+                moved=np.array(f.moved, bool),
+                load=np.array(f.load, bool),
+                pick=np.array(f.pick, i64),
+                station=np.array(f.station, i64),
+                blocks=np.array(f.blocks, i64).reshape(n, n_k),
+                block_on=np.array(f.block_on, bool).reshape(n, n_k),
+                others_k=f.others_k,
+                scn=f.scn,
+                t=np.array(f.t, i64),
+                delivered=np.array(f.delivered, i64),
+            )
+        return self._state
+
+    @state.setter
+    def state(self, st: GridState) -> None:
+        if len(st) != self.n_robots:
+            raise ValueError(f"env.state: {len(st)} rows; allowed {self.n_robots} (n_robots)")
+        self._f = _FleetScalars(
+            pos=st.pos.tolist(),
+            heading=st.heading.tolist(),
+            moved=st.moved.tolist(),
+            load=st.load.tolist(),
+            pick=st.pick.tolist(),
+            station=st.station.tolist(),
+            blocks=st.blocks.tolist(),
+            block_on=st.block_on.tolist(),
+            t=st.t.tolist(),
+            delivered=st.delivered.tolist(),
+            dropped=[False] * self.n_robots,
+            others_k=st.others_k,
+            scn=st.scn,
         )
-        station = np.where(
-            dropped, m.station_cells[(u[:, 1] * len(m.station_cells)).astype(np.int64)], st.station
-        )
-        block_on = st.block_on
-        if block_on.shape[1]:
-            clear = rng.random(block_on.shape[1]) < m.p_clear
-            block_on = block_on & ~clear[None, :]
-        self.state = m.replace(
-            st,
-            pos=np.where(go, tgt, st.pos),
-            heading=np.where(go, _HEADING_OF_MOVE[a & 3], st.heading),
-            moved=go,
-            load=(st.load | picked) & ~dropped,
-            pick=pick,
-            station=station,
-            block_on=block_on,
-            t=st.t + 1,
-            delivered=st.delivered + dropped,
-        )
-        rewards = (
-            -cfg.time_cost_per_s * m.step_s
-            + cfg.pick_reward * picked
-            + cfg.delivery_reward * dropped
-            + cfg.collision_reward * collide
-            + cfg.invalid_reward * ~valid
-        )
-        terminated = bool(cfg.terminate_on_delivery and dropped.any())
-        truncated = bool(self.state.t[0] >= cfg.horizon_steps) and not terminated
-        info = {"robot_rewards": rewards.astype(np.float64), "delivered": dropped.copy()}
-        return self._obs(), float(rewards.sum()), terminated, truncated, info
+        self._state = self._legal = None
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _legal_of(self, i: int) -> tuple[bool, ...]:
+        """:meth:`GridModel.legal_actions` of robot ``i`` (other robots never block)."""
+        f, tb = self._f, self._tables
+        assert f is not None
+        pos, load = f.pos[i], f.load[i]
+        moves = tb.moves[pos]
+        blocks, block_on = f.blocks[i], f.block_on[i]
+        if True in block_on:
+            moves = tuple(
+                ok and not any(on and c == v for c, on in zip(blocks, block_on))
+                for ok, v in zip(moves, tb.nbr[pos])
+            )
+        return (*moves, True, not load and pos == f.pick[i], load and pos == f.station[i])
 
     def _obs(self) -> dict[str, np.ndarray]:
-        """Each robot sees the others as robots standing still (plans of length 1)."""
-        st, n = self.state, self.n_robots
-        assert st is not None
-        if n > 1:
-            others = np.array([np.delete(st.pos, i) for i in range(n)])[:, :, None]
-            model = self.model.with_plans(others, np.ones((n, n - 1), np.int64))
-        else:
-            model = self.model
-        view = self.model.replace(
-            st,
-            scn=np.arange(n) if n > 1 else np.zeros(n, np.int64),
-            others_k=np.zeros((n, max(n - 1, 0)), np.int64),
-        )
-        return model.encode(view)
+        """:meth:`GridModel.encode` of each robot, the others seen as robots standing still.
+
+        (= ``encode`` with a plan table of one-cell plans at the other robots' cells.)
+        """
+        f, tb, n = self._f, self._tables, self.n_robots
+        assert f is not None
+        pos = f.pos
+        crops = []
+        for p in pos:
+            crop = tb.crops.get(p)
+            if crop is None:
+                crop = tb.crops[p] = tb.static_crop(p)
+            crops.append(crop)
+        occ = np.array(crops)
+        n_k = len(f.blocks[0])
+        if n <= self.scalar_max_robots:
+            # blockages, then the other robots in index order (a painted cell is static in
+            # the crop exactly when the layout cell is not free)
+            size, half, row, col, free = tb.size, tb.half, tb.row, tb.col, tb.free
+            for i in range(n):
+                pr, pc = row[pos[i]] - half, col[pos[i]] - half
+                out = occ[i]
+                for c, on in zip(f.blocks[i], f.block_on[i]):
+                    if on and c >= 0 and free[c]:
+                        r, k = row[c] - pr, col[c] - pc
+                        if 0 <= r < size and 0 <= k < size:
+                            out[r, k] = OCC_BLOCKAGE
+                for j in range(n):
+                    c = pos[j]
+                    if j != i and free[c]:
+                        r, k = row[c] - pr, col[c] - pc
+                        if 0 <= r < size and 0 <= k < size:
+                            out[r, k] = OCC_ROBOT
+        elif n > 1 or n_k:
+            p = np.array(pos)
+            cells = np.concatenate(
+                [np.array(f.blocks).reshape(n, n_k), np.broadcast_to(p, (n, n))], 1
+            )
+            on = np.concatenate(
+                [np.array(f.block_on, bool).reshape(n, n_k), ~np.eye(n, dtype=bool)], 1
+            )
+            value = np.r_[np.full(n_k, OCC_BLOCKAGE), np.full(n, OCC_ROBOT)]
+            self.model._paint(occ, p, cells, on, value)
+        legal = self._legal = [self._legal_of(i) for i in range(n)]
+        xy_unit, motion, xy_goal, horizon = tb.xy_unit, tb.motion, tb.xy_goal, tb.horizon
+        proprio = []
+        for i in range(n):
+            p, load = pos[i], f.load[i]
+            gx, gy = xy_goal[f.station[i] if load else f.pick[i]]
+            px, py = xy_goal[p]
+            proprio.append(
+                (
+                    *xy_unit[p],
+                    *motion[f.heading[i] * 2 + f.moved[i]],
+                    gx - px,  # = the float32 difference (exact in double, rounded once)
+                    gy - py,
+                    load,
+                    f.t[i] / horizon,
+                )
+            )
+        return {
+            "proprio": np.array(proprio, np.float32).reshape(n, PROPRIO_DIM),
+            "occupancy": occ,
+            "action_mask": np.array(legal, np.float32),
+        }
+
+
+@dataclass(slots=True)
+class _FleetScalars:
+    """The fleet's state as Python lists (one entry per robot; flat cells)."""
+
+    pos: list[int]
+    heading: list[int]
+    moved: list[bool]
+    load: list[bool]
+    pick: list[int]
+    station: list[int]
+    blocks: list[list[int]]
+    block_on: list[list[bool]]
+    t: list[int]
+    delivered: list[int]
+    dropped: list[bool]  # delivered in the last step
+    others_k: np.ndarray  # [N, 0] (unused by the fleet; kept for the GridState)
+    scn: np.ndarray
+
+
+def _resolve_moves_list(pos: list[int], tgt: list[int], move: list[bool]) -> list[bool]:
+    """:func:`_resolve_moves` on Python lists (faster for a few robots)."""
+    n = len(pos)
+    go = list(move)
+    for _ in range(n + 1):
+        nxt = [t if g else p for p, t, g in zip(pos, tgt, go)]
+        bad = []
+        for i in range(n):
+            if not go[i]:
+                continue
+            ni, ti, pi = nxt[i], tgt[i], pos[i]
+            for j in range(n):
+                if j != i and (
+                    (nxt[j] == ni and (j < i or not go[j]))
+                    or (go[j] and ti == pos[j] and tgt[j] == pi)
+                ):
+                    bad.append(i)
+                    break
+        if not bad:
+            return go
+        for i in bad:
+            go[i] = False
+    return go
+
+
+@functools.lru_cache(maxsize=16)
+def _pair_masks(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """[N, N] bool (j < i) and (j != i), read-only."""
+    lower, others = np.tril(np.ones((n, n), bool), -1), ~np.eye(n, dtype=bool)
+    lower.flags.writeable = others.flags.writeable = False
+    return lower, others
 
 
 def _resolve_moves(pos: np.ndarray, tgt: np.ndarray, move: np.ndarray) -> np.ndarray:
     """[N] bool: which intended moves (flat cells) succeed (no shared next cell, no swap)."""
     go = move.copy()
     n = len(pos)
-    lower = np.tril(np.ones((n, n), bool), -1)
-    swap = (tgt[:, None] == pos[None, :]) & (tgt[None, :] == pos[:, None]) & ~np.eye(n, dtype=bool)
+    lower, others = _pair_masks(n)
+    swap = (tgt[:, None] == pos[None, :]) & (tgt[None, :] == pos[:, None]) & others
     for _ in range(n + 1):
         nxt = np.where(go, tgt, pos)
-        same = (nxt[:, None] == nxt[None, :]) & ~np.eye(n, dtype=bool)
+        same = (nxt[:, None] == nxt[None, :]) & others
         # A mover loses a contested cell to a robot staying there or to a lower index.
         lose = (same & (~go[None, :] | lower)).any(1) | (swap & go[:, None] & go[None, :]).any(1)
         bad = go & lose

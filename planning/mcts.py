@@ -1,20 +1,23 @@
 """Batched MCTS (PUCT or Gumbel root selection) over a :class:`PlanningModel`.
 
-Why numpy, vectorised over the batch: every simulation step walks B trees at once, with
-one batched ``model.step`` and ONE batched evaluator call for the B leaves; the tree is
-preallocated ``[B, max_nodes, ...]`` (mctx layout, packed so one gather fetches a node's
-edge statistics) so selection, expansion and backup are a fixed, small number of array
-ops per tree level, independent of B; backup is one vectorised pass over the padded
-path matrix (discounted reverse cumulative sums), not a per-level loop. Models and
-evaluators stay plain Python/numpy/torch (no tracing, no compilation, any device for a
-torch network), which JAX/mctx would not allow. Batches of at most
-``MCTS.row_path_max_batch`` (4) rows take a row-by-row path on Python floats (far fewer
-numpy calls; same trees, tested as an oracle). Torch was not chosen: its per-op overhead
-is higher than numpy's for [B, A] arrays this small. Measured against mctx on CPU
-(``benchmarks/bench_mcts.py``, trivial model, 64 simulations, shared 2-core machine):
-PUCT at B = 256 is 2.5-5x faster than ``mctx.muzero_policy``; Gumbel at B = 256 ~0.5x
-of ``mctx.gumbel_muzero_policy``; B = 1 is 0.2-0.4x (PUCT) and ~0.1x (Gumbel): per-call
-Python overhead, ~60-100 us per simulation, is the floor there.
+Why numba kernels over preallocated numpy arrays: every simulation step walks B trees at
+once, with one batched ``model.step`` and ONE batched evaluator call for the B leaves;
+the tree is preallocated ``[B, max_nodes, ...]`` (mctx layout, packed so a node's edge
+statistics are contiguous). Selection, expansion bookkeeping and backup run in two
+numba-compiled calls per simulation (``planning.search_jit``: one descent over every
+row, one expand + backup + next descent), so the per-simulation Python cost is the
+model and evaluator callbacks plus ~2 dispatches, independent of tree depth and B.
+Models and evaluators stay plain Python/numpy/torch (no tracing, any device for a torch
+network), which JAX/mctx would not allow. ``MCTS.backend = "numpy"`` selects the
+earlier pure-numpy implementation (vectorised over rows, or row by row on Python floats
+for B <= ``row_path_max_batch``); all three build identical trees (tested as oracles).
+Chance re-sampling (``chance_samples > 1`` with ``chance_mode="resample"``) always runs
+the numpy path (it needs a model call per tree level). Measured against mctx on CPU
+(``benchmarks/bench_mcts.py``, trivial table model, 64 simulations, shared 2-core
+machine, best of repeats, compile excluded for both): PUCT 1.2-1.3x at B = 1, ~7x at
+B = 256; Gumbel ~0.75x at B = 1, ~1.3-1.8x at B = 256 (see docs/ARCHITECTURE.md for the
+exact runs). Torch was not chosen: its per-op overhead is higher than numpy's for
+[B, A] arrays this small.
 
 Semantics:
 
@@ -55,7 +58,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from planning.batch import batch_size, tree_scatter_nodes, tree_take, tree_take_nodes
+from planning.batch import (
+    batch_size,
+    tree_concat,
+    tree_scatter_nodes,
+    tree_take,
+    tree_take_nodes,
+)
 from planning.protocols import Evaluator, PlanningModel, States
 from planning.search_ops import Leaves, SimContext, backup, descend, make_context, simulate_rows
 from planning.selection import (
@@ -81,7 +90,9 @@ from planning.tree import (
     alloc_tree,
     grow_tree,
     match_children,
+    match_keys,
     reroot,
+    reroot_graph,
 )
 
 __all__ = ["MCTS", "MCTSConfig", "SearchResult"]
@@ -125,6 +136,16 @@ class MCTSConfig:
             a K-sample estimate). See the module docstring.
         max_depth: maximum tree depth in edges (None = unlimited).
         time_budget_s: wall-clock budget per search call (None = off), seconds.
+        transpositions: graph search (needs ``model.state_keys``): one node per
+            distinct state per root, edges may lead to any node, a path that revisits
+            one of its nodes stops there, edge Q = mean over sampled outcomes of
+            ``r + discount * V(child)`` (recomputed on backup), stochastic edges sample
+            every traversal and keep one child per distinct outcome (up to K =
+            ``chance_samples``; ``chance_mode`` is ignored). See the module docstring.
+        graph_value: with transpositions, a node's value: "mean" (visit-weighted mean
+            of its edge Q and its evaluator value, MCGS / UCT style) or "max" (max Q over
+            its visited edges, MaxUCT style: Bellman optimality backups over the explored
+            graph, exact on a fully explored deterministic MDP).
     """
 
     num_simulations: int = 64
@@ -144,6 +165,8 @@ class MCTSConfig:
     chance_mode: Literal["resample", "stored"] = "resample"
     max_depth: int | None = None
     time_budget_s: float | None = None
+    transpositions: bool = False
+    graph_value: Literal["mean", "max"] = "mean"
 
     def __post_init__(self) -> None:
         checks = [
@@ -183,6 +206,12 @@ class MCTSConfig:
                 "time_budget_s",
                 self.time_budget_s is None or self.time_budget_s >= 0.0,
                 "None or >= 0 s",
+            ),
+            ("transpositions", isinstance(self.transpositions, bool), "True, False"),
+            (
+                "graph_value",
+                self.graph_value == "mean" or (self.graph_value == "max" and self.transpositions),
+                "'mean', or 'max' with transpositions=True",
             ),
         ]
         for name, ok, allowed in checks:
@@ -279,9 +308,21 @@ class MCTS:
         self.num_actions = int(model.num_actions)
         det = bool(getattr(model, "deterministic", False))
         self.k = 1 if det else self.config.chance_samples
+        self.deterministic = det
+        if self.config.transpositions and not callable(getattr(model, "state_keys", None)):
+            raise ValueError(
+                "planner.transpositions: True; allowed only with a model that has "
+                "state_keys(states) -> int64 [B] (e.g. planning.adapters.TabularModel)"
+            )
 
-    #: Batches up to this size descend row by row on Python floats (fewer numpy calls).
+    #: Batches up to this size descend row by row on Python floats (fewer numpy calls);
+    #: numpy backend only.
     row_path_max_batch: int = 4
+    #: "numba": compiled selection / expansion bookkeeping / backup (planning.search_jit);
+    #: "numpy": the pure-numpy implementation (vectorised, or row by row for small
+    #: batches). Both build identical trees (tested). Chance re-sampling
+    #: (``chance_samples > 1``, ``chance_mode="resample"``) always runs the numpy path.
+    backend: Literal["numba", "numpy"] = "numba"
 
     # ---- public ------------------------------------------------------------------
     def search(
@@ -311,8 +352,14 @@ class MCTS:
         rng = np.random.default_rng(seed)
         tree = self._init_tree(root_states, reuse, actions_taken, rng)
         ctx = self._make_ctx(tree, rng)
-        done = 0
         budget = cfg.time_budget_s
+        if cfg.transpositions:
+            done = self._run_graph(tree, ctx, t_start)
+            return self._result(tree, ctx, done, time.perf_counter() - t_start)
+        if self.backend == "numba" and not ctx.resample:
+            done = self._run_jit(tree, ctx, t_start)
+            return self._result(tree, ctx, done, time.perf_counter() - t_start)
+        done = 0
         for _ in range(cfg.num_simulations):
             if budget is not None and time.perf_counter() - t_start >= budget:
                 break
@@ -323,6 +370,164 @@ class MCTS:
             self._simulate(tree, ctx)
             done += 1
         return self._result(tree, ctx, done, time.perf_counter() - t_start)
+
+    def _run_jit(self, tree: SearchTree, ctx: SimContext, t_start: float) -> int:
+        """The simulation loop on the compiled kernels; returns the simulations done."""
+        from planning import search_jit as jit
+
+        cfg = self.config
+        b = tree.batch_size
+        params = self._jit_params(ctx)
+        table = ctx.table if ctx.table is not None else np.zeros((1, 1), np.int64)
+        active = ctx.active.astype(np.int64)
+        leaves = np.zeros((4, b), np.int64)
+        length, leaf_value = ctx.length, ctx.leaf_value
+        root_prior = np.ascontiguousarray(ctx.root_prior, np.float64)
+        gnoise = np.ascontiguousarray(ctx.gumbel, np.float64)
+        visits0 = np.ascontiguousarray(ctx.visits0, np.float64)
+        n_max = int(tree.n_nodes.max())
+
+        def scratch() -> tuple[np.ndarray, np.ndarray]:
+            width = int(min(ctx.max_depth, tree.capacity)) + 1
+            lv = np.arange(width + 1)
+            return np.zeros((3, b, width), np.int64), ctx.discount ** lv.astype(np.float64)
+
+        path, disc = scratch()
+        model, rng = self.model, ctx.rng
+        step, legal_fn, evaluate = model.step, model.legal_actions, self._evaluate
+        no_bool, no_float = np.zeros((0, self.num_actions), bool), np.zeros((0, self.num_actions))
+        empty_f, empty_b = np.zeros(0), np.zeros(0, bool)
+        budget, n_sims = cfg.time_budget_s, cfg.num_simulations
+        done = 0
+        m = -1  # not descended yet
+        while done < n_sims:
+            if budget is not None and time.perf_counter() - t_start >= budget:
+                break
+            if n_max + done >= tree.capacity:
+                grow_tree(tree, min(2 * tree.capacity, n_max + done + n_sims))
+                old, (path, disc) = path, scratch()
+                path[:, :, : old.shape[2]] = old
+            nodes, edges = tree.nodes, tree.edges
+            if m < 0:
+                m = jit.descend(
+                    nodes, edges, tree.children, tree.qnorm, root_prior, gnoise, visits0, table,
+                    active, params, path, length, leaf_value, leaves,
+                )  # fmt: skip
+            legal, logits, values, rewards, dones = no_bool, no_float, empty_f, empty_f, empty_b
+            if m:
+                lb, lp = leaves[0, :m], leaves[1, :m]
+                states = tree.states
+                if type(states) is np.ndarray:
+                    nxt, rewards, dones = step(states[lb, lp], leaves[2, :m], rng)
+                    states[lb, tree.n_nodes[lb]] = nxt
+                else:
+                    nxt, rewards, dones = step(tree_take_nodes(states, lb, lp), leaves[2, :m], rng)
+                    tree_scatter_nodes(states, lb, tree.n_nodes[lb], nxt)
+                legal = np.ascontiguousarray(legal_fn(nxt), bool)
+                logits, values = evaluate(nxt, rng)
+                logits = np.ascontiguousarray(logits, np.float64)
+                rewards = np.ascontiguousarray(rewards, np.float64)
+                dones = np.ascontiguousarray(dones, bool)
+            done += 1
+            m = jit.finish_and_descend(
+                nodes, edges, tree.children, tree.parent, tree.parent_action, tree.n_nodes,
+                leaves, m, legal, logits, values, rewards, dones, path, length, leaf_value,
+                tree.qbounds, tree.qnorm, active, disc, root_prior, gnoise, visits0, table,
+                params, done < n_sims,
+            )  # fmt: skip
+        return done
+
+    def _jit_params(self, ctx: SimContext) -> np.ndarray:
+        from planning import search_jit as jit
+
+        cfg = self.config
+        params = np.zeros(jit.N_PARAMS)
+        params[jit.P_C1], params[jit.P_C2] = cfg.c1, cfg.c2
+        params[jit.P_FPU] = float(ctx.parent_fpu)
+        params[jit.P_CVISIT], params[jit.P_CSCALE] = cfg.c_visit, cfg.c_scale
+        params[jit.P_MAXCONS] = cfg.max_considered_actions
+        params[jit.P_K] = self.k
+        params[jit.P_MAXDEPTH] = float(ctx.max_depth)
+        params[jit.P_GUMBEL] = float(cfg.rule == "gumbel")
+        params[jit.P_DISCOUNT] = cfg.discount
+        return params
+
+    def _run_graph(self, tree: SearchTree, ctx: SimContext, t_start: float) -> int:
+        """The simulation loop with transpositions (graph search); returns simulations done.
+
+        Per simulation: a compiled descent until every row needs a sampled transition or
+        stops; then, level by level, one batched ``model.step`` + ``state_keys`` for the
+        rows that need one and a compiled routing step; one evaluator call for the new
+        nodes; a compiled backup.
+        """
+        from planning import search_jit as jit
+
+        cfg, model, rng = self.config, self.model, ctx.rng
+        b = tree.batch_size
+        params = self._jit_params(ctx)
+        table = ctx.table if ctx.table is not None else np.zeros((1, 1), np.int64)
+        active = ctx.active.astype(np.int64)
+        root_prior = np.ascontiguousarray(ctx.root_prior, np.float64)
+        gnoise = np.ascontiguousarray(ctx.gumbel, np.float64)
+        visits0 = np.ascontiguousarray(ctx.visits0, np.float64)
+        sample_all = not self.deterministic
+        length = ctx.length
+        pend_in, pend_out = np.zeros((3, b), np.int64), np.zeros((3, b), np.int64)
+        expand, counts = np.zeros((5, b), np.int64), np.zeros(2, np.int64)
+        n_max = int(tree.n_nodes.max())
+
+        def scratch() -> tuple[np.ndarray, np.ndarray]:
+            width = int(min(ctx.max_depth, tree.capacity)) + 1
+            return np.zeros((4, b, width), np.int64), np.full((b, tree.capacity), -1, np.int64)
+
+        path, onpath = scratch()
+        done = 0
+        while done < cfg.num_simulations:
+            if cfg.time_budget_s is not None and time.perf_counter() - t_start >= cfg.time_budget_s:
+                break
+            if n_max + done >= tree.capacity:
+                grow_tree(tree, min(2 * tree.capacity, n_max + done + cfg.num_simulations))
+                path, onpath = scratch()
+            n_p = jit.tp_start(
+                tree.nodes, tree.edges, tree.children, tree.qnorm, root_prior, gnoise, visits0,
+                table, active, params, path, length, onpath, done, pend_in, sample_all,
+            )  # fmt: skip
+            n_exp, found = 0, []
+            while n_p:
+                pb, pn, pa = pend_in[0, :n_p], pend_in[1, :n_p], pend_in[2, :n_p]
+                nxt, rewards, dones = model.step(tree_take_nodes(tree.states, pb, pn), pa, rng)
+                keys = np.ascontiguousarray(model.state_keys(nxt), np.int64)  # type: ignore[attr-defined]
+                rewards = np.ascontiguousarray(rewards, np.float64)
+                jit.tp_route(
+                    tree.nodes, tree.edges, tree.children, tree.slot_visits, tree.slot_reward,
+                    tree.keys, tree.n_nodes, tree.qnorm, root_prior, gnoise, visits0, table,
+                    params, path, length, onpath, done, pend_in, n_p, keys, rewards, pend_out,
+                    expand, n_exp, counts, sample_all,
+                )  # fmt: skip
+                if counts[1] > n_exp:
+                    i = expand[4, n_exp : counts[1]]
+                    found.append((tree_take(nxt, i), keys[i], rewards[i], np.asarray(dones, bool)[i]))
+                n_p, n_exp = int(counts[0]), int(counts[1])
+                pend_in, pend_out = pend_out, pend_in
+            if n_exp:
+                nxt = found[0][0] if len(found) == 1 else tree_concat([f[0] for f in found])
+                keys, rewards, dones = (np.concatenate([f[j] for f in found]) for j in (1, 2, 3))
+                eb = expand[0, :n_exp]
+                legal = np.ascontiguousarray(model.legal_actions(nxt), bool)
+                logits, values = self._evaluate(nxt, rng)
+                tree_scatter_nodes(tree.states, eb, tree.n_nodes[eb], nxt)
+                jit.tp_expand(
+                    tree.nodes, tree.edges, tree.children, tree.parent, tree.parent_action,
+                    tree.keys, tree.n_nodes, expand, n_exp, keys, legal,
+                    np.ascontiguousarray(logits, np.float64), values, rewards, dones, path, length,
+                )  # fmt: skip
+            jit.tp_backup(
+                tree.nodes, tree.edges, tree.children, tree.slot_visits, tree.slot_reward,
+                tree.qbounds, tree.qnorm, active, path, length, cfg.discount,
+                cfg.rule == "gumbel", cfg.graph_value == "max",
+            )  # fmt: skip
+            done += 1
+        return done
 
     # ---- setup ---------------------------------------------------------------------
     def _evaluate(self, states: States, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -342,8 +547,9 @@ class MCTS:
     ) -> SearchTree:
         b = batch_size(root_states)
         extra = min(self.config.num_simulations + 1, _INITIAL_NODES)  # grows on demand
+        graph = self.config.transpositions
         if reuse is None:
-            tree = alloc_tree(root_states, extra, self.num_actions, self.k)
+            tree = alloc_tree(root_states, extra, self.num_actions, self.k, graph)
         else:
             if actions_taken is None:
                 raise ValueError("planner.actions_taken: None; allowed [B] int actions with reuse")
@@ -353,10 +559,21 @@ class MCTS:
                     f"planner.reuse: batch {reuse.tree.batch_size} with {len(acts)} "
                     f"actions; allowed the new batch size {b}"
                 )
-            tree = reroot(reuse.tree, match_children(reuse.tree, acts, root_states), extra)
+            if graph:
+                if reuse.tree.keys is None:
+                    raise ValueError(
+                        "planner.reuse: a tree searched without transpositions; allowed "
+                        "results of the same configuration"
+                    )
+                keys = self.model.state_keys(root_states)  # type: ignore[attr-defined]
+                tree = reroot_graph(reuse.tree, match_keys(reuse.tree, keys), extra)
+            else:
+                tree = reroot(reuse.tree, match_children(reuse.tree, acts, root_states), extra)
         fresh = np.flatnonzero(tree.n_nodes == 0)
         if len(fresh):
             sub = root_states if len(fresh) == b else tree_take(root_states, fresh)
+            if graph:
+                tree.keys[fresh, 0] = self.model.state_keys(sub)  # type: ignore[attr-defined,index]
             self._write_nodes(
                 tree,
                 fresh,
@@ -392,7 +609,7 @@ class MCTS:
             gumbel,
             table,
             self.k,
-            row_path=b <= self.row_path_max_batch and not resample,
+            row_path=b <= self.row_path_max_batch and not resample and self.backend == "numpy",
             step=self.model.step,
             resample=resample,
         )
@@ -411,6 +628,17 @@ class MCTS:
         tree_scatter_nodes(tree.states, b, n, states)
         legal = np.asarray(self.model.legal_actions(states), bool)
         logits, values = self._evaluate(states, rng)
+        if self.backend == "numba":
+            from planning import search_jit as jit
+
+            out = np.empty(len(b))
+            jit.write_nodes(
+                tree.nodes, tree.edges, np.asarray(b, np.int64), np.asarray(n, np.int64),
+                np.ascontiguousarray(legal), np.ascontiguousarray(logits, np.float64),
+                np.ascontiguousarray(values, np.float64), np.ascontiguousarray(rewards, np.float64),
+                np.ascontiguousarray(dones, bool), out,
+            )  # fmt: skip
+            return out
         values = np.where(dones, 0.0, values)
         logp, prior = _normalise_logits(logits, legal)
         block = np.empty((len(b), 3, self.num_actions))
@@ -507,6 +735,29 @@ class MCTS:
         legal = e0[:, E_MASK] == 0
         prior = e0[:, E_PRIOR].copy()
         visits = e0[:, E_VISITS]
+        if self.backend == "numba" and done > 0 and (cfg.rule == "gumbel" or cfg.temperature == 0):
+            from planning import search_jit as jit
+
+            b, a = tree.batch_size, self.num_actions
+            action, policy, q = np.empty(b, np.int64), np.empty((b, a)), np.empty((b, a))
+            root_value = np.empty(b)
+            jit.decide(
+                tree.edges, tree.nodes, tree.qnorm, np.ascontiguousarray(ctx.gumbel, np.float64),
+                np.ascontiguousarray(ctx.visits0, np.float64), cfg.rule == "gumbel",
+                cfg.c_visit, cfg.c_scale, action, policy, q, root_value,
+            )  # fmt: skip
+            return SearchResult(
+                action=action,
+                visit_counts=visits.astype(np.int64),
+                root_value=root_value,
+                policy=policy,
+                q_values=q,
+                prior=prior,
+                legal=legal,
+                simulations_done=done,
+                elapsed_s=elapsed,
+                tree=tree,
+            )
         with np.errstate(invalid="ignore", divide="ignore"):
             q = np.where(visits > 0, e0[:, E_VALUE] / visits, np.nan)
         if done == 0:

@@ -22,6 +22,10 @@ class PlanningModel(Protocol):
         num_actions: A.
         deterministic: optional; if True the search never stores more than one sampled
             child per edge (``MCTSConfig.chance_samples`` is ignored).
+
+    Optional method ``state_keys(states) -> np.ndarray`` ([B] int64): a key that
+    identifies a state (equal keys = the same state, including whether it is terminal).
+    Required by ``MCTSConfig(transpositions=True)``, which then keeps one node per key.
     """
 
     num_actions: int

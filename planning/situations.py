@@ -9,21 +9,23 @@ conflict and never show in the occupancy crop.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
 from planning.grid_model import GridModel, GridModelConfig, GridState
-from planning.paths import astar
 from sim.layout import Layout
 
 __all__ = [
     "ABSENT_CELL",
     "SITUATION_KINDS",
     "SituationKind",
+    "StaticPaths",
     "plan_to_random_goal",
     "sample_situations",
+    "static_paths",
 ]
 
 SituationKind = Literal["open", "blocked", "congested"]
@@ -31,33 +33,155 @@ SITUATION_KINDS: tuple[str, ...] = ("open", "blocked", "congested")
 ABSENT_CELL = -1  # flat cell of an absent robot
 
 
+class StaticPaths:
+    """Memoised :func:`planning.paths.astar` on a layout's static map (no blockages).
+
+    Returns exactly what ``astar(layout.free, start, goal)`` returns (same algorithm,
+    same tie-breaking), from precomputed per-layout tables and a memo of earlier
+    answers, so replanning the scripted robots of the grid envs costs a dict lookup
+    once a (start, goal) pair has been seen. Get one with :func:`static_paths`.
+
+    Attributes:
+        free_cells: (row, col) of the drivable cells, row-major (``layout.free_cells``).
+        width: layout width W (flat cell = ``row * W + col``).
+    """
+
+    max_memo = 1 << 17  # (start, goal) answers kept; the memo restarts when full
+
+    def __init__(self, free: np.ndarray) -> None:
+        free = np.asarray(free, dtype=bool)
+        h, w = free.shape
+        wp = w + 2
+        pad = np.zeros((h + 2, wp), dtype=bool)
+        pad[1:-1, 1:-1] = free
+        n = pad.size
+        self._h, self.width, self._wp = h, w, wp
+        self._passable: list[bool] = pad.ravel().tolist()
+        self._offsets = (wp, -wp, 1, -1)  # N, S, E, W as in planning.paths
+        self._prow = [i // wp for i in range(n)]
+        self._pcol = [i % wp for i in range(n)]
+        # padded index -> (row, col) and flat cell of the unpadded grid
+        self._cell = [(i // wp - 1, i % wp - 1) for i in range(n)]
+        self._flat = [(i // wp - 1) * w + (i % wp - 1) for i in range(n)]
+        self.free_cells: list[tuple[int, int]] = [(int(r), int(c)) for r, c in np.argwhere(free)]
+        self._memo: dict[tuple[tuple[int, int], tuple[int, int]], tuple | None] = {}
+
+    def astar(self, start: tuple[int, int], goal: tuple[int, int]) -> tuple | None:
+        """``(cells, flat)``: the A* path as (row, col) tuples and as flat cells, or None."""
+        key = (start, goal)
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        out = self._search(start, goal)
+        if len(self._memo) >= self.max_memo:
+            self._memo.clear()
+        self._memo[key] = out
+        return out
+
+    def _search(self, start: tuple[int, int], goal: tuple[int, int]) -> tuple | None:
+        h, w, wp, passable = self._h, self.width, self._wp, self._passable
+        sr, sc, tr, tc = start[0], start[1], goal[0], goal[1]
+        if not (0 <= sr < h and 0 <= sc < w and 0 <= tr < h and 0 <= tc < w):
+            return None
+        s, t = (sr + 1) * wp + sc + 1, (tr + 1) * wp + tc + 1
+        if not passable[s] or not passable[t]:
+            return None
+        if s == t:
+            return (self._cell[s],), (self._flat[s],)
+        tr, tc = tr + 1, tc + 1  # padded coordinates from here on
+        prow, pcol, offsets = self._prow, self._pcol, self._offsets
+        h0 = abs(sr + 1 - tr) + abs(sc + 1 - tc)
+        big = 1 << 60
+        gscore = [big] * len(passable)
+        gscore[s] = 0
+        parent = {s: -1}
+        heap = [(h0, h0, 0, s)]
+        tie = 0
+        closed = bytearray(len(passable))
+        pop, push = heapq.heappop, heapq.heappush
+        while heap:
+            u = pop(heap)[3]
+            if closed[u]:
+                continue
+            if u == t:
+                idx = []
+                while u != -1:
+                    idx.append(u)
+                    u = parent[u]
+                idx.reverse()
+                return tuple(self._cell[i] for i in idx), tuple(self._flat[i] for i in idx)
+            closed[u] = 1
+            gu = gscore[u] + 1
+            for off in offsets:
+                v = u + off
+                if not passable[v] or closed[v]:
+                    continue
+                if gu < gscore[v]:
+                    gscore[v] = gu
+                    parent[v] = u
+                    hv = abs(prow[v] - tr) + abs(pcol[v] - tc)
+                    tie += 1
+                    push(heap, (gu + hv, hv, tie, v))
+        return None
+
+    def plan_to_random_goal(
+        self, start: tuple[int, int], rng: np.random.Generator, max_len: int
+    ) -> tuple[tuple, tuple]:
+        """:func:`plan_to_random_goal` as ``(cells, flat)`` tuples (same draws from ``rng``)."""
+        free = self.free_cells
+        n = len(free)
+        for _ in range(8):
+            path = self.astar(start, free[rng.integers(n)])
+            if path is not None and len(path[0]) > 1:
+                return path[0][:max_len], path[1][:max_len]
+        r, c = int(start[0]), int(start[1])
+        return ((r, c),), (r * self.width + c,)
+
+
+_STATIC_PATHS: dict[tuple, StaticPaths] = {}
+
+
+def static_paths(layout: Layout) -> StaticPaths:
+    """The shared :class:`StaticPaths` of ``layout``'s static map (one per distinct map)."""
+    occ = np.asarray(layout.occupancy, dtype=bool)
+    key = (occ.shape, occ.tobytes())
+    out = _STATIC_PATHS.get(key)
+    if out is None:
+        if len(_STATIC_PATHS) >= 16:
+            _STATIC_PATHS.clear()
+        out = _STATIC_PATHS[key] = StaticPaths(~occ)
+    return out
+
+
 def plan_to_random_goal(
     layout: Layout, start: tuple[int, int], rng: np.random.Generator, max_len: int
 ) -> list[tuple[int, int]]:
-    """A* path from ``start`` to a random reachable free cell, cut to ``max_len`` cells."""
-    free = layout.free_cells
-    for _ in range(8):
-        g = free[rng.integers(len(free))]
-        path = astar(layout.free, start, (int(g[0]), int(g[1])))
-        if path is not None and len(path) > 1:
-            return path[:max_len]
-    return [tuple(int(v) for v in start)]
+    """A* path from ``start`` to a random reachable free cell, cut to ``max_len`` cells.
+
+    Up to 8 goals are drawn (``rng.integers(len(layout.free_cells))`` each) until one gives
+    a path of at least 2 cells; otherwise the robot stays: ``[start]``. Paths are
+    :func:`planning.paths.astar`'s, memoised per layout (:class:`StaticPaths`).
+    """
+    start = (int(start[0]), int(start[1]))
+    return list(static_paths(layout).plan_to_random_goal(start, rng, max_len)[0])
 
 
 def _route(
     layout: Layout, pick_cells: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, ...]:
     """A random ego cell, order (pick, station) and the ego's route to the pick ((row, col))."""
+    sp = static_paths(layout)
     free = layout.free_cells
     station = layout.stations[rng.integers(len(layout.stations))]
     for _ in range(32):
         ego = free[rng.integers(len(free))]
         pick = pick_cells[rng.integers(len(pick_cells))]
-        path = astar(layout.free, tuple(ego), tuple(pick))
-        if path is not None and len(path) >= 4:
-            return ego, pick, station, np.array(path, np.int64)
-    path = astar(layout.free, tuple(ego), tuple(pick)) or [tuple(ego)]
-    return ego, pick, station, np.array(path, np.int64)
+        path = sp.astar((int(ego[0]), int(ego[1])), (int(pick[0]), int(pick[1])))
+        if path is not None and len(path[0]) >= 4:
+            return ego, pick, station, np.array(path[0], np.int64)
+    path = sp.astar((int(ego[0]), int(ego[1])), (int(pick[0]), int(pick[1])))
+    return ego, pick, station, np.array(path[0] if path else [tuple(ego)], np.int64)
 
 
 def sample_situations(
@@ -69,6 +193,7 @@ def sample_situations(
     n_others: int = 4,
     n_blocks: int = 2,
     max_plan_len: int = 48,
+    model: GridModel | None = None,
 ) -> tuple[GridModel, GridState]:
     """Sample one situation per entry of ``kinds``.
 
@@ -82,6 +207,8 @@ def sample_situations(
         n_others: other-robot slots per row.
         n_blocks: blockage slots per row.
         max_plan_len: cells per announced plan.
+        model: optional :class:`GridModel` of ``layout`` whose lookup tables are reused
+            (its plan table is replaced); its config is used when ``config`` is None.
 
     Returns:
         The model (its plan table, flat cells, has one row per situation) and the [B]
@@ -94,7 +221,12 @@ def sample_situations(
         if k not in SITUATION_KINDS:
             raise ValueError(f"situation.kind: {k!r}; allowed {', '.join(SITUATION_KINDS)}")
     b = len(kinds)
-    base = GridModel(layout, config)
+    if model is None:
+        base = GridModel(layout, config)
+    elif model.layout is not layout or (config is not None and config != model.config):
+        raise ValueError("situation.model: built on another layout or config; allowed None")
+    else:
+        base = model
     plans = np.full((b, n_others, max_plan_len), ABSENT_CELL, np.int64)
     plan_len = np.ones((b, n_others), np.int64)
     blocks = np.full((b, n_blocks, 2), -1, np.int64)

@@ -21,7 +21,9 @@ __all__ = [
     "equal_children",
     "grow_tree",
     "match_children",
+    "match_keys",
     "reroot",
+    "reroot_graph",
     "set_qbounds",
 ]
 
@@ -58,6 +60,11 @@ class SearchTree:
         qbounds: [B, 2] float64 (min, max) edge Q seen (+inf, -inf before any backup).
         qnorm: [B, 2] float64 min-max normalisation: (offset, scale) with
             ``Qn = (Q - offset) * scale``; (0, 0) before any backup.
+        keys, slot_visits, slot_reward: transposition mode only (else None): [B, N]
+            int64 state key per node, [B, N, A, K] float64 traversals and rewards per
+            sampled outcome of an edge (edge Q is recomputed from them, see
+            ``planning.search_jit``). In this mode the structure is a graph: an edge may
+            point to any node, ``parent`` records the first parent only.
     """
 
     states: Any
@@ -69,6 +76,9 @@ class SearchTree:
     n_nodes: np.ndarray
     qbounds: np.ndarray
     qnorm: np.ndarray
+    keys: np.ndarray | None = None
+    slot_visits: np.ndarray | None = None
+    slot_reward: np.ndarray | None = None
 
     @property
     def batch_size(self) -> int:
@@ -106,13 +116,26 @@ class SearchTree:
         return self.value_sum / np.maximum(self.node_visits, 1.0)
 
 
-def alloc_tree(example_states: Any, n_nodes: int, num_actions: int, k: int) -> SearchTree:
+_OPTIONAL = ("keys", "slot_visits", "slot_reward")
+
+
+def alloc_tree(
+    example_states: Any, n_nodes: int, num_actions: int, k: int, transpositions: bool = False
+) -> SearchTree:
     """Empty storage for ``n_nodes`` nodes per row, shaped after ``example_states`` [B, ...]."""
     b = tree_leaves(example_states)[0].shape[0]
     edges = np.zeros((b, n_nodes, 5, num_actions))
     edges[:, :, E_LOGP] = -np.inf
     edges[:, :, E_MASK] = -np.inf
+    extra: dict[str, Any] = {}
+    if transpositions:
+        extra = {
+            "keys": np.zeros((b, n_nodes), np.int64),
+            "slot_visits": np.zeros((b, n_nodes, num_actions, k)),
+            "slot_reward": np.zeros((b, n_nodes, num_actions, k)),
+        }
     return SearchTree(
+        **extra,
         states=tree_alloc_nodes(example_states, n_nodes),
         nodes=np.zeros((b, n_nodes, N_COLS)),
         edges=edges,
@@ -147,8 +170,9 @@ def grow_tree(tree: SearchTree, capacity: int) -> None:
         tail = np.full((x.shape[0], extra, *x.shape[2:]), fill, dtype=x.dtype)
         return np.concatenate([x, tail], axis=1)
 
-    for f in _ARRAYS:
-        setattr(tree, f, pad(getattr(tree, f), _FILLS.get(f, 0)))
+    for f in _ARRAYS + _OPTIONAL:
+        if getattr(tree, f) is not None:
+            setattr(tree, f, pad(getattr(tree, f), _FILLS.get(f, 0)))
     tree.states = tree_map(lambda x: pad(x, 0), tree.states)
 
 
@@ -250,3 +274,59 @@ def reroot(tree: SearchTree, new_root: np.ndarray, extra_nodes: int) -> SearchTr
     )
     set_qbounds(new, qmin, qmax)
     return new
+
+
+def match_keys(tree: SearchTree, keys: np.ndarray) -> np.ndarray:
+    """Transposition mode: [B] node holding state key ``keys[b]`` anywhere in row b's
+    graph, -1 where none."""
+    used = np.arange(tree.capacity)[None, :] < tree.n_nodes[:, None]
+    hit = (tree.keys == np.asarray(keys, np.int64)[:, None]) & used  # type: ignore[operator]
+    return np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+
+
+def reroot_graph(tree: SearchTree, new_root: np.ndarray, extra_nodes: int) -> SearchTree:
+    """Transposition mode: keep row b's whole graph with node ``new_root[b]`` as the root
+    (its index swapped with 0); rows with -1 become empty. Every statistic is kept."""
+    b, n = tree.parent.shape
+    keep = np.asarray(new_root) >= 0
+    rows = np.flatnonzero(keep)
+    cap = int(tree.n_nodes[keep].max(initial=0)) + int(extra_nodes)
+    perm = np.broadcast_to(np.arange(n), (b, n)).copy()
+    r = new_root[rows]
+    perm[rows, 0] = r
+    perm[rows, r] = 0
+    used = (np.arange(n)[None, :] < tree.n_nodes[:, None]) & keep[:, None]
+    bb, nn = np.nonzero(used)
+    dst = perm[bb, nn]
+
+    def move(x: np.ndarray, fill: Any) -> np.ndarray:
+        y = np.full((x.shape[0], cap, *x.shape[2:]), fill, dtype=x.dtype)
+        y[bb, dst] = x[bb, nn]
+        return y
+
+    out = {f: move(getattr(tree, f), _FILLS.get(f, 0)) for f in _ARRAYS + _OPTIONAL}
+    remap = np.concatenate([perm, np.full((b, 1), -1)], axis=1)
+    remap[~keep] = -1
+    brows = np.arange(b)
+    out["children"] = remap[brows[:, None, None, None], out["children"]]
+    out["parent"] = remap[brows[:, None], out["parent"]]
+    out["parent_action"][:, 0] = -1
+    out["parent"][:, 0] = -1
+    out["nodes"][:, 0, N_TERMINAL] = 0.0
+    out["nodes"][:, 0, N_EXPANDABLE] = (out["edges"][:, 0, E_MASK] == 0).any(axis=1)
+    out["states"] = tree_map(lambda x: move(x, 0), tree.states)
+    ev, ew = out["edges"][:, :, E_VISITS], out["edges"][:, :, E_VALUE]
+    q = ew / np.maximum(ev, 1.0)
+    new = SearchTree(
+        n_nodes=np.where(keep, tree.n_nodes, 0).astype(np.int64),
+        qbounds=np.zeros((b, 2)),
+        qnorm=np.zeros((b, 2)),
+        **out,
+    )
+    set_qbounds(
+        new,
+        np.where(ev > 0, q, np.inf).min(axis=(1, 2)),
+        np.where(ev > 0, q, -np.inf).max(axis=(1, 2)),
+    )
+    return new
+

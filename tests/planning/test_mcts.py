@@ -109,18 +109,60 @@ def test_search__same_seed_same_result(rule: str) -> None:
     assert not np.array_equal(a.tree.states, c.tree.states)  # another seed samples differently
 
 
+def _backends(model, rule: str, evaluator=None, **kw) -> dict[str, MCTS]:
+    """The numba kernels, the numpy row-by-row path and the numpy vectorised path."""
+    out = {}
+    for name, backend, row_max in (("numba", "numba", 4), ("rows", "numpy", 64), ("vec", "numpy", 0)):
+        mcts = _mcts(model, rule, evaluator, **kw)
+        mcts.backend, mcts.row_path_max_batch = backend, row_max
+        out[name] = mcts
+    return out
+
+
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("chance", [1, 3])
-def test_search__row_path_matches_vectorised_path(rule: str, chance: int) -> None:
-    """Oracle: the per-row Python descent/backup builds the same trees as the array path."""
+@pytest.mark.parametrize("fpu", ["parent", "min"])
+def test_search__numba_row_and_vectorised_paths_build_the_same_trees(
+    rule: str, chance: int, fpu: str
+) -> None:
+    """Oracle: compiled kernels, per-row Python and array ops build the same trees."""
     model = RandomTransitionModel(seed=3) if chance == 1 else NoisyChainModel(length=6)
     kw = {"num_simulations": 60, "chance_samples": chance, "chance_mode": "stored"}
-    fast, slow = _mcts(model, rule, **kw), _mcts(model, rule, **kw)
-    slow.row_path_max_batch = 0
-    states = np.arange(3) if chance == 1 else np.zeros(3, np.int64)
-    a, b = fast.search(states, seed=5), slow.search(states, seed=5)
+    kw["max_depth"] = None if chance == 1 else 4
+    states = np.arange(9) if chance == 1 else np.zeros(9, np.int64)
+    res = {
+        k: m.search(states, seed=5)
+        for k, m in _backends(model, rule, unvisited_value=fpu, max_considered_actions=4, **kw).items()
+    }
+    for other in ("rows", "vec"):
+        a, b = res["numba"], res[other]
+        np.testing.assert_array_equal(a.visit_counts, b.visit_counts)
+        np.testing.assert_array_equal(a.action, b.action)
+        np.testing.assert_array_equal(a.tree.children, b.tree.children)
+        np.testing.assert_allclose(a.tree.nodes, b.tree.nodes, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a.tree.edges, b.tree.edges, rtol=1e-12, atol=1e-12)
+        for f in ("policy", "q_values", "root_value", "prior"):
+            np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_search__numba_matches_row_path_with_random_rollouts_and_reuse(rule: str) -> None:
+    """Same rng draws in the same order: stochastic evaluator, tree reuse, growth."""
+    model = RandomTransitionModel(seed=1)
+    ev = RolloutEvaluator(model, depth=3, discount=0.9)
+    ms = _backends(model, rule, ev, num_simulations=40, discount=0.9)
+    out = {}
+    for name in ("numba", "rows"):
+        first = ms[name].search(np.arange(3), seed=2)
+        nxt, _, _ = model.step(np.arange(3), first.action, np.random.default_rng(0))
+        out[name] = ms[name].search(nxt, seed=3, reuse=first, actions_taken=first.action)
+    a, b = out["numba"], out["rows"]
     np.testing.assert_array_equal(a.visit_counts, b.visit_counts)
     np.testing.assert_allclose(a.tree.nodes, b.tree.nodes, rtol=1e-12, atol=1e-12)
+    big = _backends(model, rule, ev, num_simulations=1500)  # > 1024 initial slots: growth
+    a, b = (big[k].search(np.array([0]), seed=4) for k in ("numba", "rows"))
+    np.testing.assert_array_equal(a.visit_counts, b.visit_counts)
+    assert a.tree.capacity > 1024 and a.tree.n_nodes[0] == b.tree.n_nodes[0]
 
 
 def test_search__batch_rows_are_independent(random_model) -> None:
