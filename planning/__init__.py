@@ -30,7 +30,8 @@ from planning.evaluators import (
     TorchEvaluator,
     UniformEvaluator,
 )
-from planning.grid_env import GridFleetEnv, GridWarehouseEnv, register_envs
+from planning.grid_env import GridWarehouseEnv, register_envs
+from planning.grid_fleet_env import GridFleetEnv
 from planning.grid_model import GridModel, GridModelConfig, GridState
 from planning.mcts import MCTS, MCTSConfig, SearchResult
 from planning.paths import Reservations, astar, bfs_distances, prioritized_plan, space_time_astar

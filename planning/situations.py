@@ -46,7 +46,7 @@ class StaticPaths:
         width: layout width W (flat cell = ``row * W + col``).
     """
 
-    max_memo = 1 << 17  # (start, goal) answers kept; the memo restarts when full
+    max_memo_cells = 1 << 20  # path cells kept (~35 MB; the default layout needs 0.36M)
 
     def __init__(self, free: np.ndarray) -> None:
         free = np.asarray(free, dtype=bool)
@@ -65,6 +65,7 @@ class StaticPaths:
         self._flat = [(i // wp - 1) * w + (i % wp - 1) for i in range(n)]
         self.free_cells: list[tuple[int, int]] = [(int(r), int(c)) for r, c in np.argwhere(free)]
         self._memo: dict[tuple[tuple[int, int], tuple[int, int]], tuple | None] = {}
+        self._memo_cells = 0
 
     def astar(self, start: tuple[int, int], goal: tuple[int, int]) -> tuple | None:
         """``(cells, flat)``: the A* path as (row, col) tuples and as flat cells, or None."""
@@ -74,8 +75,10 @@ class StaticPaths:
         except KeyError:
             pass
         out = self._search(start, goal)
-        if len(self._memo) >= self.max_memo:
+        self._memo_cells += 1 + (len(out[0]) if out else 0)
+        if self._memo_cells > self.max_memo_cells:
             self._memo.clear()
+            self._memo_cells = 0
         self._memo[key] = out
         return out
 
@@ -167,21 +170,19 @@ def plan_to_random_goal(
     return list(static_paths(layout).plan_to_random_goal(start, rng, max_len)[0])
 
 
-def _route(
-    layout: Layout, pick_cells: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, ...]:
+def _route(layout: Layout, pick_cells: np.ndarray, rng: np.random.Generator) -> tuple:
     """A random ego cell, order (pick, station) and the ego's route to the pick ((row, col))."""
     sp = static_paths(layout)
-    free = layout.free_cells
+    free = sp.free_cells  # = layout.free_cells, as tuples
     station = layout.stations[rng.integers(len(layout.stations))]
     for _ in range(32):
         ego = free[rng.integers(len(free))]
         pick = pick_cells[rng.integers(len(pick_cells))]
-        path = sp.astar((int(ego[0]), int(ego[1])), (int(pick[0]), int(pick[1])))
+        path = sp.astar(ego, (int(pick[0]), int(pick[1])))
         if path is not None and len(path[0]) >= 4:
             return ego, pick, station, np.array(path[0], np.int64)
-    path = sp.astar((int(ego[0]), int(ego[1])), (int(pick[0]), int(pick[1])))
-    return ego, pick, station, np.array(path[0] if path else [tuple(ego)], np.int64)
+    path = sp.astar(ego, (int(pick[0]), int(pick[1])))
+    return ego, pick, station, np.array(path[0] if path else [ego], np.int64)
 
 
 def sample_situations(
@@ -231,8 +232,9 @@ def sample_situations(
     plan_len = np.ones((b, n_others), np.int64)
     blocks = np.full((b, n_blocks, 2), -1, np.int64)
     pos, pick, station = (np.zeros((b, 2), np.int64) for _ in range(3))
+    pick_cells = base.to_cells(base.pick_cells)
     for i, kind in enumerate(kinds):
-        pos[i], pick[i], station[i], route = _route(layout, base.to_cells(base.pick_cells), rng)
+        pos[i], pick[i], station[i], route = _route(layout, pick_cells, rng)
         inner = route[1:-1]
         if kind == "blocked" and n_blocks and len(inner):
             idx = np.unique(np.linspace(0, len(inner) - 1, n_blocks + 2)[1:-1].round().astype(int))

@@ -12,10 +12,17 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.utils.seeding import np_random
 
 import planning
-from planning.grid_env import GridFleetEnv, _resolve_moves, register_envs
+from planning.grid_env import register_envs
+from planning.grid_fleet_env import GridFleetEnv, _resolve_moves
 from planning.grid_model import _HEADING_OF_MOVE, GridModelConfig
 from planning.paths import astar, bfs_distances
-from planning.situations import ABSENT_CELL, SITUATION_KINDS, StaticPaths, sample_situations
+from planning.situations import (
+    ABSENT_CELL,
+    SITUATION_KINDS,
+    StaticPaths,
+    plan_to_random_goal,
+    sample_situations,
+)
 from sim.types import ACTION_DELTAS, N_ACTIONS, MacroAction
 
 ENV_IDS = ["forklift/GridWarehouse-v0", "forklift/GridFleet-v0"]
@@ -265,6 +272,10 @@ def test_static_paths__equal_planning_paths_astar(layout) -> None:
             if ref is not None:
                 assert list(got[0]) == ref and list(got[1]) == [r * w + c for r, c in ref]
     assert sp.astar(cells[200], cells[201]) is sp.astar(cells[200], cells[201])  # memoised
+    for seed, start in enumerate(cells[200:215]):
+        a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+        assert plan_to_random_goal(layout, start, a, 9) == _reference_plan(layout, start, b, 9)
+        assert a.bit_generator.state == b.bit_generator.state
 
 
 def test_grid_env__state_and_model_assignable() -> None:
@@ -383,6 +394,7 @@ def _fleet_policy(env, mask, rng, dist_cache) -> np.ndarray:
         {"n_robots": 8, "n_blocks": 3, "scalar_max_robots": 0, "config": GridModelConfig(
             horizon_steps=50, blockage_clear_rate_per_s=0.2, crop_size=7)},  # the numpy path
     ],
+    ids=["default", "one-robot", "eight-robots", "terminate", "eight-robots-numpy"],
 )  # fmt: skip
 def test_grid_fleet__steps_exactly_like_its_first_implementation(kw: dict) -> None:
     kw = dict(kw)
@@ -393,7 +405,7 @@ def test_grid_fleet__steps_exactly_like_its_first_implementation(kw: dict) -> No
     counts = {"collide": 0, "picked": 0, "resets": 0}
     for seed in range(2):
         a, b = env.reset(seed=seed), ref.reset(seed=seed)
-        for _ in range(120):
+        for _ in range(100):
             assert _same(a[0], b[0]) and a[1] == b[1]
             act = _fleet_policy(env, a[0]["action_mask"] > 0, rng, dist_cache)
             a, b = env.step(act), ref.step(act)

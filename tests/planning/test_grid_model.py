@@ -184,3 +184,18 @@ def test_grid_model__bad_config_refused(kw: dict, field: str) -> None:
 def test_sample_situations__unknown_kind_refused(layout) -> None:
     with pytest.raises(ValueError, match="situation.kind: 'jam'"):
         sample_situations(layout, ["jam"], np.random.default_rng(0))
+
+
+def test_sample_situations__reusing_a_model_gives_the_same_situations(layout) -> None:
+    kinds = ["open", "blocked", "congested"] * 2
+    m1, s1 = sample_situations(layout, kinds, np.random.default_rng(3))
+    base = GridModel(layout)
+    m2, s2 = sample_situations(layout, kinds, np.random.default_rng(3), model=base)
+    np.testing.assert_array_equal(m1.plans, m2.plans)
+    np.testing.assert_array_equal(m1.plan_len, m2.plan_len)
+    assert all(np.array_equal(getattr(s1, f), getattr(s2, f)) for f in s1.__dataclass_fields__)
+    assert m2._occ_flat is base._occ_flat  # the lookup tables are shared
+    with pytest.raises(ValueError, match="situation.model"):
+        sample_situations(
+            layout, kinds, np.random.default_rng(3), model=base, config=GridModelConfig(crop_size=5)
+        )
