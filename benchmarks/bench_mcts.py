@@ -4,8 +4,10 @@ Same trivial problem for both: a deterministic random-transition MDP (1000 state
 A = 7 actions, table lookups for next state and reward), a zero-cost evaluator (flat
 prior, zero value), 64 simulations, discount 0.99, no root noise. Batches 1, 16, 256;
 PUCT vs ``mctx.muzero_policy`` and Gumbel vs ``mctx.gumbel_muzero_policy``. mctx is
-jit-compiled once per batch size before timing. Timings alternate ours / mctx and keep
-each side's best of several repeats, so background load hurts both alike.
+jit-compiled once per batch size before timing; ours runs one untimed search first too
+(numba kernels: loaded from the on-disk cache, or compiled once, ~15 s, after a change
+of ``planning/search_jit.py``). Timings alternate ours / mctx and keep each side's best
+of several repeats, so background load hurts both alike.
 
 Run: ``python benchmarks/bench_mcts.py [--seconds 1.0]``. Without mctx / jax installed
 (``pip install -e .[bench]``) only our numbers are printed. The last line prints the

@@ -3,6 +3,8 @@
 Public surface (everything else is implementation):
 
 - search: :class:`MCTS`, :class:`MCTSConfig`, :class:`SearchResult`, :class:`SearchTree`
+  (PUCT / Gumbel; tree search, or graph search with ``transpositions=True``; numba kernels
+  in ``planning.search_jit``)
 - protocols: :class:`PlanningModel`, :class:`Evaluator`, :class:`StateEvaluator`
 - evaluators: :class:`UniformEvaluator`, :class:`RolloutEvaluator`,
   :class:`FunctionEvaluator`, :class:`TorchEvaluator`
@@ -13,7 +15,8 @@ Public surface (everything else is implementation):
   :func:`prioritized_plan`, :func:`bfs_distances`
 - evaluation: :func:`run_planning_eval`, :func:`plot_planning_eval`,
   :class:`PlanningEvalResult`, :func:`standard_evaluators`, :class:`DistanceEvaluator`
-- adapters: :class:`planning.adapters.TabularModel` (gymnasium toy-text envs)
+- adapters: :class:`planning.adapters.TabularModel` (gymnasium toy-text envs; state keys and
+  transition tables for graph search), :func:`planning.adapters.value_iteration`
 """
 
 from planning import adapters

@@ -101,6 +101,13 @@ class TabularModel:
         k = (self._cum[s, a] < u[:, None]).sum(axis=1)  # type: ignore[attr-defined]
         return self.next_state[s, a, k], self.reward[s, a, k], self.done[s, a, k]
 
+    def transition_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(cumulative probs [S, A, K] float64, next_state [S, A, K] int64, reward [S, A, K]
+        float64, done [S, A, K] bool): lets a transposition search sample transitions
+        inside its compiled kernels (states are the int64 keys)."""
+        cum = self._cum  # type: ignore[attr-defined]
+        return cum, self.next_state, self.reward, self.done
+
     def state_keys(self, states: np.ndarray) -> np.ndarray:
         """[B] int64 key per state (the state index): enables ``transpositions``."""
         return np.asarray(states, np.int64)

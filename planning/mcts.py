@@ -3,10 +3,11 @@
 Why numba kernels over preallocated numpy arrays: every simulation step walks B trees at
 once, with one batched ``model.step`` and ONE batched evaluator call for the B leaves;
 the tree is preallocated ``[B, max_nodes, ...]`` (mctx layout, packed so a node's edge
-statistics are contiguous). Selection, expansion bookkeeping and backup run in two
-numba-compiled calls per simulation (``planning.search_jit``: one descent over every
-row, one expand + backup + next descent), so the per-simulation Python cost is the
-model and evaluator callbacks plus ~2 dispatches, independent of tree depth and B.
+statistics are contiguous). Selection, expansion bookkeeping and backup run in ONE
+numba-compiled call per simulation (``planning.search_jit``: expand + back up this
+simulation's leaves, then descend every row for the next one), so the per-simulation
+Python cost is the model and evaluator callbacks plus one dispatch, independent of tree
+depth and B.
 Models and evaluators stay plain Python/numpy/torch (no tracing, any device for a torch
 network), which JAX/mctx would not allow. ``MCTS.backend = "numpy"`` selects the
 earlier pure-numpy implementation (vectorised over rows, or row by row on Python floats
@@ -14,9 +15,9 @@ for B <= ``row_path_max_batch``); all three build identical trees (tested as ora
 Chance re-sampling (``chance_samples > 1`` with ``chance_mode="resample"``) always runs
 the numpy path (it needs a model call per tree level). Measured against mctx on CPU
 (``benchmarks/bench_mcts.py``, trivial table model, 64 simulations, shared 2-core
-machine, best of repeats, compile excluded for both): PUCT 1.2-1.3x at B = 1, ~7x at
-B = 256; Gumbel ~0.75x at B = 1, ~1.3-1.8x at B = 256 (see docs/ARCHITECTURE.md for the
-exact runs). Torch was not chosen: its per-op overhead is higher than numpy's for
+machine, best of repeats, compile excluded for both, 5 runs): PUCT 1.3-1.5x at B = 1,
+5.7-9x at B = 256; Gumbel 0.66-0.75x at B = 1, 1.4-2.0x at B = 256 (commands and runs in
+docs/ARCHITECTURE.md). Torch was not chosen: its per-op overhead is higher than numpy's for
 [B, A] arrays this small.
 
 Semantics:
@@ -44,6 +45,25 @@ Semantics:
 - **Anytime**: with ``time_budget_s`` the loop stops after the first simulation that
   ends past the budget (checked between simulations); with no finished simulation the
   action is the argmax of the (masked) prior and the policy is the prior.
+- **Transpositions** (``transpositions=True``, models with ``state_keys``): graph search
+  in the spirit of Monte-Carlo Graph Search (Czech et al. 2021) / UCT on DAGs (Childs
+  et al. 2008; Saffidine et al. 2012). One node per distinct state key per root; an edge
+  keeps one child per distinct sampled outcome (up to K) with its own traversal count
+  and reward; a new outcome whose key is already in the graph is linked to that node
+  (the simulation stops there and backs its value up). Backups recompute, bottom-up on
+  the path, every visited edge of a path node ``Q = sum_k n_k (r_k + discount V(c_k)) /
+  sum_k n_k`` from the children's current values, and the node value: the visit-weighted
+  mean with the evaluator value (``graph_value="mean"``; equal to the tree search when
+  no state repeats, tested) or the max Q over visited edges (``"max"``, MaxUCT-style
+  Bellman backups, Keller & Helmert 2013; the root then acts on the max Q). Cycles:
+  with a deterministic model, known edges back into the current path are skipped by
+  selection (the simulation stops where all are); with a stochastic model every
+  traversal samples a fresh transition and a path may pass a node again (visits count
+  traversals, so root visits can exceed ``num_simulations``; at most ``_GRAPH_PATH``
+  levels). Reuse keeps the whole graph and makes the node with the observed state's key
+  the root; a terminal node stays terminal (the row idles). Models exposing
+  ``transition_table()`` (``TabularModel``) are sampled inside the compiled kernels
+  (numba's generator, seeded from the search rng): one kernel call per simulation.
 - **Determinism**: every random draw comes from ``np.random.default_rng(seed)``
   (Dirichlet, Gumbel, model sampling, rollout evaluators, temperature sampling), so the
   same seed gives identical results (unless a time budget cuts the search).
@@ -99,6 +119,7 @@ __all__ = ["MCTS", "MCTSConfig", "SearchResult"]
 
 Rule = Literal["puct", "gumbel"]
 _INITIAL_NODES = 1024  # node slots allocated up front per row; doubled when full
+_GRAPH_PATH = 512  # longest simulation path with transpositions and a stochastic model
 
 
 def _fail(field: str, value: Any, allowed: str) -> ValueError:
@@ -321,7 +342,8 @@ class MCTS:
     #: "numba": compiled selection / expansion bookkeeping / backup (planning.search_jit);
     #: "numpy": the pure-numpy implementation (vectorised, or row by row for small
     #: batches). Both build identical trees (tested). Chance re-sampling
-    #: (``chance_samples > 1``, ``chance_mode="resample"``) always runs the numpy path.
+    #: (``chance_samples > 1``, ``chance_mode="resample"``) always runs the numpy path;
+    #: transpositions always run the kernels.
     backend: Literal["numba", "numpy"] = "numba"
 
     # ---- public ------------------------------------------------------------------
@@ -471,16 +493,24 @@ class MCTS:
         gnoise = np.ascontiguousarray(ctx.gumbel, np.float64)
         visits0 = np.ascontiguousarray(ctx.visits0, np.float64)
         sample_all = not self.deterministic
+        det = self.deterministic
         length = ctx.length
         pend_in, pend_out = np.zeros((3, b), np.int64), np.zeros((3, b), np.int64)
         expand, counts = np.zeros((5, b), np.int64), np.zeros(2, np.int64)
         n_max = int(tree.n_nodes.max())
 
         def scratch() -> tuple[np.ndarray, np.ndarray]:
-            width = int(min(ctx.max_depth, tree.capacity)) + 1
+            # Stochastic paths may pass a node more than once: at most _GRAPH_PATH levels.
+            width = int(min(ctx.max_depth, tree.capacity if det else _GRAPH_PATH)) + 1
+            params[jit.P_MAXDEPTH] = width - 1
             return np.zeros((4, b, width), np.int64), np.full((b, tree.capacity), -1, np.int64)
 
         path, onpath = scratch()
+        table_fn = getattr(model, "transition_table", None)
+        tab = table_fn() if callable(table_fn) else None
+        if tab is not None:
+            jit.seed_kernels(int(rng.integers(1 << 31)))
+            exp_key, exp_reward, exp_done = np.zeros(b, np.int64), np.zeros(b), np.zeros(b, bool)
         done = 0
         while done < cfg.num_simulations:
             if cfg.time_budget_s is not None and time.perf_counter() - t_start >= cfg.time_budget_s:
@@ -488,6 +518,22 @@ class MCTS:
             if n_max + done >= tree.capacity:
                 grow_tree(tree, min(2 * tree.capacity, n_max + done + cfg.num_simulations))
                 path, onpath = scratch()
+            if tab is not None:  # the kernel samples the transitions itself
+                n_exp = jit.tp_descend_table(
+                    tree.nodes, tree.edges, tree.children, tree.slot_visits, tree.slot_reward,
+                    tree.keys, tree.n_nodes, tree.qnorm, root_prior, gnoise, visits0, table,
+                    params, path, length, onpath, done, active, pend_in, pend_out, expand,
+                    counts, *tab, exp_key, exp_reward, exp_done, sample_all,
+                )  # fmt: skip
+                found = [
+                    (exp_key[:n_exp].copy(), exp_key[:n_exp].copy(), exp_reward[:n_exp].copy(),
+                     exp_done[:n_exp].copy())
+                ]  # fmt: skip
+                self._graph_expand_backup(
+                    tree, ctx, params, active, path, length, expand, n_exp, found
+                )
+                done += 1
+                continue
             n_p = jit.tp_start(
                 tree.nodes, tree.edges, tree.children, tree.qnorm, root_prior, gnoise, visits0,
                 table, active, params, path, length, onpath, done, pend_in, sample_all,
@@ -506,28 +552,48 @@ class MCTS:
                 )  # fmt: skip
                 if counts[1] > n_exp:
                     i = expand[4, n_exp : counts[1]]
-                    found.append((tree_take(nxt, i), keys[i], rewards[i], np.asarray(dones, bool)[i]))
+                    found.append(
+                        (tree_take(nxt, i), keys[i], rewards[i], np.asarray(dones, bool)[i])
+                    )
                 n_p, n_exp = int(counts[0]), int(counts[1])
                 pend_in, pend_out = pend_out, pend_in
-            if n_exp:
-                nxt = found[0][0] if len(found) == 1 else tree_concat([f[0] for f in found])
-                keys, rewards, dones = (np.concatenate([f[j] for f in found]) for j in (1, 2, 3))
-                eb = expand[0, :n_exp]
-                legal = np.ascontiguousarray(model.legal_actions(nxt), bool)
-                logits, values = self._evaluate(nxt, rng)
-                tree_scatter_nodes(tree.states, eb, tree.n_nodes[eb], nxt)
-                jit.tp_expand(
-                    tree.nodes, tree.edges, tree.children, tree.parent, tree.parent_action,
-                    tree.keys, tree.n_nodes, expand, n_exp, keys, legal,
-                    np.ascontiguousarray(logits, np.float64), values, rewards, dones, path, length,
-                )  # fmt: skip
-            jit.tp_backup(
-                tree.nodes, tree.edges, tree.children, tree.slot_visits, tree.slot_reward,
-                tree.qbounds, tree.qnorm, active, path, length, cfg.discount,
-                cfg.rule == "gumbel", cfg.graph_value == "max",
-            )  # fmt: skip
+            self._graph_expand_backup(tree, ctx, params, active, path, length, expand, n_exp, found)
             done += 1
         return done
+
+    def _graph_expand_backup(
+        self,
+        tree: SearchTree,
+        ctx: SimContext,
+        params: np.ndarray,
+        active: np.ndarray,
+        path: np.ndarray,
+        length: np.ndarray,
+        expand: np.ndarray,
+        n_exp: int,
+        found: list,
+    ) -> None:
+        """Evaluate and store the new nodes of a graph simulation, then back up."""
+        from planning import search_jit as jit
+
+        cfg = self.config
+        if n_exp:
+            nxt = found[0][0] if len(found) == 1 else tree_concat([f[0] for f in found])
+            keys, rewards, dones = (np.concatenate([f[j] for f in found]) for j in (1, 2, 3))
+            eb = expand[0, :n_exp]
+            legal = np.ascontiguousarray(self.model.legal_actions(nxt), bool)
+            logits, values = self._evaluate(nxt, ctx.rng)
+            tree_scatter_nodes(tree.states, eb, tree.n_nodes[eb], nxt)
+            jit.tp_expand(
+                tree.nodes, tree.edges, tree.children, tree.parent, tree.parent_action,
+                tree.keys, tree.n_nodes, expand, n_exp, keys, legal,
+                np.ascontiguousarray(logits, np.float64), values, rewards, dones, path, length,
+            )  # fmt: skip
+        jit.tp_backup(
+            tree.nodes, tree.edges, tree.children, tree.slot_visits, tree.slot_reward,
+            tree.qbounds, tree.qnorm, active, path, length, cfg.discount,
+            cfg.rule == "gumbel", cfg.graph_value == "max",
+        )  # fmt: skip
 
     # ---- setup ---------------------------------------------------------------------
     def _evaluate(self, states: States, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -746,6 +812,12 @@ class MCTS:
                 np.ascontiguousarray(ctx.visits0, np.float64), cfg.rule == "gumbel",
                 cfg.c_visit, cfg.c_scale, action, policy, q, root_value,
             )  # fmt: skip
+            if cfg.graph_value == "max" and cfg.rule == "puct":  # act on the max backup
+                score = np.where(legal & (visits > 0), np.nan_to_num(q, nan=-np.inf), -np.inf)
+                best = score.max(axis=1, keepdims=True)
+                ok = np.isfinite(best[:, 0])
+                tie = masked_argmax(visits, score == best)
+                action = np.where(ok, tie, action)
             return SearchResult(
                 action=action,
                 visit_counts=visits.astype(np.int64),

@@ -191,7 +191,9 @@ def descend(
         depth = 0
         leaf_value[b] = 0.0
         while True:
-            a = _select(edges, nodes, qnorm, root_prior, gumbel, visits0, table, params, b, node, buf)
+            a = _select(
+                edges, nodes, qnorm, root_prior, gumbel, visits0, table, params, b, node, buf
+            )
             path[0, b, depth] = node
             path[1, b, depth] = a
             depth += 1
@@ -271,7 +273,9 @@ def write_nodes(nodes, edges, rows, idx, legal, logits, values, rewards, dones, 
 
 
 @njit(cache=True)
-def decide(edges, nodes, qnorm, gumbel, visits0, is_gumbel, c_visit, c_scale, action, policy, q, root_value):
+def decide(
+    edges, nodes, qnorm, gumbel, visits0, is_gumbel, c_visit, c_scale, action, policy, q, root_value
+):
     """Root decision (temperature 0): action [B], policy [B, A], q [B, A], root value [B].
 
     PUCT: most visited, ties by normalised Q (``visits + 0.5 * clip(Qn, 0, 1)``); policy =
@@ -479,10 +483,10 @@ def _tp_walk(
                     edges[b, node, _EM, x] = -np.inf
         a = _select(edges, nodes, qnorm, root_prior, gumbel, visits0, table, params, b, node, buf)
         if not sample_all:
-            for x in range(n_act):
-                if edges[b, node, _EM, x] == -np.inf and children[b, node, x, 0] >= 0:
-                    if onpath[b, children[b, node, x, 0]] == stamp:
-                        edges[b, node, _EM, x] = 0.0
+            for x in range(n_act):  # restore the skipped edges (illegal ones have no child)
+                c = children[b, node, x, 0]
+                if edges[b, node, _EM, x] == -np.inf and c >= 0 and onpath[b, c] == stamp:
+                    edges[b, node, _EM, x] = 0.0
         depth = length[b]
         path[0, b, depth] = node
         path[1, b, depth] = a
@@ -589,7 +593,7 @@ def tp_route(
         path[3, b, depth] = slot
         if (
             not cont
-            or onpath[b, child] == stamp
+            or (onpath[b, child] == stamp and not sample_all)
             or nodes[b, child, _NEXP] == 0.0
             or depth + 1 >= max_depth
         ):
@@ -690,3 +694,54 @@ def tp_backup(nodes, edges, children, slot_visits, slot_reward, qbounds, qnorm, 
             qbounds[b, 1] = hi
             qnorm[b, 0] = lo
             qnorm[b, 1] = 1.0 / max(hi - lo, 1e-8)
+
+
+@njit(cache=True)
+def seed_kernels(seed):
+    """Seed the kernels' own generator (tabular transitions sampled in :func:`tp_descend_table`)."""
+    np.random.seed(seed)
+
+
+@njit(cache=True)
+def tp_descend_table(
+    nodes, edges, children, slot_visits, slot_reward, keys, n_nodes, qnorm, root_prior, gumbel,
+    visits0, table, params, path, length, onpath, stamp, active, pend_in, pend_out, expand,
+    counts, cum, nxt_tab, rew_tab, done_tab, exp_key, exp_reward, exp_done, sample_all,
+):  # fmt: skip
+    """A whole graph descent for tabular models (states are the keys): transitions are
+    sampled here (``P(k) = diff(cum[s, a])``, as ``TabularModel.step``). The new nodes to
+    evaluate are ``expand[:, :m]`` with key / reward / done in ``exp_*``; returns m."""
+    sample_keys = np.empty(pend_in.shape[1], np.int64)
+    rewards = np.empty(pend_in.shape[1])
+    n_p = tp_start(
+        nodes, edges, children, qnorm, root_prior, gumbel, visits0, table, active, params, path,
+        length, onpath, stamp, pend_in, sample_all,
+    )  # fmt: skip
+    n_exp = 0
+    n_k = cum.shape[2]
+    while n_p:
+        for i in range(n_p):
+            s = keys[pend_in[0, i], pend_in[1, i]]
+            a = pend_in[2, i]
+            u = np.random.random()
+            k = 0
+            while k < n_k - 1 and cum[s, a, k] < u:
+                k += 1
+            sample_keys[i] = nxt_tab[s, a, k]
+            rewards[i] = rew_tab[s, a, k]
+            exp_done[n_exp + i] = done_tab[s, a, k]  # scratch; compacted below
+        tp_route(
+            nodes, edges, children, slot_visits, slot_reward, keys, n_nodes, qnorm, root_prior,
+            gumbel, visits0, table, params, path, length, onpath, stamp, pend_in, n_p,
+            sample_keys, rewards, pend_out, expand, n_exp, counts, sample_all,
+        )  # fmt: skip
+        dn = exp_done[n_exp : n_exp + n_p].copy()
+        for j in range(n_exp, counts[1]):
+            i = expand[4, j]
+            exp_key[j] = sample_keys[i]
+            exp_reward[j] = rewards[i]
+            exp_done[j] = dn[i]
+        n_p = counts[0]
+        n_exp = counts[1]
+        pend_in, pend_out = pend_out, pend_in
+    return n_exp

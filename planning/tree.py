@@ -312,8 +312,8 @@ def reroot_graph(tree: SearchTree, new_root: np.ndarray, extra_nodes: int) -> Se
     out["parent"] = remap[brows[:, None], out["parent"]]
     out["parent_action"][:, 0] = -1
     out["parent"][:, 0] = -1
-    out["nodes"][:, 0, N_TERMINAL] = 0.0
-    out["nodes"][:, 0, N_EXPANDABLE] = (out["edges"][:, 0, E_MASK] == 0).any(axis=1)
+    # Unlike reroot, a terminal new root stays terminal: a key names a state, terminality
+    # included, so a finished episode's row stays idle (no search).
     out["states"] = tree_map(lambda x: move(x, 0), tree.states)
     ev, ew = out["edges"][:, :, E_VISITS], out["edges"][:, :, E_VALUE]
     q = ew / np.maximum(ev, 1.0)
@@ -329,4 +329,3 @@ def reroot_graph(tree: SearchTree, new_root: np.ndarray, extra_nodes: int) -> Se
         np.where(ev > 0, q, -np.inf).max(axis=(1, 2)),
     )
     return new
-

@@ -40,6 +40,31 @@ class RandomTransitionModel:
         nxt = self.next[s, a]
         return nxt, self.reward[s, a], self.terminal[nxt]
 
+    def state_keys(self, s: np.ndarray) -> np.ndarray:
+        return np.asarray(s, np.int64)
+
+    def encode(self, s: np.ndarray) -> np.ndarray:
+        return s
+
+
+class TreeShapedModel:
+    """A deterministic model whose states never repeat (state = path code), for checking
+    that graph search equals tree search when there are no transpositions."""
+
+    deterministic = True
+    num_actions = 3
+
+    def legal_actions(self, s: np.ndarray) -> np.ndarray:
+        return np.ones((len(s), 3), bool)
+
+    def step(self, s: np.ndarray, a: np.ndarray, rng: np.random.Generator):
+        nxt = s * 3 + a + 1
+        r = -((nxt * 2654435761) % 1000) / 1000.0  # pseudo-random, tie-free rewards
+        return nxt, r, np.zeros(len(s), bool)
+
+    def state_keys(self, s: np.ndarray) -> np.ndarray:
+        return np.asarray(s, np.int64)
+
     def encode(self, s: np.ndarray) -> np.ndarray:
         return s
 
@@ -62,6 +87,9 @@ class NoisyChainModel:
         nxt = np.minimum(s + adv, self.length)
         done = nxt >= self.length
         return nxt, done.astype(float), done
+
+    def state_keys(self, s: np.ndarray) -> np.ndarray:
+        return np.asarray(s, np.int64)
 
     def encode(self, s: np.ndarray) -> np.ndarray:
         return s

@@ -7,7 +7,7 @@ import pytest
 
 from planning import MCTS, FunctionEvaluator, MCTSConfig, RolloutEvaluator, UniformEvaluator
 from planning.batch import tree_take
-from tests.planning.conftest import NoisyChainModel, RandomTransitionModel
+from tests.planning.conftest import NoisyChainModel, RandomTransitionModel, TreeShapedModel
 
 RULES = ("puct", "gumbel")
 
@@ -112,7 +112,11 @@ def test_search__same_seed_same_result(rule: str) -> None:
 def _backends(model, rule: str, evaluator=None, **kw) -> dict[str, MCTS]:
     """The numba kernels, the numpy row-by-row path and the numpy vectorised path."""
     out = {}
-    for name, backend, row_max in (("numba", "numba", 4), ("rows", "numpy", 64), ("vec", "numpy", 0)):
+    for name, backend, row_max in (
+        ("numba", "numba", 4),
+        ("rows", "numpy", 64),
+        ("vec", "numpy", 0),
+    ):
         mcts = _mcts(model, rule, evaluator, **kw)
         mcts.backend, mcts.row_path_max_batch = backend, row_max
         out[name] = mcts
@@ -129,10 +133,13 @@ def test_search__numba_row_and_vectorised_paths_build_the_same_trees(
     model = RandomTransitionModel(seed=3) if chance == 1 else NoisyChainModel(length=6)
     kw = {"num_simulations": 60, "chance_samples": chance, "chance_mode": "stored"}
     kw["max_depth"] = None if chance == 1 else 4
+    kw["dirichlet_fraction"] = 0.25 if rule == "puct" else 0.0
     states = np.arange(9) if chance == 1 else np.zeros(9, np.int64)
     res = {
         k: m.search(states, seed=5)
-        for k, m in _backends(model, rule, unvisited_value=fpu, max_considered_actions=4, **kw).items()
+        for k, m in _backends(
+            model, rule, unvisited_value=fpu, max_considered_actions=4, **kw
+        ).items()
     }
     for other in ("rows", "vec"):
         a, b = res["numba"], res[other]
@@ -285,6 +292,9 @@ BAD_CONFIGS = [
     ({"time_budget_s": -1.0}, "planner.time_budget_s"),
     ({"unvisited_value": "max"}, "planner.unvisited_value"),
     ({"max_considered_actions": 0}, "planner.max_considered_actions"),
+    ({"transpositions": 1}, "planner.transpositions: 1; allowed True, False"),
+    ({"graph_value": "max"}, "planner.graph_value: 'max'; allowed 'mean', or 'max' with"),
+    ({"graph_value": "min", "transpositions": True}, "planner.graph_value: 'min'"),
 ]
 
 
@@ -304,3 +314,88 @@ def test_tree_take__pytree_states_round_trip() -> None:
     assert sub["a"].tolist() == [1, 4] and sub["b"][0].shape == (2, 2)
     doubled = tree_map(lambda x: x * 2, states)
     assert doubled["a"][3] == 6
+
+
+# ---- transpositions (graph search) ------------------------------------------------------
+
+
+def test_transpositions__need_state_keys() -> None:
+    class NoKeys(RandomTransitionModel):
+        state_keys = None
+
+    with pytest.raises(ValueError, match="planner.transpositions: True; allowed only with"):
+        _mcts(NoKeys(), transpositions=True)
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("value", ["mean", "max"])
+def test_transpositions__one_node_per_state_and_consistent_statistics(
+    rule: str, value: str
+) -> None:
+    model = RandomTransitionModel(n_states=30, seed=2)
+    res = _mcts(model, rule, num_simulations=300, transpositions=True, graph_value=value).search(
+        np.arange(6), seed=0
+    )
+    tree = res.tree
+    for b in range(6):
+        n = tree.n_nodes[b]
+        keys = tree.keys[b, :n]
+        assert len(np.unique(keys)) == n <= 30  # no state twice
+        assert (tree.states[b, :n] == keys).all()
+        kids = tree.children[b, :n]
+        assert ((kids >= -1) & (kids < n)).all()
+        # visits = 1 + edge visits; edge visits = sum of outcome counts
+        np.testing.assert_allclose(tree.node_visits[b, :n], 1 + tree.edge_visits[b, :n].sum(1))
+        np.testing.assert_allclose(tree.edge_visits[b, :n], tree.slot_visits[b, :n].sum(-1))
+    np.testing.assert_array_equal(res.visit_counts.sum(1), 300 * (tree.n_nodes > 0))
+    legal = model.legal_actions(np.arange(6))
+    assert legal[np.arange(6), res.action].all()
+
+
+def test_transpositions__without_repeated_states_equal_the_tree_search() -> None:
+    """Graph backups recompute Q = r + discount * V(child): the tree's mean of returns."""
+    model = TreeShapedModel()
+    kw = {"num_simulations": 80, "discount": 0.9}
+    tree = _mcts(model, **kw).search(np.zeros(4, np.int64), seed=0)
+    graph = _mcts(model, transpositions=True, **kw).search(np.zeros(4, np.int64), seed=0)
+    np.testing.assert_array_equal(tree.visit_counts, graph.visit_counts)
+    np.testing.assert_allclose(tree.q_values, graph.q_values, rtol=1e-9)
+    np.testing.assert_allclose(tree.root_value, graph.root_value, rtol=1e-9)
+
+
+@pytest.mark.parametrize("value", ["mean", "max"])
+def test_transpositions__stochastic_outcomes_are_children_by_state(value: str) -> None:
+    model = NoisyChainModel(length=6)
+    mcts = _mcts(
+        model, num_simulations=200, chance_samples=3, transpositions=True, graph_value=value
+    )
+    a, b = (mcts.search(np.zeros(3, np.int64), seed=4) for _ in range(2))
+    np.testing.assert_array_equal(a.visit_counts, b.visit_counts)  # same seed, same search
+    tree = a.tree
+    for row in range(3):
+        n = tree.n_nodes[row]
+        assert sorted(tree.keys[row, :n].tolist()) == list(range(n))  # states 0..n-1, once
+        kids = tree.children[row, 0, 1]  # advance: outcomes 0 (stay, a cycle) and 1
+        assert sorted(tree.keys[row, kids[kids >= 0]].tolist()) == [0, 1]
+        share = tree.slot_visits[row, 0, 1][tree.keys[row, np.maximum(kids, 0)] == 1].sum()
+        assert abs(share / tree.edge_visits[row, 0, 1] - 0.7) < 0.12
+    if value == "max":  # the visit-weighted mean is dragged down by the self-loop (stay)
+        assert (a.action == 1).all()
+
+
+def test_transpositions__reuse_keeps_the_whole_graph() -> None:
+    model = RandomTransitionModel(n_states=40, seed=5, p_terminal=0.0)
+    mcts = _mcts(model, num_simulations=100, transpositions=True, graph_value="max")
+    first = mcts.search(np.arange(4), seed=0)
+    nxt, _, _ = model.step(np.arange(4), first.action, np.random.default_rng(0))
+    node = [
+        np.flatnonzero(first.tree.keys[b, : first.tree.n_nodes[b]] == nxt[b])[0] for b in range(4)
+    ]
+    before = first.tree.node_visits[np.arange(4), node]
+    second = mcts.search(nxt, seed=1, reuse=first, actions_taken=first.action)
+    np.testing.assert_array_equal(second.tree.node_visits[:, 0], before + 100)
+    assert (second.tree.keys[:, 0] == nxt).all()
+    assert (second.tree.n_nodes >= first.tree.n_nodes).all()
+    plain = _mcts(model, num_simulations=10).search(np.arange(4), seed=0)
+    with pytest.raises(ValueError, match="planner.reuse"):
+        mcts.search(nxt, seed=1, reuse=plain, actions_taken=plain.action)

@@ -1,17 +1,14 @@
 """Search quality on gymnasium toy-text MDPs against value iteration (the oracle).
 
-What sampling MCTS can and cannot do here (measured, see the planning README notes):
-with the exact value table one visit per action is enough on deterministic MDPs, and a
+With the exact value table one visit per action is enough on deterministic MDPs, and a
 depth-1 search with re-sampled chance edges gets the value-iteration success rate on
-slippery FrozenLake. Random rollouts only see a few steps ahead: on CliffWalking they
-reach the optimum when the goal is within the tree's reach; from the standard start they
-prefer hiding away from the cliff (greedy improvement over random-walk values).
-Measured from the start (36), one search of 10 000 simulations, c1 in {0.1, 1.25, 3},
-rollout depth in {0, 5, 20}: the tree is 9-12 edges deep over only ~20 distinct states (no
-transpositions, 4 actions with wall no-ops), never contains the goal (13 steps away), and
-cliff falls stretch the min-max range to ~400-1300, so the goal path's gain is invisible.
-On slippery FrozenLake 2000 simulations with depth-30 rollouts estimate Q(0, .) ~ 0.015
-against Q* ~ 0.54 (random-walk values; the optimum needs ~40-step lookahead).
+slippery FrozenLake. With random rollouts the plain tree search only sees a few steps
+ahead (it reaches the optimum on CliffWalking from 1-3 cells before the goal, but from
+the start it prefers hiding away from the cliff: ~20 distinct states in a 10 000-node
+tree). Graph search (``MCTSConfig(transpositions=True, graph_value="max")``: one node
+per state, Bellman max backups, tree reuse) plays optimally from the START state:
+CliffWalking returns -13 and slippery FrozenLake reaches the 100-step optimum success
+rate within a 3-sigma binomial tolerance.
 """
 
 from __future__ import annotations
@@ -137,3 +134,90 @@ def test_toy_text__cliff_backup_places_rewards_on_edges_and_values_terminals_at_
         np.array([35]), seed=0
     )
     assert res.q_values[0, 2] == -1.0 and res.action[0] == 2
+
+
+# ---- from the start state, with rollouts: graph search (transpositions) --------------------
+
+
+def _closed_loop(model: TabularModel, first: MCTS, rest: MCTS, n: int, steps: int, seed: int):
+    """n batched episodes from state 0 (or CLIFF_START), one search per step with tree reuse
+    (``first`` decides the first step): undiscounted returns [n]."""
+    rng = np.random.default_rng(seed)
+    s = np.full(n, CLIFF_START if model.num_states == 48 else 0, np.int64)
+    ret, alive, res = np.zeros(n), np.ones(n, bool), None
+    for _ in range(steps):
+        if not alive.any():
+            break
+        seed_i = int(rng.integers(1 << 31))
+        if res is None:
+            res = first.search(s, seed=seed_i)
+        else:  # finished rows sit in a terminal state: their (reused) roots stay idle
+            res = rest.search(s, seed=seed_i, reuse=res, actions_taken=res.action)
+        s2, r, d = model.step(s, res.action, rng)
+        ret += np.where(alive, r, 0.0)
+        alive &= ~d
+        s = np.where(alive, s2, s)
+    return ret
+
+
+def _graph_mcts(model: TabularModel, sims: int, gamma: float) -> MCTS:
+    ev = RolloutEvaluator(model, depth=30 if gamma < 1 else 20, discount=gamma)
+    cfg = MCTSConfig(
+        num_simulations=sims,
+        discount=gamma,
+        transpositions=True,
+        graph_value="max",
+        chance_samples=model.probs.shape[2],
+    )
+    return MCTS(model, ev, cfg)
+
+
+def test_toy_text__rollouts_reach_the_optimal_return_from_the_cliff_start() -> None:
+    model, v = _exact("CliffWalking-v1", 1.0)
+    mcts = _graph_mcts(model, 1000, 1.0)
+    for seed in range(3):
+        ret = _closed_loop(model, mcts, mcts, 1, 40, seed)
+        assert ret[0] == v[CLIFF_START] == -13
+
+
+def _success_within(model: TabularModel, steps: int) -> float:
+    """The best success probability within ``steps`` steps from state 0 (finite-horizon DP,
+    non-stationary policies allowed: an upper bound on any agent)."""
+    v = np.zeros(model.num_states)
+    for _ in range(steps):
+        q = (model.probs * (model.reward + np.where(model.done, 0.0, v[model.next_state]))).sum(2)
+        v = np.where(model.terminal, 0.0, q.max(axis=1))
+    return float(v[0])
+
+
+def _frozenlake_success(n: int, first_sims: int, sims: int, seed: int) -> tuple[float, float]:
+    model, v = _exact("FrozenLake-v1", 0.99)
+    best = _success_within(model, 100)
+    pol = greedy_policy(model, v, 0.99)
+    assert abs(_success_within_policy(model, pol, 100) - best) < 0.01  # VI's policy ~ 0.74
+    got = _closed_loop(
+        model, _graph_mcts(model, first_sims, 0.99), _graph_mcts(model, sims, 0.99), n, 100, seed
+    )
+    return float(got.mean()), best
+
+
+def _success_within_policy(model: TabularModel, pol: np.ndarray, steps: int) -> float:
+    v = np.zeros(model.num_states)
+    s = np.arange(model.num_states)
+    for _ in range(steps):
+        q = (model.probs * (model.reward + np.where(model.done, 0.0, v[model.next_state]))).sum(2)
+        v = np.where(model.terminal, 0.0, q[s, pol])
+    return float(v[0])
+
+
+@pytest.mark.parametrize(
+    "n", [100, pytest.param(400, marks=pytest.mark.slow)], ids=["100-episodes", "400-episodes"]
+)
+def test_toy_text__rollouts_reach_the_optimal_success_on_slippery_frozenlake(n: int) -> None:
+    """Closed loop from the start: 1000 simulations for the first decision, then 50 per
+    step on the reused graph. One-sided binomial test against the 100-step optimum p*:
+    success >= p* - 3 sqrt(p* (1 - p*) / n) (an optimal agent fails it with p ~ 0.001)."""
+    got, best = _frozenlake_success(n, 1000, 50, seed=0)
+    assert 0.74 < best < 0.75
+    tol = 3.0 * np.sqrt(best * (1.0 - best) / n)
+    assert got >= best - tol, (got, best, tol)
