@@ -3,8 +3,9 @@
 Public surface (everything else is implementation):
 
 - search: :class:`MCTS`, :class:`MCTSConfig`, :class:`SearchResult`, :class:`SearchTree`
-  (PUCT / Gumbel; tree search, or graph search with ``transpositions=True``; numba kernels
-  in ``planning.search_jit``)
+  (PUCT / Gumbel; tree search, or graph search with ``transpositions=True``; settings and
+  result in ``planning.mcts_config``, numba kernels in ``planning.search_jit`` (tree) and
+  ``planning.graph_jit`` (graph))
 - protocols: :class:`PlanningModel`, :class:`Evaluator`, :class:`StateEvaluator`
 - evaluators: :class:`UniformEvaluator`, :class:`RolloutEvaluator`,
   :class:`FunctionEvaluator`, :class:`TorchEvaluator`

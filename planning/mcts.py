@@ -59,32 +59,33 @@ Semantics:
   with a deterministic model, known edges back into the current path are skipped by
   selection (the simulation stops where all are); with a stochastic model every
   traversal samples a fresh transition and a path may pass a node again (visits count
-  traversals, so root visits can exceed ``num_simulations``; at most ``_GRAPH_PATH``
-  levels). Reuse keeps the whole graph and makes the node with the observed state's key
-  the root; a terminal node stays terminal (the row idles). Models exposing
-  ``transition_table()`` (``TabularModel``) are sampled inside the compiled kernels
-  (numba's generator, seeded from the search rng): one kernel call per simulation.
+  traversals, so root visits can exceed ``num_simulations``; at most ``GRAPH_PATH``
+  levels, :mod:`planning.graph_search`). Reuse keeps the whole graph and makes the node
+  with the observed state's key the root; a terminal node stays terminal (the row
+  idles). Models exposing ``transition_table()`` (``TabularModel``) are sampled inside
+  the compiled kernels (numba's generator, seeded from the search rng): one kernel call
+  per simulation.
 - **Determinism**: every random draw comes from ``np.random.default_rng(seed)``
   (Dirichlet, Gumbel, model sampling, rollout evaluators, temperature sampling), so the
   same seed gives identical results (unless a time budget cuts the search).
+
+This module holds :class:`MCTS` (setup, the tree-search loops, the decision); the
+settings and result types are in :mod:`planning.mcts_config` (re-exported here), the
+graph-search loop in :mod:`planning.graph_search`, the numpy inner loop in
+:mod:`planning.search_ops`, the kernels in :mod:`planning.search_jit` (tree) and
+:mod:`planning.graph_jit` (graph).
 """
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from planning.batch import (
-    batch_size,
-    tree_concat,
-    tree_scatter_nodes,
-    tree_take,
-    tree_take_nodes,
-)
+from planning.batch import batch_size, tree_scatter_nodes, tree_take, tree_take_nodes
+from planning.graph_search import run_graph
+from planning.mcts_config import MCTSConfig, SearchResult
 from planning.protocols import Evaluator, PlanningModel, States
 from planning.search_ops import Leaves, SimContext, backup, descend, make_context, simulate_rows
 from planning.selection import (
@@ -92,6 +93,8 @@ from planning.selection import (
     considered_visits_table,
     gumbel_root_score,
     masked_argmax,
+    normalise_logits,
+    normalise_row,
 )
 from planning.tree import (
     E_LOGP,
@@ -117,193 +120,7 @@ from planning.tree import (
 
 __all__ = ["MCTS", "MCTSConfig", "SearchResult"]
 
-Rule = Literal["puct", "gumbel"]
 _INITIAL_NODES = 1024  # node slots allocated up front per row; doubled when full
-_GRAPH_PATH = 512  # longest simulation path with transpositions and a stochastic model
-
-
-def _fail(field: str, value: Any, allowed: str) -> ValueError:
-    return ValueError(f"planner.{field}: {value!r}; allowed {allowed}")
-
-
-@dataclass(frozen=True)
-class MCTSConfig:
-    """Search settings (validated on construction; ValueError names the field).
-
-    Attributes:
-        num_simulations: simulations per decision (>= 1).
-        rule: "puct" (MuZero pUCT everywhere) or "gumbel" (Gumbel MuZero).
-        discount: per-step discount in (0, 1].
-        c1, c2: PUCT constants (pb_c_init >= 0, pb_c_base > 0).
-        unvisited_value: PUCT value of an unvisited edge: "parent" (the parent node's
-            evaluator value, i.e. first-play urgency: with flat priors every action is
-            tried once before any is tried twice if the value is accurate) or "min"
-            (normalised 0, MuZero / mctx style).
-        dirichlet_alpha, dirichlet_fraction: PUCT root noise for self-play (fraction 0 =
-            off); mixed into the prior over the legal root actions.
-        temperature: PUCT acting: 0 = most visited (ties by Q); > 0 samples
-            proportional to visits ** (1 / temperature).
-        max_considered_actions: Gumbel: actions sampled at the root (>= 1).
-        gumbel_scale: Gumbel noise scale (0 = deterministic evaluation mode).
-        c_visit, c_scale: Gumbel sigma(q) = (c_visit + max N) * c_scale * q.
-        chance_samples: K, the most sampled children an edge keeps (stochastic models).
-            The default K = 1 keeps the first sampled outcome of every edge (one model
-            call per simulation, the cheapest, a single-sample estimate); K > 1 with
-            "resample" costs one model call per tree level per simulation.
-        chance_mode: "resample" (every traversal samples a fresh transition, routed to
-            the child with the same state: edge Q converges to the expectation) or
-            "stored" (the first K traversals sample, later ones cycle round robin
-            through the K stored children: one model call per simulation, but Q stays
-            a K-sample estimate). See the module docstring.
-        max_depth: maximum tree depth in edges (None = unlimited).
-        time_budget_s: wall-clock budget per search call (None = off), seconds.
-        transpositions: graph search (needs ``model.state_keys``): one node per
-            distinct state per root, edges may lead to any node, a path that revisits
-            one of its nodes stops there, edge Q = mean over sampled outcomes of
-            ``r + discount * V(child)`` (recomputed on backup), stochastic edges sample
-            every traversal and keep one child per distinct outcome (up to K =
-            ``chance_samples``; ``chance_mode`` is ignored). See the module docstring.
-        graph_value: with transpositions, a node's value: "mean" (visit-weighted mean
-            of its edge Q and its evaluator value, MCGS / UCT style) or "max" (max Q over
-            its visited edges, MaxUCT style: Bellman optimality backups over the explored
-            graph, exact on a fully explored deterministic MDP).
-    """
-
-    num_simulations: int = 64
-    rule: Rule = "puct"
-    discount: float = 0.99
-    c1: float = 1.25
-    c2: float = 19652.0
-    unvisited_value: Literal["parent", "min"] = "parent"
-    dirichlet_alpha: float = 0.3
-    dirichlet_fraction: float = 0.0
-    temperature: float = 0.0
-    max_considered_actions: int = 16
-    gumbel_scale: float = 1.0
-    c_visit: float = 50.0
-    c_scale: float = 0.1
-    chance_samples: int = 1
-    chance_mode: Literal["resample", "stored"] = "resample"
-    max_depth: int | None = None
-    time_budget_s: float | None = None
-    transpositions: bool = False
-    graph_value: Literal["mean", "max"] = "mean"
-
-    def __post_init__(self) -> None:
-        checks = [
-            (
-                "num_simulations",
-                _is_int(self.num_simulations) and self.num_simulations >= 1,
-                "integer >= 1",
-            ),
-            ("rule", self.rule in ("puct", "gumbel"), "'puct', 'gumbel'"),
-            ("discount", 0.0 < self.discount <= 1.0, "in (0, 1]"),
-            ("c1", self.c1 >= 0.0, ">= 0"),
-            ("c2", self.c2 > 0.0, "> 0"),
-            ("unvisited_value", self.unvisited_value in ("parent", "min"), "'parent', 'min'"),
-            ("dirichlet_alpha", self.dirichlet_alpha > 0.0, "> 0"),
-            ("dirichlet_fraction", 0.0 <= self.dirichlet_fraction <= 1.0, "in [0, 1]"),
-            ("temperature", self.temperature >= 0.0, ">= 0"),
-            (
-                "max_considered_actions",
-                _is_int(self.max_considered_actions) and self.max_considered_actions >= 1,
-                "integer >= 1",
-            ),
-            ("gumbel_scale", self.gumbel_scale >= 0.0, ">= 0"),
-            ("c_visit", self.c_visit >= 0.0, ">= 0"),
-            ("c_scale", self.c_scale > 0.0, "> 0"),
-            (
-                "chance_samples",
-                _is_int(self.chance_samples) and self.chance_samples >= 1,
-                "integer >= 1",
-            ),
-            ("chance_mode", self.chance_mode in ("resample", "stored"), "'resample', 'stored'"),
-            (
-                "max_depth",
-                self.max_depth is None or (_is_int(self.max_depth) and self.max_depth >= 1),
-                "None or integer >= 1",
-            ),
-            (
-                "time_budget_s",
-                self.time_budget_s is None or self.time_budget_s >= 0.0,
-                "None or >= 0 s",
-            ),
-            ("transpositions", isinstance(self.transpositions, bool), "True, False"),
-            (
-                "graph_value",
-                self.graph_value == "mean" or (self.graph_value == "max" and self.transpositions),
-                "'mean', or 'max' with transpositions=True",
-            ),
-        ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise _fail(name, getattr(self, name), allowed)
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """Outcome of one batched search.
-
-    Attributes:
-        action: [B] int64 chosen root actions.
-        visit_counts: [B, A] int64 root edge visits (reused visits included).
-        root_value: [B] float64 mean value of the root (evaluator + backups).
-        policy: [B, A] float64 improved policy for training: visit distribution (PUCT)
-            or softmax(logp + sigma(completed Q)) (Gumbel); the prior if no simulation ran.
-        q_values: [B, A] float64 mean backed-up return per root action (NaN if unvisited).
-        prior: [B, A] float64 evaluator prior at the root, masked to legal actions.
-        legal: [B, A] bool legal root actions.
-        simulations_done: simulations completed (< num_simulations if the budget hit).
-        elapsed_s: wall-clock seconds spent in the search.
-        tree: the search tree, for reuse (``search(..., reuse=result)``).
-    """
-
-    action: np.ndarray
-    visit_counts: np.ndarray
-    root_value: np.ndarray
-    policy: np.ndarray
-    q_values: np.ndarray
-    prior: np.ndarray
-    legal: np.ndarray
-    simulations_done: int
-    elapsed_s: float
-    tree: SearchTree
-
-
-def _normalise_logits(logits: np.ndarray, legal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Masked log-softmax and softmax: ([m, A] logp, -inf off legal; [m, A] probs, 0 off legal).
-
-    Rows without a legal action get logp -inf and probs 0.
-    """
-    x = np.where(legal, np.asarray(logits, np.float64), -np.inf)
-    mx = x.max(axis=1, keepdims=True)
-    if not np.isfinite(mx).all():
-        mx[~np.isfinite(mx)] = 0.0
-    z = np.exp(x - mx)
-    s = z.sum(axis=1, keepdims=True)
-    s[s == 0] = 1.0
-    return x - mx - np.log(s), z / s
-
-
-def _normalise_row(x: list[float], legal: list[bool]) -> tuple[list[float], ...]:
-    """:func:`_normalise_logits` for one row on Python floats: (prior, logp, mask)."""
-    xs = [v if ok else -math.inf for v, ok in zip(x, legal)]
-    mx = max(xs)
-    if mx == -math.inf:
-        n = len(x)
-        return [0.0] * n, [-math.inf] * n, [-math.inf] * n
-    z = [math.exp(v - mx) for v in xs]
-    s = 0.0
-    for v in z:
-        s += v
-    log_s = math.log(s)
-    prior = [v / s for v in z]
-    logp = [v - mx - log_s if ok else -math.inf for v, ok in zip(xs, legal)]
-    return prior, logp, [0.0 if ok else -math.inf for ok in legal]
 
 
 class MCTS:
@@ -376,7 +193,7 @@ class MCTS:
         ctx = self._make_ctx(tree, rng)
         budget = cfg.time_budget_s
         if cfg.transpositions:
-            done = self._run_graph(tree, ctx, t_start)
+            done = run_graph(self, tree, ctx, t_start)
             return self._result(tree, ctx, done, time.perf_counter() - t_start)
         if self.backend == "numba" and not ctx.resample:
             done = self._run_jit(tree, ctx, t_start)
@@ -473,127 +290,6 @@ class MCTS:
         params[jit.P_GUMBEL] = float(cfg.rule == "gumbel")
         params[jit.P_DISCOUNT] = cfg.discount
         return params
-
-    def _run_graph(self, tree: SearchTree, ctx: SimContext, t_start: float) -> int:
-        """The simulation loop with transpositions (graph search); returns simulations done.
-
-        Per simulation: a compiled descent until every row needs a sampled transition or
-        stops; then, level by level, one batched ``model.step`` + ``state_keys`` for the
-        rows that need one and a compiled routing step; one evaluator call for the new
-        nodes; a compiled backup.
-        """
-        from planning import search_jit as jit
-
-        cfg, model, rng = self.config, self.model, ctx.rng
-        b = tree.batch_size
-        params = self._jit_params(ctx)
-        table = ctx.table if ctx.table is not None else np.zeros((1, 1), np.int64)
-        active = ctx.active.astype(np.int64)
-        root_prior = np.ascontiguousarray(ctx.root_prior, np.float64)
-        gnoise = np.ascontiguousarray(ctx.gumbel, np.float64)
-        visits0 = np.ascontiguousarray(ctx.visits0, np.float64)
-        sample_all = not self.deterministic
-        det = self.deterministic
-        length = ctx.length
-        pend_in, pend_out = np.zeros((3, b), np.int64), np.zeros((3, b), np.int64)
-        expand, counts = np.zeros((5, b), np.int64), np.zeros(2, np.int64)
-        n_max = int(tree.n_nodes.max())
-
-        def scratch() -> tuple[np.ndarray, np.ndarray]:
-            # Stochastic paths may pass a node more than once: at most _GRAPH_PATH levels.
-            width = int(min(ctx.max_depth, tree.capacity if det else _GRAPH_PATH)) + 1
-            params[jit.P_MAXDEPTH] = width - 1
-            return np.zeros((4, b, width), np.int64), np.full((b, tree.capacity), -1, np.int64)
-
-        path, onpath = scratch()
-        table_fn = getattr(model, "transition_table", None)
-        tab = table_fn() if callable(table_fn) else None
-        if tab is not None:
-            jit.seed_kernels(int(rng.integers(1 << 31)))
-            exp_key, exp_reward, exp_done = np.zeros(b, np.int64), np.zeros(b), np.zeros(b, bool)
-        done = 0
-        while done < cfg.num_simulations:
-            if cfg.time_budget_s is not None and time.perf_counter() - t_start >= cfg.time_budget_s:
-                break
-            if n_max + done >= tree.capacity:
-                grow_tree(tree, min(2 * tree.capacity, n_max + done + cfg.num_simulations))
-                path, onpath = scratch()
-            if tab is not None:  # the kernel samples the transitions itself
-                n_exp = jit.tp_descend_table(
-                    tree.nodes, tree.edges, tree.children, tree.slot_visits, tree.slot_reward,
-                    tree.keys, tree.n_nodes, tree.qnorm, root_prior, gnoise, visits0, table,
-                    params, path, length, onpath, done, active, pend_in, pend_out, expand,
-                    counts, *tab, exp_key, exp_reward, exp_done, sample_all,
-                )  # fmt: skip
-                found = [
-                    (exp_key[:n_exp].copy(), exp_key[:n_exp].copy(), exp_reward[:n_exp].copy(),
-                     exp_done[:n_exp].copy())
-                ]  # fmt: skip
-                self._graph_expand_backup(
-                    tree, ctx, params, active, path, length, expand, n_exp, found
-                )
-                done += 1
-                continue
-            n_p = jit.tp_start(
-                tree.nodes, tree.edges, tree.children, tree.qnorm, root_prior, gnoise, visits0,
-                table, active, params, path, length, onpath, done, pend_in, sample_all,
-            )  # fmt: skip
-            n_exp, found = 0, []
-            while n_p:
-                pb, pn, pa = pend_in[0, :n_p], pend_in[1, :n_p], pend_in[2, :n_p]
-                nxt, rewards, dones = model.step(tree_take_nodes(tree.states, pb, pn), pa, rng)
-                keys = np.ascontiguousarray(model.state_keys(nxt), np.int64)  # type: ignore[attr-defined]
-                rewards = np.ascontiguousarray(rewards, np.float64)
-                jit.tp_route(
-                    tree.nodes, tree.edges, tree.children, tree.slot_visits, tree.slot_reward,
-                    tree.keys, tree.n_nodes, tree.qnorm, root_prior, gnoise, visits0, table,
-                    params, path, length, onpath, done, pend_in, n_p, keys, rewards, pend_out,
-                    expand, n_exp, counts, sample_all,
-                )  # fmt: skip
-                if counts[1] > n_exp:
-                    i = expand[4, n_exp : counts[1]]
-                    found.append(
-                        (tree_take(nxt, i), keys[i], rewards[i], np.asarray(dones, bool)[i])
-                    )
-                n_p, n_exp = int(counts[0]), int(counts[1])
-                pend_in, pend_out = pend_out, pend_in
-            self._graph_expand_backup(tree, ctx, params, active, path, length, expand, n_exp, found)
-            done += 1
-        return done
-
-    def _graph_expand_backup(
-        self,
-        tree: SearchTree,
-        ctx: SimContext,
-        params: np.ndarray,
-        active: np.ndarray,
-        path: np.ndarray,
-        length: np.ndarray,
-        expand: np.ndarray,
-        n_exp: int,
-        found: list,
-    ) -> None:
-        """Evaluate and store the new nodes of a graph simulation, then back up."""
-        from planning import search_jit as jit
-
-        cfg = self.config
-        if n_exp:
-            nxt = found[0][0] if len(found) == 1 else tree_concat([f[0] for f in found])
-            keys, rewards, dones = (np.concatenate([f[j] for f in found]) for j in (1, 2, 3))
-            eb = expand[0, :n_exp]
-            legal = np.ascontiguousarray(self.model.legal_actions(nxt), bool)
-            logits, values = self._evaluate(nxt, ctx.rng)
-            tree_scatter_nodes(tree.states, eb, tree.n_nodes[eb], nxt)
-            jit.tp_expand(
-                tree.nodes, tree.edges, tree.children, tree.parent, tree.parent_action,
-                tree.keys, tree.n_nodes, expand, n_exp, keys, legal,
-                np.ascontiguousarray(logits, np.float64), values, rewards, dones, path, length,
-            )  # fmt: skip
-        jit.tp_backup(
-            tree.nodes, tree.edges, tree.children, tree.slot_visits, tree.slot_reward,
-            tree.qbounds, tree.qnorm, active, path, length, cfg.discount,
-            cfg.rule == "gumbel", cfg.graph_value == "max",
-        )  # fmt: skip
 
     # ---- setup ---------------------------------------------------------------------
     def _evaluate(self, states: States, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -706,7 +402,7 @@ class MCTS:
             )  # fmt: skip
             return out
         values = np.where(dones, 0.0, values)
-        logp, prior = _normalise_logits(logits, legal)
+        logp, prior = normalise_logits(logits, legal)
         block = np.empty((len(b), 3, self.num_actions))
         block[:, 0] = prior
         block[:, 1] = logp
@@ -776,7 +472,7 @@ class MCTS:
             children[b, p, a, slot] = new
             parent[b, new] = p
             parent_action[b, new] = a
-            tree.edges[b, new, E_PRIOR:] = _normalise_row(x, lg)
+            tree.edges[b, new, E_PRIOR:] = normalise_row(x, lg)
             v = 0.0 if d else v
             tree.nodes[b, new] = (1.0, v, 0.0, 0.0, 0.0, v, r, float(d), float(not d and any(lg)))
             out.append((new, v, r))
@@ -880,5 +576,5 @@ class MCTS:
         logp = e0[:, E_LOGP]
         score = gumbel_root_score(logp, ctx.gumbel, sigma, visits, considered, legal)
         action = masked_argmax(score, legal)
-        _, policy = _normalise_logits(np.where(legal, logp + sigma, 0.0), legal)
+        _, policy = normalise_logits(np.where(legal, logp + sigma, 0.0), legal)
         return action, policy

@@ -10,7 +10,9 @@
   the root runs Sequential Halving with Gumbel noise, interior nodes use the deterministic
   selection ``argmax softmax(logp + sigma) - n / (1 + sum n)``. Same formulas as mctx.
 
-Every function is a few array ops over all ``m`` rows at once (no per-row Python).
+Every function is a few array ops over all ``m`` rows at once (no per-row Python); the
+``*_row`` variants run one row on Python floats. :func:`normalise_logits` /
+:func:`normalise_row` turn evaluator logits into the stored prior, log-prior and mask.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ __all__ = [
     "gumbel_root_row",
     "gumbel_root_score",
     "masked_argmax",
+    "normalise_logits",
+    "normalise_row",
     "puct_row",
     "puct_select",
 ]
@@ -286,3 +290,35 @@ def gumbel_root_row(
     base = {a: max(-1e9, gumbel[a] + logp[a] + sigma[a]) for a in legal}
     pool = [a for a in legal if visits_this[a] == target] or legal
     return max(pool, key=lambda a: (base[a], -a))
+
+
+def normalise_logits(logits: np.ndarray, legal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masked log-softmax and softmax: ([m, A] logp, -inf off legal; [m, A] probs, 0 off legal).
+
+    Rows without a legal action get logp -inf and probs 0.
+    """
+    x = np.where(legal, np.asarray(logits, np.float64), -np.inf)
+    mx = x.max(axis=1, keepdims=True)
+    if not np.isfinite(mx).all():
+        mx[~np.isfinite(mx)] = 0.0
+    z = np.exp(x - mx)
+    s = z.sum(axis=1, keepdims=True)
+    s[s == 0] = 1.0
+    return x - mx - np.log(s), z / s
+
+
+def normalise_row(x: list[float], legal: list[bool]) -> tuple[list[float], ...]:
+    """:func:`normalise_logits` for one row on Python floats: (prior, logp, mask)."""
+    xs = [v if ok else -math.inf for v, ok in zip(x, legal)]
+    mx = max(xs)
+    if mx == -math.inf:
+        n = len(x)
+        return [0.0] * n, [-math.inf] * n, [-math.inf] * n
+    z = [math.exp(v - mx) for v in xs]
+    s = 0.0
+    for v in z:
+        s += v
+    log_s = math.log(s)
+    prior = [v / s for v in z]
+    logp = [v - mx - log_s if ok else -math.inf for v, ok in zip(xs, legal)]
+    return prior, logp, [0.0 if ok else -math.inf for ok in legal]

@@ -63,7 +63,7 @@ class SearchTree:
         keys, slot_visits, slot_reward: transposition mode only (else None): [B, N]
             int64 state key per node, [B, N, A, K] float64 traversals and rewards per
             sampled outcome of an edge (edge Q is recomputed from them, see
-            ``planning.search_jit``). In this mode the structure is a graph: an edge may
+            ``planning.graph_jit``). In this mode the structure is a graph: an edge may
             point to any node, ``parent`` records the first parent only.
     """
 
