@@ -198,7 +198,7 @@ RANGES: tuple[tuple[str, Range], ...] = (
     ("*.camera.width", Range(1)), ("*.camera.height", Range(1)), ("*.camera.every_k", Range(1)),
     ("*.camera.fov_deg", Range(0, 180, lo_open=True)),
     ("agent.nav.follower.yaw_align_exit", NONNEG),
-    ("agent.nav.follower.*", POS), ("agent.nav.safety.*", POS),
+    ("agent.nav.follower.*", POS), ("agent.nav.safety.blind_speed_cap", NONNEG), ("agent.nav.safety.*", POS),
     ("agent.nav.planner.step_s", POS), ("agent.nav.planner.horizon_steps", Range(1)),
     ("agent.nav.recovery.max_replans", NONNEG), ("agent.nav.recovery.patience_s", POS),
     ("agent.nav.recovery.progress_*", POS), ("agent.dispatch_period_s", POS),

@@ -15,7 +15,8 @@ manager's traffic control:
 * **Local controller**: :class:`sim.follower.PurePursuitFollower`.
 * **Safety**: a lidar corridor ahead caps the speed (stop before pallets, people, robots
   and anything unmapped); in-place rotation waits while something is inside the
-  rotation circle.
+  rotation circle; blind junctions (a side lane behind a shelf corner) are entered at
+  ``junction_speed``; a failed lidar is a protective stop (``blind_speed_cap`` 0).
 * **Recovery** (move_base defaults-ish): no progress for ``patience_s`` (blocked by an
   obstacle or a robot that holds the next cell, stuck, broken down) -> clear: mark the
   blocking cell(s) ahead as obstacles for ``clear_decay_s`` and replan around them;
@@ -174,6 +175,7 @@ class Navigator:
         self.n_plans = 0
         self._t = 0.0
         self._near: tuple[float, np.ndarray] | None = None  # (time, xy) of the last near-field return
+        self._blind: dict[tuple[Cell, Cell], bool] = {}  # (prev, cell) -> blind junction
 
     # ---- goals ---------------------------------------------------------------------
     def cell_of(self, pose: np.ndarray) -> Cell:
@@ -301,7 +303,7 @@ class Navigator:
         # (last tick's value): a shelf facing the end of a straight is not an obstacle
         check = min(stop_dist + sc.stop_margin_m + 0.1, self._straight_m + sc.stop_margin_m)
         cap = min(safe_speed(points, sc, check_len_m=check, dt=self.cfg.follower.dt), lock_cap,
-                  self._near_field_cap(pose, points))
+                  self._near_field_cap(pose, points), self._junction_cap())
         cmd, prog = self.follower.step(pose, v, speed_cap=cap)
         self._straight_m = max(prog.straight_m, 0.0)
         if prog.rotating and cmd.w != 0.0 and points is not None:
@@ -310,6 +312,42 @@ class Navigator:
             if not rotation_clear(dyn, sc):
                 cmd = self._back_up(dyn)
         return cmd, prog
+
+    def blind_junction(self, prev: Cell, cell: Cell) -> bool:
+        """Whether entering ``cell`` from the adjacent ``prev`` is a blind junction: a free
+        side cell of ``cell`` (a lane joining) whose view is hidden by a blocked cell beside
+        ``prev`` (a shelf corner or wall)."""
+        key = (prev, cell)
+        hit = self._blind.get(key)
+        if hit is None:
+            dr, dc = cell[0] - prev[0], cell[1] - prev[1]
+            hit = any(self._is_free(cell[0] + sr, cell[1] + sc) and not self._is_free(prev[0] + sr, prev[1] + sc)
+                      for sr, sc in ((dc, dr), (-dc, -dr)))
+            self._blind[key] = hit
+        return hit
+
+    def _is_free(self, r: int, c: int) -> bool:
+        return 0 <= r < self._free.shape[0] and 0 <= c < self._free.shape[1] and bool(self._free[r, c])
+
+    def _junction_cap(self) -> float:
+        """Speed cap (m/s) that reaches ``junction_speed`` when the robot's front enters the
+        next blind junction on the route (up to 3 cells ahead); inf if there is none."""
+        sc, fol = self.cfg.safety, self.follower
+        i = fol.progress_index
+        if i < 0 or not self.route:
+            return float("inf")
+        cap = float("inf")
+        half_cell, half_body = self.layout.cell_size / 2, sc.footprint_m / 2
+        for j in range(max(i, 1), min(len(self.route), i + 4)):
+            to_centre = fol.distance_to(j)
+            if to_centre < 0.0 or not self.blind_junction(self.route[j - 1], self.route[j]):
+                continue  # past its centre (crossing), or an ordinary cell
+            gap = max(to_centre - half_cell - half_body, 0.0)  # front of the robot to the cell's edge
+            # v^2 = v_j^2 + 2 a (gap - v dt): braking starts one control tick late at worst
+            a_dt = sc.brake_decel * self.cfg.follower.dt
+            v = -a_dt + math.sqrt(a_dt * a_dt + sc.junction_speed**2 + 2.0 * sc.brake_decel * gap)
+            cap = min(cap, max(v, sc.junction_speed))
+        return cap
 
     def _near_field_cap(self, pose: np.ndarray, points: np.ndarray | None) -> float:
         """The lidar cannot see what touches the body (its rays start at the hull): an object

@@ -37,8 +37,14 @@ class SafetyConfig:
         stop_margin_m: gap kept to an obstacle after braking (m).
         brake_decel: deceleration assumed for the stopping distance (m/s^2).
         rotate_margin_m: extra radius of the in-place rotation circle (m).
-        blind_speed_cap: speed limit (m/s) while the lidar is absent (failed): creep on the
-            reserved route instead of driving blind at full speed.
+        blind_speed_cap: speed limit (m/s) while the safety lidar is absent (failed). 0 = a
+            protective stop until it returns, as ISO 3691-4 asks of a driverless truck whose
+            personnel-detection sensor fails; a positive value lets it creep on its reserved
+            route (blind: it will touch whatever stands there).
+        junction_speed: speed (m/s) at which the robot may enter a blind junction, a cell
+            where a side lane joins behind a shelf corner that hides it from the lidar; the
+            robot brakes towards it so that someone stepping out of the side lane can be
+            stopped for (the intersection speed zones of industrial AMRs).
         backup_speed: reverse speed (m/s) to make room when an obstacle in front blocks
             turning in place.
         near_field_m: an obstacle seen this close to the front (m) is remembered when it
@@ -56,7 +62,8 @@ class SafetyConfig:
     stop_margin_m: float = 0.25
     brake_decel: float = 1.0
     rotate_margin_m: float = 0.03
-    blind_speed_cap: float = 0.3
+    blind_speed_cap: float = 0.0
+    junction_speed: float = 0.75
     backup_speed: float = 0.1
     near_field_m: float = 0.1
     near_memory_s: float = 3.0

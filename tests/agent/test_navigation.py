@@ -208,3 +208,50 @@ def test_safety__scan_points_drop_invalid_beams():
     s = LidarScan(angles=np.array([0.0, np.pi / 2, np.pi]), ranges=np.array([1.0, np.inf, np.nan]), range_max=10.0)
     np.testing.assert_allclose(scan_points(s), [[1.0, 0.0]])
     assert scan_points(None) is None
+
+
+# The loader adds a wall border and puts map row 0 on top: the aisle is row 2 (columns 1-9)
+# and the side lane (rows 3-4, column 5) joins it at (2, 5) between shelves.
+JUNCTION = ["@@@@.@@@@", "@@@@.@@@@", ".........", "@@@@@@@@@"]
+
+
+def test_navigation__blind_junction_only_behind_a_shelf_corner(tmp_path):
+    lay = make_layout(tmp_path, JUNCTION)
+    assert lay.free[3, 5] and lay.free[2, 1:10].all() and not lay.free[3, 4]
+    nav = World(lay, [(2, 1)]).navs[0]
+    assert nav.blind_junction((2, 4), (2, 5))  # side lane (3, 5) hidden by the shelf at (3, 4)
+    assert nav.blind_junction((2, 6), (2, 5))  # from the other side too
+    assert nav.blind_junction((3, 5), (2, 5))  # leaving the side lane into the aisle
+    assert not nav.blind_junction((2, 2), (2, 3))  # shelves on both sides: no lane joins
+    open_nav = World(make_layout(tmp_path, OPEN), [(2, 1)]).navs[0]
+    assert not any(open_nav.blind_junction((2, c), (2, c + 1)) for c in range(1, 9))  # open floor
+
+
+def _speed_at_x(tmp_path, rows: list[str], x_front: float) -> float:
+    """Drives along row 2 from column 1 to 9; the speed when the robot's front reaches x (m)."""
+    w = World(make_layout(tmp_path, rows), [(2, 1)])
+    assert w.navs[0].set_goal((2, 9), w.poses[0], 0.0)
+    while w.poses[0][0] + 0.3 < x_front:
+        w.step()
+        assert w.t < 30.0
+    return w.v[0]
+
+
+def test_navigation__enters_blind_junction_at_junction_speed(tmp_path):
+    cfg = SafetyConfig()
+    edge = 5.0  # the junction cell (2, 5) spans x in [5, 6]
+    assert _speed_at_x(tmp_path, JUNCTION, edge) <= cfg.junction_speed + 0.05
+    # the same spot of an open floor (no hidden lane) is passed much faster
+    assert _speed_at_x(tmp_path, OPEN, edge) > cfg.junction_speed + 0.5
+
+
+def test_navigation__failed_lidar_is_a_protective_stop(tmp_path):
+    lay = make_layout(tmp_path, OPEN)
+    nav = Navigator(0, lay, Reservations(), CellLocks(), NavConfig())
+    pose = np.r_[lay.cell_to_xy(np.array((2, 1))), 0.0]
+    nav.park(pose, 0.0)
+    assert nav.set_goal((2, 8), pose, 0.0)
+    for k in range(40):  # 2 s blind: no forward motion at all
+        cmd = nav.step(pose, 0.0, None, k * DT)
+        assert cmd.v == 0.0
+    assert nav.step(pose, 0.0, np.zeros((0, 2)), 2.0).v > 0.0  # lidar back, clear: drives
