@@ -283,6 +283,13 @@ class Navigator:
                 self._plan(pose, t)
             return STOP
         lock_cap = self._update_locks(pose, v)
+        if points is None and self.cfg.safety.blind_speed_cap == 0.0:
+            # protective stop: no translation and no turning while the safety lidar is out
+            # (the footprint's corners sweep a circle that may hold a person). The route is
+            # not blocked, the sensor is: the recovery clock waits for the lidar.
+            self._mark_progress(pose, t)
+            self.status = NavStatus.BLOCKED
+            return STOP
         cmd, prog = self._follow(pose, v, points, lock_cap)
         if prog.done:
             self.status = NavStatus.ARRIVED

@@ -159,6 +159,9 @@ def tp_route(
             elif slot_visits[b, node, a, s] < slot_visits[b, node, a, least]:
                 least = s
         cont = True
+        if slot >= 0:  # a known outcome: its reward is the running mean over its samples
+            n_s = slot_visits[b, node, a, slot]  # traversals backed up so far
+            slot_reward[b, node, a, slot] += (rewards[i] - slot_reward[b, node, a, slot]) / (n_s + 1.0)
         if slot < 0:
             if free < 0:  # all K outcomes stored, none matches: follow the least visited
                 slot = least

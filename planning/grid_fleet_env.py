@@ -244,7 +244,7 @@ class GridFleetEnv(gym.Env):
         elif n > 1 or n_k:
             p = np.array(pos)
             cells = np.concatenate(
-                [np.array(f.blocks).reshape(n, n_k), np.broadcast_to(p, (n, n))], 1
+                [np.array(f.blocks, np.int64).reshape(n, n_k), np.broadcast_to(p, (n, n))], 1
             )
             on = np.concatenate(
                 [np.array(f.block_on, bool).reshape(n, n_k), ~np.eye(n, dtype=bool)], 1

@@ -47,9 +47,10 @@ def _puct(edges, nodes, b, node, qoff, qscale, root_prior, at_root, c1, c2, fpu)
         na = edges[b, node, _EV, a]
         w = edges[b, node, _EW, a]
         if fpu:
-            if na == 0.0:
-                w = w + raw
-            qn = (w / max(na, 1.0) - qoff) * qscale
+            if na == 0.0:  # first-play value, clipped into the seen range (no lock-in)
+                qn = min(max(((w + raw) / 1.0 - qoff) * qscale, 0.0), 1.0)
+            else:
+                qn = (w / na - qoff) * qscale
         else:
             qn = (w - qoff * na) * (qscale / max(na, 1.0))
         p = root_prior[b, a] if at_root else edges[b, node, _EP, a]

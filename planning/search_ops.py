@@ -241,12 +241,16 @@ def _leaves(found: list[tuple[Any, ...]]) -> Leaves:
         b, p, a, s, smp = found[0]
         return Leaves(b, p, a, s, sampled=smp)
     b, p, a, s = (np.concatenate(x) for x in list(zip(*found))[:4])
+    # Found level by level; order by row, as the row path and the kernels do, so that a
+    # stochastic model.step draws the same outcome for the same row on every backend.
+    order = np.argsort(b, kind="stable")
+    b, p, a, s = b[order], p[order], a[order], s[order]
     smp = None
     if found[0][4] is not None:
         smp = (
-            tree_concat([f[4][0] for f in found]),
-            np.concatenate([f[4][1] for f in found]),
-            np.concatenate([f[4][2] for f in found]),
+            tree_take(tree_concat([f[4][0] for f in found]), order),
+            np.concatenate([f[4][1] for f in found])[order],
+            np.concatenate([f[4][2] for f in found])[order],
         )
     return Leaves(b, p, a, s, sampled=smp)
 

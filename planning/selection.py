@@ -4,7 +4,10 @@
   (c1 + log((N + c2 + 1) / c2))`` with ``Qn`` the edge Q min-max normalised over the whole
   tree of that row; unvisited edges score the parent's evaluator value (first-play
   value, ``unvisited_value="parent"``) or ``Qn = 0`` (the
-  minimum, MuZero's choice; ``unvisited_value="min"``).
+  minimum, MuZero's choice; ``unvisited_value="min"``). FPU_CLIP: the first-play value is
+  normalised with the row's bounds and clipped into [0, 1]; the parent's value is not part
+  of the bounds, so unclipped a parent value below every seen Q scored about -1e8 once all
+  seen Qs were equal (scale 1 / 1e-8) and its unvisited siblings were never tried.
 - Gumbel MuZero (Danihelka et al. 2022): completed Q with the mixed value (App. D),
   rescaled to [0, 1] over the legal actions, ``sigma = (c_visit + max n) * c_scale * q``;
   the root runs Sequential Halving with Gumbel noise, interior nodes use the deterministic
@@ -85,6 +88,7 @@ def puct_select(
     if parent_fpu:  # unvisited edges take the parent's evaluator value
         q = (e[:, E_VALUE] + (n == 0) * nd[:, N_RAW, None]) / np.maximum(n, 1.0)
         qn = (q - qnorm[:, :1]) * qnorm[:, 1:]
+        qn = np.where(n == 0, np.clip(qn, 0.0, 1.0), qn)  # see FPU_CLIP in the module docstring
     else:  # (w - qmin * n) / n == Q - qmin if visited, exactly 0 (the minimum) if not
         qn = (e[:, E_VALUE] - qnorm[:, :1] * n) * (qnorm[:, 1:] / np.maximum(n, 1.0))
     scale = np.sqrt(big_n) * (c1 + np.log((big_n + (c2 + 1.0)) / c2))
@@ -114,6 +118,8 @@ def puct_row(
         na = n[a]
         if parent_fpu:
             qn = ((w[a] + (na == 0) * raw) / max(na, 1.0) - qoff) * qscale
+            if na == 0:
+                qn = min(max(qn, 0.0), 1.0)
         else:
             qn = (w[a] - qoff * na) * (qscale / max(na, 1.0))
         s = qn + prior[a] * (scale / (na + 1.0))

@@ -251,7 +251,14 @@ def test_navigation__failed_lidar_is_a_protective_stop(tmp_path):
     pose = np.r_[lay.cell_to_xy(np.array((2, 1))), 0.0]
     nav.park(pose, 0.0)
     assert nav.set_goal((2, 8), pose, 0.0)
-    for k in range(40):  # 2 s blind: no forward motion at all
+    for k in range(40):  # 2 s blind: no motion at all
         cmd = nav.step(pose, 0.0, None, k * DT)
-        assert cmd.v == 0.0
+        assert cmd.v == 0.0 and cmd.w == 0.0
     assert nav.step(pose, 0.0, np.zeros((0, 2)), 2.0).v > 0.0  # lidar back, clear: drives
+    behind = np.r_[pose[:2], np.pi]  # facing away from the goal: would turn in place
+    for k in range(40):
+        cmd = nav.step(behind, 0.0, None, 3.0 + k * DT)
+        assert cmd.v == 0.0 and cmd.w == 0.0
+    for k in range(400):  # a 20 s outage: waits for the sensor, never gives the goal up
+        nav.step(behind, 0.0, None, 5.0 + k * DT)
+    assert nav.status == NavStatus.BLOCKED and nav.replans == 0

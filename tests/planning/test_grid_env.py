@@ -424,3 +424,16 @@ def test_grid_fleet__steps_exactly_like_its_first_implementation(kw: dict) -> No
     assert env.np_random.bit_generator.state == ref.np_random.bit_generator.state
     if kw.get("n_robots", 4) > 1:
         assert all(counts.values()), counts
+
+
+def test_grid_fleet__numpy_path_without_blockages() -> None:
+    """Above ``scalar_max_robots`` the fleet paints occupancy with numpy; with no blockages
+    the (empty) blockage array must still index as integers."""
+    from sim.layout import LayoutConfig
+
+    env = GridFleetEnv(n_robots=41, n_blocks=0, layout_config=LayoutConfig(shelf_rows=3, shelf_cols=4))
+    assert env.n_robots > env.scalar_max_robots
+    obs, _ = env.reset(seed=0)
+    assert obs["occupancy"].shape[0] == 41
+    obs, *_ = env.step(env.action_space.sample())
+    assert np.isfinite(obs["proprio"]).all()

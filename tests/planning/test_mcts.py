@@ -134,7 +134,9 @@ def test_search__numba_row_and_vectorised_paths_build_the_same_trees(
     kw = {"num_simulations": 60, "chance_samples": chance, "chance_mode": "stored"}
     kw["max_depth"] = None if chance == 1 else 4
     kw["dirichlet_fraction"] = 0.25 if rule == "puct" else 0.0
-    states = np.arange(9) if chance == 1 else np.zeros(9, np.int64)
+    # unequal roots: leaves sit at different depths, so the order in which a stochastic
+    # model draws outcomes for the rows must match across backends
+    states = np.arange(9) if chance == 1 else np.arange(9) % 5
     res = {
         k: m.search(states, seed=5)
         for k, m in _backends(
@@ -232,8 +234,12 @@ def test_chance_resample__children_are_distinct_outcomes_with_right_frequencies(
     assert (tree.children[0, 0, 0] >= 0).sum() <= 1  # action 0 always stays: one child
 
 
-@pytest.mark.parametrize("rule", RULES)
-def test_search__prefers_the_better_action_on_a_noisy_chain(rule: str) -> None:
+@pytest.mark.parametrize("rule, min_share", [("puct", 0.85), ("gumbel", 0.7)])
+def test_search__prefers_the_better_action_on_a_noisy_chain(rule: str, min_share: float) -> None:
+    """Moving (action 1) beats staying by only ~0.035 in value and the rollouts are random:
+    a 64-simulation search is right most of the time, not always. Measured over 16 rows x
+    4 seeds: PUCT 0.88-1.0, Gumbel (no Gumbel noise) 0.81-0.88 of the rows; a coin flip
+    gets 12 of 16 rows (0.7) with p ~ 0.04 and 14 of 16 (0.85) with p ~ 0.002."""
     model = NoisyChainModel(length=3)
     ev = RolloutEvaluator(model, depth=10, discount=0.95)
     res = _mcts(
@@ -244,8 +250,8 @@ def test_search__prefers_the_better_action_on_a_noisy_chain(rule: str) -> None:
         chance_samples=4,
         discount=0.95,
         gumbel_scale=0.0,
-    ).search(np.zeros(4, np.int64), seed=0)
-    np.testing.assert_array_equal(res.action, 1)
+    ).search(np.zeros(16, np.int64), seed=0)
+    assert (res.action == 1).mean() >= min_share
 
 
 def test_dirichlet__noise_changes_root_visits_not_legality(random_model) -> None:
@@ -399,3 +405,56 @@ def test_transpositions__reuse_keeps_the_whole_graph() -> None:
     plain = _mcts(model, num_simulations=10).search(np.arange(4), seed=0)
     with pytest.raises(ValueError, match="planner.reuse"):
         mcts.search(nxt, seed=1, reuse=plain, actions_taken=plain.action)
+
+
+class _TwoArmBandit:
+    """Root 0: action 0 ends the episode with reward 1, action 1 with reward 10."""
+
+    deterministic = True
+    num_actions = 2
+
+    def legal_actions(self, s: np.ndarray) -> np.ndarray:
+        return np.ones((len(s), 2), bool)
+
+    def step(self, s: np.ndarray, a: np.ndarray, rng: np.random.Generator):
+        return np.ones(len(s), np.int64), np.where(a == 0, 1.0, 10.0), np.ones(len(s), bool)
+
+    def state_keys(self, s: np.ndarray) -> np.ndarray:
+        return np.asarray(s, np.int64)
+
+    def encode(self, s: np.ndarray) -> np.ndarray:
+        return s
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("graph", [False, True])
+def test_puct__parent_first_play_value_does_not_lock_out_unvisited_actions(
+    backend: str, graph: bool
+) -> None:
+    """The parent's value (0) lies below every seen Q (1): unclipped, with all seen Qs equal,
+    the normalised first-play value was about -1e8 and action 1 was never tried."""
+    cfg = MCTSConfig(num_simulations=50, unvisited_value="parent", transpositions=graph)
+    mcts = MCTS(_TwoArmBandit(), UniformEvaluator(2), cfg)
+    mcts.backend = backend
+    res = mcts.search(np.zeros(1, np.int64), seed=0)
+    assert res.visit_counts[0, 1] > res.visit_counts[0, 0] > 0
+    assert res.action[0] == 1
+
+
+def test_graph__outcomes_sharing_a_state_average_their_rewards() -> None:
+    """One action ends in state 1 with reward +1 or -1 (p = 0.5 each): Q* = 0. The graph
+    keeps one outcome per next state, so its reward must be the running mean of the
+    sampled rewards (keeping the first sample gave Q = +-1 at any simulation count)."""
+    from planning.adapters import TabularModel
+
+    probs = np.array([[[0.5, 0.5]], [[1.0, 0.0]]])
+    nxt = np.array([[[1, 1]], [[1, 1]]])
+    rew = np.array([[[1.0, -1.0]], [[0.0, 0.0]]])
+    done = np.ones((2, 1, 2), bool)
+    model = TabularModel(probs, nxt, rew, done, np.array([False, True]))
+    for graph_value in ("mean", "max"):
+        cfg = MCTSConfig(
+            num_simulations=4000, chance_samples=2, transpositions=True, graph_value=graph_value
+        )
+        res = MCTS(model, UniformEvaluator(1), cfg).search(np.zeros(8, np.int64), seed=1)
+        assert np.abs(res.q_values[:, 0]).max() < 0.1  # 6 sigma of a 4000-sample mean
