@@ -370,22 +370,24 @@ def expand(
 def backup(nodes, edges, qbounds, qnorm, active, path, length, leaf_value, disc, gumbel):
     """Back the returns of this simulation's paths up (same arithmetic as the row path)."""
     tails = np.empty(path.shape[2])
+    discount = disc[1] if disc.shape[0] > 1 else 1.0
     for i in range(active.shape[0]):
         b = active[i]
         n_len = length[b]
         if n_len == 0:
             continue
-        tail = 0.0
+        # G_j = r_j + discount * G_{j+1} from the leaf up (no division by discount**j,
+        # which underflows to 0 on deep paths with a small discount)
+        g = leaf_value[b]
         for j in range(n_len - 1, -1, -1):
-            tail += nodes[b, path[2, b, j], _NREW] * disc[j]
-            tails[j] = tail
-        end = disc[n_len] * leaf_value[b]
+            g = nodes[b, path[2, b, j], _NREW] + discount * g
+            tails[j] = g
         lo = qbounds[b, 0]
         hi = qbounds[b, 1]
         for j in range(n_len):
             n = path[0, b, j]
             a = path[1, b, j]
-            g = (tails[j] + end) / disc[j]
+            g = tails[j]
             visits = edges[b, n, _EV, a]
             value = edges[b, n, _EW, a]
             q = (value + g) / (visits + 1.0)

@@ -358,17 +358,16 @@ def _backup_row(
     length = len(path)
     while length >= len(ctx.rows_cache["disc"]):
         _grow_paths(ctx)
-    disc, gumbel = ctx.rows_cache["disc"], ctx.rule == "gumbel"
+    gumbel = ctx.rule == "gumbel"
     rewards = [path[j + 1][3][N_REWARD] for j in range(length - 1)] + [leaf[2]]
-    tail, tails = 0.0, [0.0] * length
-    for j in range(length - 1, -1, -1):
-        tail += rewards[j] * disc[j]
-        tails[j] = tail
-    end = disc[length] * leaf[1]
+    g, gs, discount = leaf[1], [0.0] * length, ctx.discount
+    for j in range(length - 1, -1, -1):  # G_j = r_j + discount * G_{j+1}, from the leaf up
+        g = rewards[j] + discount * g
+        gs[j] = g
     lo, hi = tree.qbounds[b].tolist()
     edges, nodes = tree.edges[b], tree.nodes[b]
     for j, (n, a, e, nd) in enumerate(path):
-        g = (tails[j] + end) / disc[j]
+        g = gs[j]
         visits, value = e[E_VISITS][a], e[E_VALUE][a]
         q = (value + g) / (visits + 1.0)
         edges[n, E_VISITS, a] = visits + 1.0
@@ -390,8 +389,9 @@ def _backup_row(
 def backup(tree: SearchTree, ctx: SimContext) -> None:
     """Add this simulation's discounted returns to every edge and node on every path.
 
-    With ``G_l = r_l + discount * G_{l+1}`` and ``G_L`` the leaf value, the returns of
-    all levels are one reverse cumulative sum of ``discount**j * r_j`` per row. The
+    With ``G_l = r_l + discount * G_{l+1}`` and ``G_L`` the leaf value, computed level by
+    level from the deepest (dividing a discounted cumulative sum by ``discount**l``
+    underflows on deep paths with a small discount). The
     Gumbel rule also keeps each node's visited prior mass, prior-weighted Q sum and
     max edge visits (its mixed value and sigma scale) up to date.
     """
@@ -402,9 +402,11 @@ def backup(tree: SearchTree, ctx: SimContext) -> None:
     rows = np.arange(tree.batch_size)
     valid = ctx.levels[:lmax] < length[:, None]
     r = tree.nodes[rows[:, None], ctx.path_c[:, :lmax], N_REWARD] * valid
-    disc = ctx.disc[:lmax]
-    tail = np.cumsum((r * disc)[:, ::-1], axis=1)[:, ::-1]
-    g = (tail + (ctx.disc[length] * ctx.leaf_value)[:, None]) / disc
+    g = np.empty((len(rows), lmax))
+    acc = ctx.leaf_value.astype(np.float64, copy=True)
+    for j in range(lmax - 1, -1, -1):
+        acc = np.where(j < length, r[:, j] + ctx.discount * acc, acc)
+        g[:, j] = acc
     bb, ll = valid.nonzero()
     n, a, gv = ctx.path_n[bb, ll], ctx.path_a[bb, ll], g[bb, ll]
     if ctx.rule == "gumbel":  # Gumbel normalises per node: no tree-wide bounds needed

@@ -458,3 +458,31 @@ def test_graph__outcomes_sharing_a_state_average_their_rewards() -> None:
         )
         res = MCTS(model, UniformEvaluator(1), cfg).search(np.zeros(8, np.int64), seed=1)
         assert np.abs(res.q_values[:, 0]).max() < 0.1  # 6 sigma of a 4000-sample mean
+
+
+class _Corridor:
+    """One legal action, state += 1, reward -1, never terminal: paths grow one level per
+    simulation."""
+
+    deterministic = True
+    num_actions = 2
+
+    def legal_actions(self, s: np.ndarray) -> np.ndarray:
+        return np.tile([True, False], (len(s), 1))
+
+    def step(self, s: np.ndarray, a: np.ndarray, rng: np.random.Generator):
+        return s + 1, -np.ones(len(s)), np.zeros(len(s), bool)
+
+    def encode(self, s: np.ndarray) -> np.ndarray:
+        return s
+
+
+@pytest.mark.parametrize("backend, row_max", [("numba", 4), ("numpy", 64), ("numpy", 0)])
+def test_backup__deep_paths_with_a_small_discount(backend: str, row_max: int) -> None:
+    """0.1 ** 400 underflows to 0: returns are accumulated from the leaf up, not divided by
+    discount ** depth (that raised ZeroDivisionError / gave inf)."""
+    mcts = MCTS(_Corridor(), UniformEvaluator(2), MCTSConfig(num_simulations=400, discount=0.1))
+    mcts.backend, mcts.row_path_max_batch = backend, row_max
+    res = mcts.search(np.zeros(2, np.int64), seed=0)
+    np.testing.assert_allclose(res.q_values[:, 0], -1.0 / 0.9, atol=1e-2)
+    assert np.isfinite(res.tree.edges[:, :, :2]).all()  # visits and value sums
