@@ -123,7 +123,7 @@ class BaselineController:
         self.reservations = Reservations()
         self.locks = CellLocks()
         n = sim.n_robots
-        gt = np.asarray(sim.ground_truth(), dtype=np.float64)
+        gt = np.asarray(sim.initial_poses(), dtype=np.float64)
         nav_cfg = replace(self.cfg.nav, follower=replace(self.cfg.nav.follower, dt=float(sim.dt)))
         self.navs = [Navigator(i, self.layout, self.reservations, self.locks, nav_cfg,
                                announce=sim.announce_route)

@@ -28,63 +28,13 @@ from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from agent.config import AppConfig, ConfigError, build_app_config, to_baseline_config, to_run_config
+from agent.config import AppConfig, ConfigError, build_app_config
+from agent.verbs import VERB_MODULES, VERBS, Invocation, Verb, register_verb
 
 __all__ = ["CONFIGS_DIR", "VERBS", "Invocation", "Verb", "compose_config", "main", "register_verb"]
 
 CONFIGS_DIR: Path = Path(__file__).resolve().parents[1] / "configs"
 PROG = "forklift"
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """What a verb handler receives.
-
-    Attributes:
-        verb: the verb name.
-        app: the validated, frozen config.
-        config: the composed config as a plain dict (saved as ``config.yaml``).
-        out_dir: output directory (not yet created).
-    """
-
-    verb: str
-    app: AppConfig
-    config: dict
-    out_dir: Path
-    section: Any = None
-    choices: dict = dataclasses.field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Verb:
-    """A ``forklift`` sub-command.
-
-    Attributes:
-        name: the verb.
-        summary: one line for ``forklift --help``.
-        handler: runs the verb; returns the exit code.
-        config_name: primary config in ``configs/``.
-        section: optional frozen dataclass of the verb's own top-level keys (e.g. ``eval``'s
-            ``task``); they are validated into ``Invocation.section``.
-    """
-
-    name: str
-    summary: str
-    handler: Callable[[Invocation], int]
-    config_name: str = "config"
-    section: type | None = None
-
-
-VERBS: dict[str, Verb] = {}
-
-
-def register_verb(name: str, summary: str, *, config_name: str = "config", section: type | None = None
-                  ) -> Callable[[Callable[[Invocation], int]], Callable[[Invocation], int]]:
-    """Decorator registering ``handler`` as ``forklift <name>``."""
-    def deco(handler: Callable[[Invocation], int]) -> Callable[[Invocation], int]:
-        VERBS[name] = Verb(name, summary, handler, config_name, section)
-        return handler
-    return deco
 
 
 # ---- errors ------------------------------------------------------------------------------
@@ -333,48 +283,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(e))
 
 
-# ---- verbs -------------------------------------------------------------------------------
+def _load_verbs() -> None:
+    import importlib
 
-def controller_factory(app: AppConfig) -> Callable[[], Any]:
-    """The controller of ``agent.kind`` (a fresh one per episode)."""
-    if app.agent.kind == "baseline":
-        from agent.baseline import BaselineController
-
-        return functools.partial(BaselineController, to_baseline_config(app))
-    raise ConfigError("agent.kind", f"{app.agent.kind!r} is not available")  # pragma: no cover
+    for mod in VERB_MODULES:
+        importlib.import_module(mod)
 
 
-@register_verb("run", "run simulated warehouse episodes with a controller; KPI table and report")
-def run_verb(inv: Invocation) -> int:
-    """``forklift run``: episodes -> KPI table, report.json, trajectories.png, episode_0.gif."""
-    import yaml
-    from rich.console import Console
-
-    from agent.report import build_report, kpi_table, save_gif, save_trajectory_plot, write_report
-    from agent.runner import run_episodes
-
-    console = Console()
-    cfg = to_run_config(inv.app)
-    factory = controller_factory(inv.app)
-    out = inv.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(inv.config, sort_keys=False))
-    result = run_episodes(cfg, factory, progress=True)
-    console.print(kpi_table([result]))
-    write_report(out / "report.json", build_report([result], inv.config, seeds=cfg.seeds))
-    save_trajectory_plot(result, out / "trajectories.png")
-    written = ["config.yaml", "report.json", "trajectories.png"]
-    frames = result.episodes[0].frames if result.episodes else ()
-    if cfg.video and frames:
-        save_gif(frames, out / "episode_0.gif", fps=inv.app.sim.world.control_hz / cfg.video_every)
-        written.append("episode_0.gif")
-    ticks = sum(e.ticks for e in result.episodes)
-    console.print(f"{len(result.episodes)} episode(s), {ticks} control ticks in {result.wall_s:.1f} s wall "
-                  f"({ticks / max(result.wall_s, 1e-9):.0f} ticks/s); wrote {', '.join(written)} to {out}")
-    return 0
-
-
-import agent.eval_cmd  # noqa: F401  (registers `forklift eval`)
+_load_verbs()
 
 if __name__ == "__main__":  # pragma: no cover
     # run through the package module so that verbs registered by other modules are seen

@@ -19,10 +19,49 @@ import numpy as np
 
 from sim.types import Pose, SensorFrame, TwistCmd
 
-__all__ = ["Controller", "ControllerFactory", "GroundTruthPose", "LocalizationKind", "LocalizerPose",
+__all__ = ["Controller", "ControllerFactory", "Fleet", "GroundTruthPose", "LocalizationKind", "LocalizerPose",
            "PoseSource", "make_pose_source"]
 
 LocalizationKind = Literal["ground_truth", "ekf", "ukf"]
+
+
+@runtime_checkable
+class Fleet(Protocol):
+    """What a controller may use of the site: the WMS, the robots' actuators, nothing else.
+
+    ``sim.warehouse.WarehouseSim`` implements it in simulation; the ROS bridge implements
+    it over topics and services. Ground truth is not part of it.
+
+    Attributes:
+        layout: the floor plan (``sim.layout.Layout``); n_robots; dt: control period (s);
+        time: current time (s); orders: the order book (``sim.types.Order`` list).
+    """
+
+    layout: Any
+    n_robots: int
+    dt: float
+    time: float
+
+    @property
+    def orders(self) -> Sequence[Any]: ...
+
+    def initial_poses(self) -> np.ndarray:
+        """[N, 3] known start poses (x, y, yaw) at episode start."""
+
+    def assign(self, order_id: int, robot_id: int) -> None:
+        """Give an order to a robot (raises ValueError when the WMS refuses)."""
+
+    def pick(self, robot_id: int) -> bool:
+        """Try to pick the robot's load here; True on success."""
+
+    def drop(self, robot_id: int) -> bool:
+        """Try to deliver the carried load here; True on success."""
+
+    def announce_route(self, robot_id: int, cells: Any) -> None:
+        """Publish the robot's planned cells (fleet coordination, display)."""
+
+    def report_pose_estimate(self, robot_id: int, pose: Pose) -> None:
+        """Publish the robot's pose estimate (KPIs, display)."""
 
 
 @runtime_checkable
@@ -82,7 +121,7 @@ class LocalizerPose:
     def reset(self, sim: Any) -> None:
         from perception import Localizer, LocalizerConfig  # optional dependency of the agent
 
-        gt = np.asarray(sim.ground_truth(), dtype=np.float64)
+        gt = np.asarray(sim.initial_poses(), dtype=np.float64)
         cfg = LocalizerConfig(kind=self.kind)
         # Robots start docked at known cells: the start pose is known to ~1 cm / ~0.6 deg.
         cov0 = np.diag([1e-4, 1e-4, 1e-4])

@@ -25,7 +25,8 @@ from typing import Literal
 
 import numpy as np
 
-from agent.cli import ConfigError, Invocation, register_verb
+from agent.config import ConfigError
+from agent.verbs import Invocation, register_verb
 from agent.config import AppConfig, to_baseline_config, to_sim_config
 
 __all__ = ["EvalSection", "eval_verb", "record_localization_logs"]

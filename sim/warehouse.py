@@ -263,6 +263,14 @@ class WarehouseSim:
         gt[:, 2] = wrap_angle(gt[:, 2])
         return gt
 
+    def initial_poses(self) -> np.ndarray:
+        """[N, 3] the robots' docked start poses (x, y, yaw) of this episode (m, rad).
+
+        What an operator knows at start-up (like AMCL's initial pose); controllers read this,
+        never :meth:`ground_truth`.
+        """
+        return np.asarray(self._start_poses, dtype=np.float64)[:, :3].copy()
+
     def velocities(self) -> np.ndarray:
         """[N, 3] true (v forward m/s, lateral m/s, w rad/s) in the body frame."""
         yaw = self._state[:, 2]
