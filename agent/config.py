@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -173,24 +174,47 @@ class AppConfig:
 
 @dataclass(frozen=True)
 class Range:
+    """Allowed interval of a config number: ``lo`` (open if ``lo_open``) to ``hi`` (closed).
+
+    ``None`` bounds are unbounded; a float must also be finite (NaN and +-inf are never a
+    valid duration, rate, speed or weight, and NaN passes every comparison).
+    """
+
     lo: float | None = None
     hi: float | None = None
     lo_open: bool = False
 
-    def check(self, path: str, v: float) -> None:
+    def describe(self) -> str:
+        """What is allowed, e.g. ``> 0``, ``>= 1``, ``in [0, 1]``, ``in (0, 1]``."""
+        if self.hi is None:
+            return "any number" if self.lo is None else f"{'>' if self.lo_open else '>='} {_fmt(self.lo)}"
+        if self.lo is None:
+            return f"<= {_fmt(self.hi)}"
+        return f"in {'(' if self.lo_open else '['}{_fmt(self.lo)}, {_fmt(self.hi)}]"
+
+    def contains(self, v: float) -> bool:
+        """True iff ``v`` is finite and inside the interval."""
+        if not math.isfinite(v):
+            return False
         if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
-            op = ">" if self.lo_open else ">="
-            rng = f"in [{_fmt(self.lo)}, {_fmt(self.hi)}]" if self.hi is not None and not self.lo_open else f"{op} {_fmt(self.lo)}"
-            raise ConfigError(path, f"must be {rng}", v)
-        if self.hi is not None and v > self.hi:
-            raise ConfigError(path, f"must be in [{_fmt(self.lo)}, {_fmt(self.hi)}]", v)
+            return False
+        return self.hi is None or v <= self.hi
+
+    def check(self, path: str, v: float) -> None:
+        """Raise the one-line :class:`ConfigError` unless ``v`` is finite and in range."""
+        if not self.contains(v):
+            finite = "a finite number " if not math.isfinite(v) else ""
+            raise ConfigError(path, f"must be {finite}{self.describe()}", v)
 
 
 POS = Range(0, lo_open=True)
 NONNEG = Range(0)
+#: longest episode (s): one simulated day; longer runs are several episodes.
+MAX_DURATION_S = 86_400
 #: first matching pattern wins; every number not matched must be >= 0.
 RANGES: tuple[tuple[str, Range], ...] = (
-    ("episodes", Range(1)), ("n_robots", Range(1)), ("duration_s", POS), ("video_every", Range(1)),
+    ("episodes", Range(1)), ("n_robots", Range(1)), ("duration_s", Range(0, MAX_DURATION_S, lo_open=True)),
+    ("video_every", Range(1)),
     ("video_width", Range(32)),
     ("sim.world.*", POS), ("sim.robot.*", POS), ("sim.pick_*", POS),
     ("sim.orders.order_deadline_s", POS), ("sim.orders.load_*", POS), ("sim.orders.max_open", Range(1)),

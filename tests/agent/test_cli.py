@@ -13,7 +13,7 @@ BAD_OVERRIDES = [
     (["episodes=-1"], "episodes=-1: must be >= 1"),
     (["episodes=1.5"], "episodes=1.5: must be an integer"),
     (["episodes=abc"], "episodes=abc: must be an integer"),
-    (["duration_s=0"], "duration_s=0: must be > 0"),
+    (["duration_s=0"], "duration_s=0: must be in (0, 86400]"),
     (["n_robots=0"], "n_robots=0: must be >= 1"),
     (["video=1"], "video=1: must be true or false"),
     (["scenario=foo"], "scenario=foo: unknown option; allowed: exceptions, nominal"),
