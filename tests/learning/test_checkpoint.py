@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,7 @@ def test_checkpoint__loaded_net_computes_the_same_outputs(saved) -> None:
     assert torch.equal(net(x).logits, loaded(x).logits)
 
 
-def test_checkpoint__never_unpickles(saved, monkeypatch) -> None:
-    path, _ = saved
-
+def _forbid_unpickling(monkeypatch) -> None:
     def forbidden(*a, **k):
         raise AssertionError("pickle used")
 
@@ -59,8 +58,68 @@ def test_checkpoint__never_unpickles(saved, monkeypatch) -> None:
     monkeypatch.setattr(pickle, "load", forbidden)
     monkeypatch.setattr(pickle, "loads", forbidden)
     monkeypatch.setattr(pickle, "Unpickler", forbidden)
+
+
+def _is_torch_save_or_pickle(path: Path) -> bool:
+    """True for what ``torch.save`` writes (a zip archive since torch 1.6; a pickle
+    stream with the PROTO opcode before) and for any plain pickle (protocol >= 2)."""
+    head = path.read_bytes()[:2]
+    return zipfile.is_zipfile(path) or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
+def _is_safetensors(path: Path) -> bool:
+    """The safetensors layout: u64 little-endian header size, a JSON header, the data."""
+    data = path.read_bytes()
+    if len(data) < 8:
+        return False
+    n = int.from_bytes(data[:8], "little")
+    if not 2 <= n <= len(data) - 8:
+        return False
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except ValueError:
+        return False
+    return isinstance(header, dict) and all(
+        isinstance(v, dict) and {"dtype", "shape", "data_offsets"} <= v.keys()
+        for k, v in header.items() if k != "__metadata__"
+    )
+
+
+@pytest.mark.parametrize("kind", ["zip", "legacy", "pickle"])
+def test_checkpoint__detector_recognises_torch_save_and_pickle(tmp_path: Path, kind: str) -> None:
+    """The detector used below is not vacuous: it flags every format torch.save has written."""
+    state = small_net(3).state_dict()
+    f = tmp_path / "w.bin"
+    if kind == "zip":
+        torch.save(state, f)
+    elif kind == "legacy":
+        torch.save(state, f, _use_new_zipfile_serialization=False)
+    else:
+        f.write_bytes(pickle.dumps({k: v.numpy() for k, v in state.items()}, protocol=4))
+    assert _is_torch_save_or_pickle(f) and not _is_safetensors(f)
+
+
+def test_checkpoint__saved_file_is_safetensors_not_pickle(saved, monkeypatch) -> None:
+    path, _ = saved
+    assert _is_safetensors(path) and not _is_torch_save_or_pickle(path)
+    assert not _is_torch_save_or_pickle(metadata_path(path))
+    _forbid_unpickling(monkeypatch)
     load_policy_value(path)
-    assert path.read_bytes()[:8] != b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46"  # torch pickle magic
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_checkpoint__torch_save_file_is_refused_without_unpickling(saved, monkeypatch, legacy: bool) -> None:
+    """A torch.save file in place of the weights (digest fixed, so only the format check
+    can object) is refused with one line, and nothing is unpickled."""
+    path, net = saved
+    torch.save(net.state_dict(), path, _use_new_zipfile_serialization=not legacy)
+    meta = json.loads(metadata_path(path).read_text())
+    meta["sha256"] = ck._sha256(path)
+    metadata_path(path).write_text(json.dumps(meta))
+    _forbid_unpickling(monkeypatch)
+    with pytest.raises(ValueError, match=r"^checkpoint: unreadable weights pv.safetensors: ") as exc:
+        load_policy_value(path)
+    assert "\n" not in str(exc.value)
 
 
 def test_checkpoint__flipped_byte_is_refused(saved) -> None:
