@@ -25,6 +25,7 @@ from typing import Any, Literal
 from agent.baseline import BaselineConfig
 from agent.control import LocalizationKind
 from agent.runner import RunConfig
+from agent.ros.config import RosSection
 from sim.config import (
     FaultsConfig,
     OrdersConfig,
@@ -73,7 +74,7 @@ class SimSection:
 class ScenarioSection:
     """The ``scenario`` group: the name recorded in reports and the exception injection."""
 
-    name: Literal["nominal", "exceptions"] = "nominal"
+    name: Literal["nominal", "exceptions", "rush"] = "nominal"
     faults: FaultsConfig = field(default_factory=FaultsConfig)
 
 
@@ -94,24 +95,33 @@ class AgentSection:
 
 @dataclass(frozen=True)
 class PlannerSection:
-    """The ``planner`` group (MCTS of the full stack; placeholder until it lands)."""
+    """The ``planner`` group: who decides (``agent.planners``) and how the search runs.
 
+    ``name``: ``mcts_rl`` (MCTS + network prior/value, the default), ``mcts_rollout``
+    (MCTS + random rollouts), ``policy`` (network greedy, no search), ``classic`` (the
+    classic stack, ``agent`` group). The search keys are ignored by ``policy`` and
+    ``classic``. The network comes from ``learning.checkpoint`` (null = shipped weights).
+    """
+
+    name: Literal["mcts_rl", "mcts_rollout", "policy", "classic"] = "mcts_rl"
     algorithm: Literal["gumbel", "puct"] = "gumbel"
     num_simulations: int = 16
     max_depth: int = 24
     c_puct: float = 1.25
-    gumbel_scale: float = 1.0
-    n_outcome_samples: int = 1
+    gumbel_scale: float = 0.0
     discount: float = 0.99
+    rollout_depth: int = 20
+    plan_horizon: int = 24
+    max_blockages: int = 8
+    wait_s: float = 0.25
 
 
 @dataclass(frozen=True)
 class PerceptionSection:
-    """The ``perception`` group (obstacle detection and fusion; placeholder)."""
+    """The ``perception`` group: lidar blockage detection (``perception.obstacles``)."""
 
-    fusion: Literal["attention", "none"] = "attention"
-    blockage_decay_s: float = 30.0
-    occupancy_resolution_m: float = 0.1
+    blockage_dwell_s: float = 1.0
+    blockage_subdivision: int = 5
 
 
 @dataclass(frozen=True)
@@ -128,15 +138,59 @@ class LearningSection:
 
 @dataclass(frozen=True)
 class TrainSection:
-    """The ``train`` group (RLlib driver; placeholder)."""
+    """The ``train`` group: RLlib training (``forklift train``; learning/rllib_adapter.py).
+
+    Attributes:
+        mode: ``local`` (a loopback-only Ray on this machine) or ``cluster`` (connect).
+        address: cluster address (``auto`` or ``host:port``); local mode ignores it.
+        algorithm: RLlib algorithm (PPO, APPO, IMPALA).
+        iterations: training iterations in all stages.
+        fleet_iterations: the last ``fleet_iterations`` of them fine-tune on the PyBullet
+            fleet (``forklift/Fleet-v0``); the first ones pre-train on the grid fleet.
+        num_env_runners: remote env runners; null = cores - 1 (>= 1) locally.
+        num_envs_per_env_runner: envs stepped by each runner.
+        num_cpus_per_env_runner / num_learners / num_gpus_per_learner: Ray resources.
+        checkpoint_every: iterations between checkpoints (the last is always saved).
+        lr: learning rate; gamma: discount; lambda_: GAE lambda; entropy_coeff: entropy bonus.
+        train_batch_size: env steps per iteration; minibatch_size / num_epochs: SGD.
+        rollout_fragment_length: steps per runner per sample request ("auto" = derived).
+        grid_n_robots / grid_horizon_steps: grid stage fleet size and episode length.
+        fleet_n_robots / fleet_duration_s: PyBullet stage fleet size and episode length (s).
+        warm_start: ``.safetensors`` weights to start from (behaviour cloning warm start,
+            e.g. learning/weights/grid_pv.safetensors); null = from scratch.
+        max_env_runner_restarts: how often crashed env runners are restarted.
+        num_cpus: local Ray's CPUs; null = the machine's cores.
+        include_dashboard: start Ray's dashboard (local mode).
+        resume: a checkpoint directory of this run to continue (``resume=PATH``).
+    """
 
     mode: Literal["local", "cluster"] = "local"
     address: str | None = None
+    algorithm: str = "PPO"
     iterations: int = 100
-    num_env_runners: int = 2
+    fleet_iterations: int = 0
+    num_env_runners: int | None = None
+    num_envs_per_env_runner: int = 1
+    num_cpus_per_env_runner: int = 1
     num_learners: int = 0
+    num_gpus_per_learner: float = 0.0
     checkpoint_every: int = 10
     lr: float = 3e-4
+    gamma: float = 0.99
+    lambda_: float = 0.95
+    entropy_coeff: float = 0.01
+    train_batch_size: int = 2000
+    minibatch_size: int = 250
+    num_epochs: int = 4
+    rollout_fragment_length: str = "auto"
+    grid_n_robots: int = 4
+    grid_horizon_steps: int = 100
+    fleet_n_robots: int = 2
+    fleet_duration_s: float = 60.0
+    warm_start: str | None = None
+    max_env_runner_restarts: int = 100
+    num_cpus: int | None = None
+    include_dashboard: bool = False
     resume: str | None = None
 
 
@@ -168,6 +222,8 @@ class AppConfig:
     perception: PerceptionSection = field(default_factory=PerceptionSection)
     learning: LearningSection = field(default_factory=LearningSection)
     train: TrainSection = field(default_factory=TrainSection)
+    ros: RosSection = field(default_factory=RosSection)  # bridge / sim-robot (agent.ros.config)
+    record: Literal["none", "bag"] = "none"  # bag: also write a rosbag2 MCAP (agent.recording)
 
 
 # ---- ranges -------------------------------------------------------------------------------
@@ -227,8 +283,9 @@ RANGES: tuple[tuple[str, Range], ...] = (
     ("agent.nav.recovery.max_replans", NONNEG), ("agent.nav.recovery.patience_s", POS),
     ("agent.nav.recovery.progress_*", POS), ("agent.dispatch_period_s", POS),
     ("agent.pick_attempts", Range(1)),
-    ("planner.num_simulations", Range(1)), ("planner.max_depth", Range(1)), ("planner.n_outcome_samples", Range(1)),
-    ("planner.discount", Range(0, 1)), ("train.iterations", Range(1)), ("train.checkpoint_every", Range(1)),
+    ("planner.num_simulations", Range(1)), ("planner.max_depth", Range(1)), ("planner.rollout_depth", Range(0)),
+    ("planner.plan_horizon", Range(1)), ("planner.max_blockages", Range(0)), ("perception.blockage_subdivision", Range(1)),
+    ("planner.discount", Range(0, 1, lo_open=True)), ("train.iterations", Range(1)), ("train.checkpoint_every", Range(1)),
     ("train.lr", POS), ("learning.lora_rank", Range(1)),
     ("*", NONNEG),
 )

@@ -185,7 +185,13 @@ class OrdersConfig:
         rate_per_min: Poisson release rate (orders/min, fleet-wide).
         n_initial: orders released at t = 0.
         order_deadline_s: deadline after release (s).
-        max_open: no new release while this many orders wait unpicked.
+        max_open: no new Poisson release while this many orders wait unassigned.
+        backlog_per_robot: saturated warehouse (``scenario=rush``): keep
+            ``backlog_per_robot * n_robots`` open orders at all times, topped up every tick
+            (RWARE's request queue, lifelong MAPF); 0 = off (Poisson stream only). With a
+            backlog, open orders never expire and an order's service clock (its KPI release
+            time and deadline) starts at its first assignment to a robot; ``max_open`` does
+            not cap the backlog (see :mod:`sim.orders`).
         load_size: cube side of a load (m); load_mass: kg.
     """
 
@@ -193,8 +199,14 @@ class OrdersConfig:
     n_initial: int = 2
     order_deadline_s: float = 120.0
     max_open: int = 30
+    backlog_per_robot: int = 0
     load_size: float = 0.4
     load_mass: float = 10.0
+
+    @staticmethod
+    def rush() -> OrdersConfig:
+        """Preset of ``scenario=rush``: a backlog of 2 open orders per robot, no Poisson stream."""
+        return OrdersConfig(rate_per_min=0.0, n_initial=0, backlog_per_robot=2)
 
 
 @dataclass(frozen=True)
@@ -233,7 +245,7 @@ class FaultsConfig:
         )
 
 
-Scenario = Literal["nominal", "exceptions"]
+Scenario = Literal["nominal", "exceptions", "rush"]
 
 
 @dataclass(frozen=True)
@@ -261,7 +273,11 @@ class SimConfig:
 
 
 def scenario(name: Scenario, **overrides: object) -> SimConfig:
-    """Named preset ``nominal`` (no faults, no people) or ``exceptions``.
+    """Named preset ``nominal`` (no faults, no people), ``exceptions`` or ``rush``.
+
+    ``rush`` is the saturated warehouse (``configs/scenario/rush.yaml``): 16 robots on the
+    medium layout (``configs/layout/medium.yaml``), no faults, an order backlog of
+    :meth:`OrdersConfig.rush` so that throughput is bounded by the fleet's coordination.
 
     Raises:
         ValueError: unknown name (one line naming the allowed values).
@@ -270,8 +286,11 @@ def scenario(name: Scenario, **overrides: object) -> SimConfig:
         cfg = SimConfig()
     elif name == "exceptions":
         cfg = SimConfig(faults=FaultsConfig.exceptions(), scenario="exceptions")
+    elif name == "rush":
+        medium = LayoutConfig(shelf_rows=3, shelf_cols=5, n_stations=4, n_chargers=8, n_uwb_anchors=8)
+        cfg = SimConfig(layout=medium, n_robots=16, orders=OrdersConfig.rush(), scenario="rush")
     else:
-        raise ValueError(f"scenario: {name!r}; allowed 'nominal', 'exceptions'")
+        raise ValueError(f"scenario: {name!r}; allowed 'nominal', 'exceptions', 'rush'")
     return replace(cfg, **overrides)  # type: ignore[arg-type]
 
 
@@ -313,6 +332,8 @@ def validate(cfg: SimConfig) -> None:
         lo, hi = getattr(fc, name)
         if not 0 <= lo <= hi:
             raise ValueError(f"faults.{name}: ({lo}, {hi}); allowed 0 <= min <= max")
+    if cfg.orders.backlog_per_robot < 0:
+        raise ValueError(f"orders.backlog_per_robot: {cfg.orders.backlog_per_robot}; allowed >= 0")
     if cfg.orders.rate_per_min < 0 or cfg.orders.order_deadline_s <= 0:
         raise ValueError(
             "orders.rate_per_min / orders.order_deadline_s: allowed rate >= 0, deadline > 0"

@@ -11,6 +11,25 @@ reachable from the stations) and must be carried to a station. Life cycle::
 
 Only ``open`` orders expire; an assigned, carried or dropped order can still be
 delivered after its deadline (it then counts as late).
+
+Saturated warehouse (``OrdersConfig.backlog_per_robot`` = b > 0, ``scenario=rush``): on
+top of the Poisson stream, the book keeps ``b * n_robots`` orders ``open`` at all times
+(RWARE's request queue, lifelong MAPF): whenever one is assigned (or expires, or is
+delivered), a new one is released at a free shelf face in the same tick, so every robot
+always has an order available (``b >= 1`` is enough for that: open >= n_robots >= idle
+robots). Backlog orders are released only at pick faces no other open or assigned order
+uses (two loads never share a face); on a warehouse with fewer free faces the backlog is
+as large as the faces allow. ``max_open`` does not cap it.
+
+KPIs with a backlog: the queue always holds ``b * n_robots`` orders nobody was asked to
+serve yet, so counting them as released would make completion rate a function of ``b``,
+not of the fleet. With a backlog an order's *service clock* starts when the fleet takes it:
+open orders never expire, and :meth:`OrderBook.arrays` reports ``release_t`` = the first
+assignment to a robot (nan if never assigned) and ``deadline_t`` = that +
+``order_deadline_s``. So completion rate = delivered / orders first assigned at least
+``order_deadline_s`` before the end, late = delivered more than ``order_deadline_s`` after
+the first assignment, and orders per hour (deliveries per sim hour) is the headline KPI.
+Without a backlog nothing changes (same random draws, bit-identical episodes).
 """
 
 from __future__ import annotations
@@ -42,6 +61,7 @@ class Order:
         robot: assigned robot, None when open/expired.
         load_cell: where the load waits: pick_cell, or the floor cell where it was dropped.
         picked_t, delivered_t: s, first pick and delivery times (None before).
+        assigned_t: s, first assignment to a robot (None before).
     """
 
     id: int
@@ -55,6 +75,7 @@ class Order:
     load_cell: Cell | None = None
     picked_t: float | None = None
     delivered_t: float | None = None
+    assigned_t: float | None = None
 
     @property
     def late(self) -> bool:
@@ -86,10 +107,17 @@ class OrderBook:
         layout: floor plan (pick points and stations).
         duration_s: episode length (s).
         rng: generator for release times and cells.
+        n_robots: fleet size (sets the backlog ``cfg.backlog_per_robot * n_robots``).
     """
 
     def __init__(
-        self, cfg: OrdersConfig, layout: Layout, duration_s: float, rng: np.random.Generator
+        self,
+        cfg: OrdersConfig,
+        layout: Layout,
+        duration_s: float,
+        rng: np.random.Generator,
+        *,
+        n_robots: int = 1,
     ) -> None:
         self.cfg = cfg
         self.layout = layout
@@ -98,6 +126,8 @@ class OrderBook:
         self._times = poisson_release_times(cfg.rate_per_min, duration_s, cfg.n_initial, rng)
         self._next = 0
         self._orders: dict[int, Order] = {}
+        self.backlog_target = max(0, cfg.backlog_per_robot) * max(0, n_robots)
+        self._t = 0.0  # latest time seen (s): assignments are stamped with it
 
     @property
     def orders(self) -> list[Order]:
@@ -118,8 +148,15 @@ class OrderBook:
         return None
 
     # ---- time ---------------------------------------------------------------------
+    @property
+    def n_open(self) -> int:
+        """Orders waiting for a robot (status ``open``)."""
+        return sum(o.status == "open" for o in self._orders.values())
+
     def release_due(self, t: float) -> list[Order]:
-        """Release every order whose time has come (skipped while ``max_open`` wait)."""
+        """Release every order whose time has come (skipped while ``max_open`` wait), then
+        top the backlog up to :attr:`backlog_target` open orders (no-op without a backlog)."""
+        self._t = max(self._t, float(t))
         out = []
         while self._next < len(self._times) and self._times[self._next] <= t + 1e-9:
             rt = float(self._times[self._next])
@@ -128,15 +165,24 @@ class OrderBook:
             if n_open >= self.cfg.max_open or len(self._pickable) == 0:
                 continue
             out.append(self._new(rt))
+        if self.backlog_target > 0:
+            n_open = self.n_open
+            while n_open < self.backlog_target and self._free_faces():
+                out.append(self._new(float(t)))
+                n_open += 1
         return out
 
-    def _new(self, t: float) -> Order:
+    def _free_faces(self) -> list[int]:
+        """Pick points (indices) that no open or assigned order uses."""
         busy = {o.pick_cell for o in self._orders.values() if o.status in ("open", "assigned")}
-        cand = [
+        return [
             k
             for k in self._pickable
             if tuple(int(v) for v in self.layout.pick_points[k]) not in busy
         ]
+
+    def _new(self, t: float) -> Order:
+        cand = self._free_faces()
         pool = cand if cand else list(self._pickable)
         k = int(pool[int(self._rng.integers(len(pool)))])
         st = self.layout.stations[int(self._rng.integers(len(self.layout.stations)))]
@@ -154,8 +200,12 @@ class OrderBook:
         return o
 
     def expire_due(self, t: float) -> list[Order]:
-        """Expire open orders past their deadline; returns them."""
-        out = []
+        """Expire open orders past their deadline; returns them (none with a backlog: the
+        queue keeps its orders until a robot serves them)."""
+        self._t = max(self._t, float(t))
+        out: list[Order] = []
+        if self.backlog_target > 0:
+            return out
         for o in list(self._orders.values()):
             if o.status == "open" and t > o.deadline_t:
                 out.append(self._set(o, status="expired", load_cell=None))
@@ -183,7 +233,8 @@ class OrderBook:
             if cur.status == "carried":
                 raise ValueError(f"robot_id: robot {robot} carries order {cur.id}; drop it first")
             self._set(cur, status="open" if cur.status == "assigned" else "dropped", robot=None)
-        return self._set(o, status="dropped" if o.status == "dropped" else "assigned", robot=robot)
+        return self._set(o, status="dropped" if o.status == "dropped" else "assigned", robot=robot,
+                         assigned_t=self._t if o.assigned_t is None else o.assigned_t)
 
     def picked(self, order_id: int, robot: int, t: float) -> Order:
         o = self.get(order_id)
@@ -202,11 +253,24 @@ class OrderBook:
         return self._set(self.get(order_id), status="delivered", delivered_t=t, load_cell=None)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Columns for KPIs: release_t [O], deadline_t [O], delivered [O] bool, delivered_t [O]."""
+        """Columns for KPIs: release_t [O], deadline_t [O], delivered [O] bool, delivered_t [O].
+
+        With a backlog, ``release_t`` is the start of the order's service clock, its first
+        assignment (nan if never assigned), and ``deadline_t`` = that + ``order_deadline_s``
+        (module docstring: the queue's waiting time is not the fleet's).
+        """
         os_ = self.orders
+        if self.backlog_target > 0:
+            start = np.array(
+                [np.nan if o.assigned_t is None else o.assigned_t for o in os_], dtype=np.float64
+            )
+            deadline = start + self.cfg.order_deadline_s
+        else:
+            start = np.array([o.release_t for o in os_], dtype=np.float64)
+            deadline = np.array([o.deadline_t for o in os_], dtype=np.float64)
         return {
-            "release_t": np.array([o.release_t for o in os_], dtype=np.float64),
-            "deadline_t": np.array([o.deadline_t for o in os_], dtype=np.float64),
+            "release_t": start,
+            "deadline_t": deadline,
             "delivered": np.array([o.status == "delivered" for o in os_], dtype=bool),
             "delivered_t": np.array(
                 [np.nan if o.delivered_t is None else o.delivered_t for o in os_]

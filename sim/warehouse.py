@@ -183,7 +183,8 @@ class WarehouseSim:
         self._drive.reset()
         self._sensors.reset(ss["sensors"])
         self._orders = OrderBook(
-            cfg.orders, lay, cfg.duration_s, np.random.default_rng(ss["orders"])
+            cfg.orders, lay, cfg.duration_s, np.random.default_rng(ss["orders"]),
+            n_robots=self.n_robots,
         )
         self._carrying = np.full(self.n_robots, -1, dtype=np.int64)
         forbidden = [

@@ -96,6 +96,65 @@ def test_orders__life_cycle_and_errors() -> None:
     assert book.get(1).late and book.arrays()["delivered"].tolist() == [False, True, False]
 
 
+def _backlog_book(n_robots: int, layout=LAYOUT, backlog: int = 2, **kw) -> OrderBook:
+    cfg = OrdersConfig(rate_per_min=0.0, n_initial=0, backlog_per_robot=backlog, order_deadline_s=10.0, **kw)
+    return OrderBook(cfg, layout, 300.0, np.random.default_rng(5), n_robots=n_robots)
+
+
+def test_orders__backlog_keeps_every_robot_supplied() -> None:
+    """scenario=rush: after every release, b * N orders are open, on distinct free faces;
+    a robot that finishes its order can always be given another; nothing expires."""
+    n, book = 3, _backlog_book(3)
+    assert len(book.release_due(0.0)) == 6 and book.n_open == 6
+    rng = np.random.default_rng(0)
+    stage = {}  # robot -> order id in hand
+    for step in range(60):
+        t = 1.0 + step
+        book.release_due(t)
+        assert book.n_open == book.backlog_target == 6, step
+        active = [o for o in book.orders if o.status in ("open", "assigned")]
+        assert len({o.pick_cell for o in active}) == len(active)  # one load per shelf face
+        for r in range(n):
+            if r not in stage:  # an idle robot finds an open order and takes it
+                o = [o for o in book.orders if o.status == "open"][int(rng.integers(book.n_open))]
+                book.assign(o.id, r)
+                stage[r] = o.id
+            elif book.get(stage[r]).status == "assigned" and rng.random() < 0.5:
+                book.picked(stage[r], r, t)
+            elif book.get(stage[r]).status == "carried" and rng.random() < 0.3:
+                book.delivered(stage.pop(r), t)
+        assert book.expire_due(t + 1000.0) == []  # the queue keeps its orders
+    a = book.arrays()
+    first = np.array([np.nan if o.assigned_t is None else o.assigned_t for o in book.orders])
+    np.testing.assert_array_equal(a["release_t"], first)  # service clock = first assignment
+    np.testing.assert_array_equal(a["deadline_t"], first + 10.0)
+    assert np.isnan(a["release_t"][[o.status == "open" for o in book.orders]]).all()
+    assert a["delivered"].sum() >= 10
+
+
+def test_orders__backlog_is_bounded_by_free_shelf_faces() -> None:
+    tiny = generate_layout(LayoutConfig(shelf_rows=1, shelf_cols=1, n_stations=1, n_chargers=1))
+    faces = len(tiny.connected_pick_points())
+    book = _backlog_book(faces, layout=tiny, backlog=3)  # target 3x the faces
+    book.release_due(0.0)
+    assert book.n_open == faces and len({o.pick_cell for o in book.orders}) == faces
+    book.assign(0, 0)
+    book.release_due(1.0)  # order 0's face is still taken (assigned): nothing new
+    assert book.n_open == faces - 1
+    book.picked(0, 0, 2.0)
+    assert [o.pick_cell for o in book.release_due(2.0)] == [book.get(0).pick_cell]
+
+
+def test_orders__without_backlog_the_stream_ignores_fleet_size() -> None:
+    cfg = OrdersConfig(rate_per_min=6.0, n_initial=2)
+    books = [OrderBook(cfg, LAYOUT, 120.0, np.random.default_rng(1), n_robots=n) for n in (1, 16)]
+    for t in np.arange(0.0, 120.0, 0.5):
+        got = [[(o.id, o.pick_cell, o.station_cell, o.release_t) for o in b.release_due(t)] for b in books]
+        assert got[0] == got[1]
+    assert books[0].backlog_target == books[1].backlog_target == 0
+    assert scenario("rush").orders.backlog_per_robot == 2 and scenario("rush").n_robots == 16
+
+
 def test_orders__pick_carry_and_deliver_physically() -> None:
     cfg = SimConfig(n_robots=1, orders=OrdersConfig(rate_per_min=0.0, n_initial=1))
     probe = WarehouseSim(cfg, seed=2)
