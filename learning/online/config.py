@@ -1,0 +1,158 @@
+"""Settings of the online learner (one frozen, validated record; the YAML mirrors it).
+
+``agent.config.LearningSection.learner`` *is* this dataclass, so every key of
+``configs/learning/*.yaml`` under ``learner:`` is a field here and drives the code named in
+its description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from planning.situations import SITUATION_KINDS
+
+__all__ = ["DEFAULT_LORA_TARGETS", "OnlineConfig"]
+
+#: fnmatch patterns over ``PolicyValueNet.named_modules()``: the fusion blocks' attention
+#: and MLP projections and both heads (only ``nn.Linear`` modules are adapted).
+DEFAULT_LORA_TARGETS: tuple[str, ...] = (
+    "encoder.blocks.*.cross_attn.*",
+    "encoder.blocks.*.mlp.*",
+    "policy_hidden",
+    "policy_head",
+    "value_hidden",
+    "value_head",
+)
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """What the online learner does (validated; ValueError names the field).
+
+    Attributes:
+        mode: "lora" (train low-rank adapters on ``lora_targets``, base frozen) or "full"
+            (train every weight with an EWC penalty anchored at the production weights).
+        lora_rank: adapter rank r.
+        lora_alpha: adapter scale numerator (delta W = alpha / r * B @ A).
+        lora_targets: fnmatch patterns of the adapted ``nn.Linear`` module names.
+        ewc_lambda: weight of ``sum_i F_i (theta_i - theta*_i)**2 / 2`` (mode "full").
+        fisher_samples: replay samples the diagonal Fisher is estimated from.
+        fisher_batch: micro-batch of one Fisher gradient (empirical Fisher).
+        recent_size: transitions in the recent window (FIFO).
+        reservoir_size: transitions in the reservoir of older data (uniform over all
+            transitions evicted from the recent window, seeded).
+        replay_fraction: share of every minibatch drawn from the reservoir (0 = no replay).
+        batch_size: transitions per optimiser step.
+        steps_per_update: optimiser steps per candidate (bounds one update).
+        lr: Adam learning rate.
+        grad_clip: gradient-norm clip per step.
+        max_rel_change: a candidate whose weights moved more than this fraction of the
+            production weights' L2 norm is discarded (bounds one update).
+        min_samples: transitions stored before the first update.
+        min_new_samples: new transitions since the last update before the next one.
+        update_interval_s: wall seconds between two updates at least (rate limit; the
+            background thread only).
+        queue_size: transitions buffered between ``observe`` and the learner thread; more
+            are dropped (counted), ``observe`` never blocks.
+        discount: per-step discount of the TD value target.
+        value_weight: weight of the value MSE.
+        adv_temperature: beta of the advantage weights ``exp(A / beta)`` of the policy
+            loss on transitions without a search policy (reward units).
+        adv_weight_max: clip of those weights.
+        gate_situations: grid-model situations per gate suite (recent and held-out).
+        gate_horizon: steps per gate episode at most (episodes end at the first delivery).
+        gate_simulations: MCTS simulations per gate decision (0 = greedy policy).
+        gate_margin: a candidate is swapped in only if its mean return on each suite is
+            >= production's - margin (reward units).
+        gate_value_margin: ... and only if its value RMSE on visited gate states is
+            <= production's + this (reward units).
+        gate_kinds: situation kinds of the gate suites.
+        kpi_keys: KPIs watched after a swap; a leading "-" means lower is better.
+        kpi_window: KPI reports averaged before and after a swap.
+        kpi_drop: relative KPI drop after a swap that rolls back to the last good weights.
+        seed: seeds the adapters, the replay store, minibatches and gate situations.
+    """
+
+    mode: Literal["lora", "full"] = "lora"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    ewc_lambda: float = 100.0
+    fisher_samples: int = 256
+    fisher_batch: int = 8
+    recent_size: int = 4096
+    reservoir_size: int = 16384
+    replay_fraction: float = 0.5
+    batch_size: int = 64
+    steps_per_update: int = 50
+    lr: float = 1e-3
+    grad_clip: float = 1.0
+    max_rel_change: float = 0.05
+    min_samples: int = 256
+    min_new_samples: int = 128
+    update_interval_s: float = 5.0
+    queue_size: int = 4096
+    discount: float = 0.99
+    value_weight: float = 1.0
+    adv_temperature: float = 0.05
+    adv_weight_max: float = 20.0
+    gate_situations: int = 24
+    gate_horizon: int = 60
+    gate_simulations: int = 0
+    gate_margin: float = 0.02
+    gate_value_margin: float = 0.02
+    gate_kinds: tuple[str, ...] = SITUATION_KINDS
+    kpi_keys: tuple[str, ...] = ("completion_rate",)
+    kpi_window: int = 3
+    kpi_drop: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        pos_int = "integer >= 1"
+        checks = [
+            ("mode", self.mode in ("lora", "full"), "lora, full"),
+            ("lora_rank", self.lora_rank >= 1, pos_int),
+            ("lora_alpha", self.lora_alpha > 0, "> 0"),
+            ("lora_targets", len(self.lora_targets) > 0, "a non-empty list of patterns"),
+            ("ewc_lambda", self.ewc_lambda >= 0, ">= 0"),
+            ("fisher_samples", self.fisher_samples >= 1, pos_int),
+            ("fisher_batch", self.fisher_batch >= 1, pos_int),
+            ("recent_size", self.recent_size >= 1, pos_int),
+            ("reservoir_size", self.reservoir_size >= 0, "integer >= 0"),
+            ("replay_fraction", 0.0 <= self.replay_fraction <= 1.0, "in [0, 1]"),
+            ("batch_size", self.batch_size >= 1, pos_int),
+            ("steps_per_update", self.steps_per_update >= 1, pos_int),
+            ("lr", self.lr > 0, "> 0"),
+            ("grad_clip", self.grad_clip > 0, "> 0"),
+            ("max_rel_change", self.max_rel_change > 0, "> 0"),
+            ("min_samples", self.min_samples >= 1, pos_int),
+            ("min_new_samples", self.min_new_samples >= 1, pos_int),
+            ("update_interval_s", self.update_interval_s >= 0, ">= 0 s"),
+            ("queue_size", self.queue_size >= 1, pos_int),
+            ("discount", 0.0 < self.discount <= 1.0, "in (0, 1]"),
+            ("value_weight", self.value_weight >= 0, ">= 0"),
+            ("adv_temperature", self.adv_temperature > 0, "> 0"),
+            ("adv_weight_max", self.adv_weight_max > 0, "> 0"),
+            ("gate_situations", self.gate_situations >= 1, pos_int),
+            ("gate_horizon", self.gate_horizon >= 1, pos_int),
+            ("gate_simulations", self.gate_simulations >= 0, "integer >= 0"),
+            ("gate_margin", self.gate_margin >= 0, ">= 0"),
+            ("gate_value_margin", self.gate_value_margin >= 0, ">= 0"),
+            (
+                "gate_kinds",
+                len(self.gate_kinds) > 0 and set(self.gate_kinds) <= set(SITUATION_KINDS),
+                f"a non-empty subset of {', '.join(SITUATION_KINDS)}",
+            ),
+            ("kpi_keys", all(k.lstrip("-") for k in self.kpi_keys), "KPI names"),
+            ("kpi_window", self.kpi_window >= 1, pos_int),
+            ("kpi_drop", self.kpi_drop > 0, "> 0"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"online.{name}: {getattr(self, name)!r}; allowed {allowed}")
+        if self.replay_fraction > 0 and self.reservoir_size == 0:
+            raise ValueError(
+                f"online.reservoir_size: 0; allowed >= 1 with replay_fraction="
+                f"{self.replay_fraction} (or replay_fraction 0)"
+            )

@@ -1,0 +1,309 @@
+"""Promotion gate and live KPI monitor of the online learner.
+
+**Shadow evaluation** (:class:`ShadowGate`): a candidate network plays the same seeded
+grid-model situations as the production network, closed loop, with common random numbers
+(same world draws for both), on two suites: *recent* (situations of the layout the robots
+work in now) and *held-out* (situations of earlier layouts, sampled once and never trained
+on). Per suite it measures the mean undiscounted return (what the policy achieves) and the
+value RMSE over the visited states against the discounted return that followed in the grid
+model (what the search trusts; the grid model's rewards are ground truth, so a network
+trained on corrupted rewards shows here even when its greedy policy has not moved yet). A
+candidate is promoted only if it is not worse on *both* suites by either criterion
+(``margin``, ``value_margin``); the evidence (all scores, margins) goes into the log.
+
+**KPI monitor** (:class:`KpiMonitor`): after a swap, production KPIs (completion rate,
+...) reported by the host are compared with the mean of the ``window`` reports before the
+swap; a relative drop above ``drop`` on any watched KPI asks for a rollback to the last
+good weights. ``window`` reports without a drop confirm the new weights as good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from planning.batch import tree_map
+from planning.grid_model import GridModel, GridModelConfig, GridState
+from planning.mcts import MCTS, MCTSConfig
+from planning.protocols import Evaluator
+from planning.situations import sample_situations
+from sim.layout import Layout
+from sim.types import MacroAction
+
+__all__ = ["GateResult", "KpiMonitor", "ShadowGate", "SituationSuite"]
+
+
+@dataclass(frozen=True)
+class SituationSuite:
+    """Seeded grid-model situations a network is scored on.
+
+    Attributes:
+        name: "recent" or "heldout" (or any label).
+        model: the grid model (its plan table has one row per situation).
+        states: [N] initial states.
+        seed: world randomness of the episodes.
+        horizon: steps per episode at most.
+    """
+
+    name: str
+    model: GridModel
+    states: GridState
+    seed: int
+    horizon: int
+
+    @classmethod
+    def sample(
+        cls,
+        name: str,
+        layout: Layout,
+        *,
+        n: int,
+        seed: int,
+        horizon: int,
+        kinds: Sequence[str],
+        model_config: GridModelConfig | None = None,
+    ) -> SituationSuite:
+        """``n`` situations of ``layout``, kinds round robin, from ``seed``."""
+        mcfg = replace(
+            model_config or GridModelConfig(), terminate_on_delivery=True, horizon_steps=horizon
+        )
+        row_kinds = [kinds[i % len(kinds)] for i in range(n)]
+        model, states = sample_situations(
+            layout, row_kinds, np.random.default_rng(seed), config=mcfg
+        )
+        return cls(name, model, states, seed, horizon)
+
+
+def _rollout(
+    suite: SituationSuite, evaluator: Evaluator, simulations: int, discount: float
+) -> tuple[float, float]:
+    """Closed-loop play of every situation; (mean return, value RMSE over visited states).
+
+    Actions: the argmax of the network's logits (``simulations`` 0) or an MCTS search on
+    the network. The world is re-seeded per step from ``(suite.seed, t)`` (common random
+    numbers: every network sees the same draws). The value error compares the network's
+    value of every visited state with the discounted return that followed it in the
+    grid model (truncated at the horizon): poisoned rewards corrupt exactly this.
+    """
+    model, states = suite.model, suite.states
+    b = len(states)
+    mcts = (
+        MCTS(model, evaluator, MCTSConfig(num_simulations=simulations, discount=discount))
+        if simulations > 0
+        else None
+    )
+    alive = np.ones(b, bool)
+    rewards, values, masks = [], [], []
+    for t in range(suite.horizon):
+        if not alive.any():
+            break
+        logits, v = evaluator.evaluate(model.encode(states))
+        if mcts is None:
+            act = np.asarray(logits).argmax(-1)
+        else:
+            act = mcts.search(states, seed=suite.seed * 7919 + t).action
+        act = np.where(alive, act, int(MacroAction.WAIT))
+        nxt, r, d = model.step(states, act, np.random.default_rng([suite.seed, t]))
+        rewards.append(np.where(alive, r, 0.0))
+        values.append(np.asarray(v, np.float64))
+        masks.append(alive.copy())
+        keep = alive.reshape(-1, 1)
+        states = tree_map(lambda a, n: np.where(keep.reshape(-1, *[1] * (a.ndim - 1)), n, a),
+                          states, nxt)
+        alive &= ~d
+    rew, val, live = np.array(rewards), np.array(values), np.array(masks)  # [T, B]
+    togo = np.zeros_like(rew)
+    acc = np.zeros(b)
+    for t in range(len(rew) - 1, -1, -1):
+        acc = rew[t] + discount * acc
+        togo[t] = acc
+    err = (val - togo)[live]
+    return float(rew.sum(0).mean()), float(np.sqrt(np.mean(err**2))) if err.size else 0.0
+
+
+def suite_return(suite: SituationSuite, evaluator: Evaluator, simulations: int) -> float:
+    """Mean undiscounted return of ``evaluator`` on ``suite`` (greedy if ``simulations`` 0)."""
+    return _rollout(suite, evaluator, simulations, 0.99)[0]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate decision with its evidence.
+
+    Attributes:
+        accepted: promote the candidate.
+        scores: suite -> {"production": mean return, "candidate": mean return}.
+        margin: tolerated mean-return loss per suite (reward units).
+        n_situations: suite -> situations played.
+        reason: "not worse on every suite" or which suite was worse.
+    """
+
+    accepted: bool
+    scores: dict[str, dict[str, float]]
+    margin: float
+    n_situations: dict[str, int]
+    reason: str
+
+    def evidence(self) -> dict[str, Any]:
+        """JSON-able summary for the log."""
+        return {
+            "scores": self.scores,
+            "margin": self.margin,
+            "n_situations": self.n_situations,
+            "reason": self.reason,
+        }
+
+
+class ShadowGate:
+    """Scores candidates against production on the recent and held-out suites.
+
+    Per suite, two criteria (both must hold): mean return ``cand >= prod - margin`` and
+    value RMSE ``cand <= prod + value_margin`` (see :func:`_rollout`).
+
+    Args:
+        recent: situations of the current layout.
+        heldout: situations of earlier layouts (never replaced by :meth:`set_recent`).
+        margin: tolerated mean-return loss per suite (reward units).
+        value_margin: tolerated value-RMSE increase per suite (reward units).
+        simulations: MCTS simulations per decision (0 = greedy policy).
+        discount: discount of the value targets (the search's).
+    """
+
+    def __init__(
+        self,
+        recent: SituationSuite,
+        heldout: SituationSuite,
+        *,
+        margin: float,
+        value_margin: float,
+        simulations: int,
+        discount: float = 0.99,
+    ) -> None:
+        self.recent, self.heldout = recent, heldout
+        self.margin, self.value_margin = float(margin), float(value_margin)
+        self.simulations, self.discount = int(simulations), float(discount)
+        self._prod_cache: dict[tuple[int, str], tuple[float, float]] = {}
+
+    def set_recent(self, suite: SituationSuite) -> None:
+        """New current-layout situations (the held-out suite stays)."""
+        self.recent = suite
+        self._prod_cache.clear()
+
+    def suites(self) -> tuple[SituationSuite, SituationSuite]:
+        """(recent, heldout)."""
+        return self.recent, self.heldout
+
+    def score(self, evaluator: Evaluator) -> dict[str, tuple[float, float]]:
+        """Suite name -> (mean return, value RMSE) of ``evaluator``."""
+        return {
+            s.name: _rollout(s, evaluator, self.simulations, self.discount) for s in self.suites()
+        }
+
+    def compare(
+        self, candidate: Evaluator, production: Evaluator, production_version: int
+    ) -> GateResult:
+        """Gate decision: the candidate is not worse than production anywhere."""
+        cand = self.score(candidate)
+        scores, worse = {}, []
+        for s in self.suites():
+            key = (production_version, s.name)
+            if key not in self._prod_cache:
+                self._prod_cache[key] = _rollout(s, production, self.simulations, self.discount)
+            (pr, pv), (cr, cv) = self._prod_cache[key], cand[s.name]
+            scores[s.name] = {
+                "production": pr, "candidate": cr,
+                "production_value_rmse": pv, "candidate_value_rmse": cv,
+            }
+            if cr < pr - self.margin:
+                worse.append(f"{s.name} return")
+            if cv > pv + self.value_margin:
+                worse.append(f"{s.name} value error")
+        reason = f"worse on {', '.join(worse)}" if worse else "not worse on every suite"
+        return GateResult(
+            accepted=not worse,
+            scores=scores,
+            margin=self.margin,
+            n_situations={s.name: len(s.states) for s in self.suites()},
+            reason=reason,
+        )
+
+
+@dataclass
+class KpiMonitor:
+    """Watches production KPIs after a swap and asks for a rollback on a drop.
+
+    Args:
+        keys: watched KPI names; a leading "-" means lower is better.
+        window: reports averaged before (baseline) and after a swap.
+        drop: relative drop (of the baseline's magnitude) that triggers a rollback.
+    """
+
+    keys: tuple[str, ...]
+    window: int
+    drop: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    _baseline: dict[str, float] | None = None
+    _after: list[dict[str, float]] = field(default_factory=list)
+    watching: bool = False
+
+    def on_swap(self) -> None:
+        """A new production version: the last ``window`` reports become the baseline."""
+        before = self.history[-self.window :]
+        self._baseline = _mean(before, self.keys) if before else None
+        self._after = []
+        self.watching = self._baseline is not None
+
+    def stop(self) -> None:
+        """Stops watching (after a rollback: the restored version is trusted)."""
+        self.watching, self._after = False, []
+
+    def report(self, kpis: Mapping[str, float]) -> dict[str, Any] | None:
+        """Adds one report. Returns the rollback evidence on a drop, else None.
+
+        Evidence: {"baseline", "after", "drop", "kpi", "relative_drop", "window"}.
+        Non-finite or missing watched KPIs are ignored in the means.
+        """
+        row = {k.lstrip("-"): float(v) for k, v in kpis.items() if np.isfinite(float(v))}
+        self.history.append(row)
+        del self.history[: -4 * self.window]
+        if not self.watching or self._baseline is None:
+            return None
+        self._after.append(row)
+        if len(self._after) < self.window:
+            return None
+        after = _mean(self._after, self.keys)
+        self.watching = False  # one verdict per swap: rollback now, or confirmed good
+        for key in self.keys:
+            name, sign = key.lstrip("-"), (-1.0 if key.startswith("-") else 1.0)
+            b, a = self._baseline.get(name), after.get(name)
+            if b is None or a is None:
+                continue
+            rel = sign * (b - a) / max(abs(b), 1e-9)
+            if rel > self.drop:
+                return {
+                    "kpi": name,
+                    "baseline": self._baseline,
+                    "after": after,
+                    "relative_drop": rel,
+                    "drop": self.drop,
+                    "window": self.window,
+                }
+        return None
+
+    @property
+    def confirmed(self) -> bool:
+        """The last swap was watched for a full window without a drop."""
+        return not self.watching and len(self._after) >= self.window
+
+
+def _mean(rows: Sequence[Mapping[str, float]], keys: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for key in keys:
+        name = key.lstrip("-")
+        vals = [r[name] for r in rows if name in r]
+        if vals:
+            out[name] = float(np.mean(vals))
+    return out
