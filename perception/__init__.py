@@ -9,7 +9,14 @@ Public API (one :class:`Localizer` per robot, one :class:`BlockageDetector` per 
     blockages = detector.update(pose, frame.lidar, frame.stamp)
 
 Everything here imports numpy / scipy / filterpy and ``sim.types`` / ``sim.layout`` only.
+The learned cross-modal fusion (:class:`FusionEncoder`, :class:`FusionConfig`) needs torch
+and the attention kernels: it is loaded on first attribute access (``perception.FusionEncoder``
+or ``from perception import FusionEncoder``), so ``import perception`` and the classic
+localization path never import torch or run the SDPA probes.
 """
+
+import importlib
+from typing import Any
 
 from perception.evaluation import (
     BlockageMetrics,
@@ -48,7 +55,22 @@ from perception.synthetic import (
     nominal_config,
 )
 
-from perception.fusion import FusionConfig, FusionEncoder
+#: public names of the network-side modules, loaded on first access (they import torch).
+_LAZY: dict[str, str] = {"FusionConfig": "perception.fusion", "FusionEncoder": "perception.fusion"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a network-side name on first use (PEP 562) and cache it in the package."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     # learned cross-modal fusion
