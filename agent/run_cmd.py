@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any
-
-from agent.config import AppConfig, ConfigError, to_baseline_config, to_run_config
+from agent.config import to_run_config
+from agent.planners import controller_factory
 from agent.verbs import Invocation, register_verb
 
-__all__ = ["controller_factory", "run_verb"]
-
-
-def controller_factory(app: AppConfig) -> Callable[[], Any]:
-    """The controller of ``agent.kind`` (a fresh one per episode)."""
-    if app.agent.kind == "baseline":
-        from agent.baseline import BaselineController
-
-        return functools.partial(BaselineController, to_baseline_config(app))
-    raise ConfigError("agent.kind", f"{app.agent.kind!r} is not available")  # pragma: no cover
+__all__ = ["controller_factory", "run_verb"]  # controller_factory re-exported from agent.planners
 
 
 @register_verb("run", "run simulated warehouse episodes with a controller; KPI table and report")
@@ -32,7 +20,7 @@ def run_verb(inv: Invocation) -> int:
 
     console = Console()
     cfg = to_run_config(inv.app)
-    factory = controller_factory(inv.app)
+    factory = controller_factory(inv.app)  # planner=<name> (agent.planners)
     out = inv.out_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(inv.config, sort_keys=False))

@@ -1,0 +1,456 @@
+"""The full agent: perception -> belief -> batched MCTS (network prior + value) -> macro driver.
+
+:class:`Agent` implements :class:`agent.control.Controller` for a whole fleet and sees the
+site only through the :class:`agent.control.Fleet` protocol and sensor frames (the ROS
+bridge can drive it unchanged). One control tick::
+
+    frames --PoseSource (EKF)--> poses --BlockageDetector (lidar)--> blockages (with age)
+        --> belief per robot (cell, load sensor, order, blockages, other robots' plans)
+        --> at decision points (a robot's macro finished): ONE batched search over the grid
+            model for all deciding robots (``planning.MCTS`` + evaluator) -> macro action
+        --> safety filter (cell claims, lost pose, dead lidar) -> ``MacroExecutor`` -> twist
+        --> bumper protective stop -> command
+
+Decision points and the driver are those of the RL envs (``sim.env_parts.MacroExecutor``:
+one cell per move macro), so a policy trained there runs here unchanged.
+
+Planners (:data:`PLANNERS`): ``mcts_rl`` (MCTS + policy/value network), ``mcts_rollout``
+(MCTS + random rollouts), ``policy`` (network greedy, no search). The classic stack
+(``classic``) is :class:`agent.baseline.BaselineController` behind the same registry
+(:mod:`agent.planners`).
+
+Safety rules every learned planner obeys (a planner cannot switch them off):
+- a move may only start into a cell no other robot stands on or is moving into (cell
+  claims; the grid model's move-conflict rule enforced in the physical world);
+- a robot whose localization is ``lost`` or whose lidar is dead stands still (protective
+  stop, ISO 3691-4), its macro cancelled;
+- the contact bumper overrides everything (``agent.safety.bumper_command``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from agent.control import LocalizationKind, PoseSource, make_pose_source
+from agent.dispatch import greedy_assign
+from agent.monitor import ExceptionMonitor
+from agent.navigation import NavConfig
+from agent.safety import bumper_command
+from sim.types import MacroAction, Pose, SensorFrame, TwistCmd
+
+__all__ = ["PLANNERS", "Agent", "AgentConfig", "PlannerKind"]
+
+Cell = tuple[int, int]
+STOP = TwistCmd(0.0, 0.0)
+PlannerKind = Literal["mcts_rl", "mcts_rollout", "policy"]
+PLANNERS: tuple[str, ...] = ("mcts_rl", "mcts_rollout", "policy")
+_WAIT, _PICK, _DROP = int(MacroAction.WAIT), int(MacroAction.PICK), int(MacroAction.DROP)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The learned stack.
+
+    Attributes:
+        planner: ``mcts_rl`` | ``mcts_rollout`` | ``policy``.
+        rule: MCTS root rule, ``gumbel`` or ``puct``.
+        num_simulations: simulations per fleet decision (all deciding robots in one batch).
+        max_depth: tree depth limit (grid steps).
+        discount: per-step discount of the search.
+        gumbel_scale: Gumbel noise (0 = deterministic evaluation mode).
+        c_puct: PUCT exploration constant (``MCTSConfig.c1``).
+        rollout_depth: ``mcts_rollout``: grid steps per random rollout.
+        checkpoint: network weights (.safetensors); None = the shipped weights.
+        plan_horizon: steps of the other robots' announced plans the model replays.
+        max_blockages: blockage slots per search root (the nearest are kept).
+        dispatch_period_s: how often idle robots are matched with open orders (s).
+        urgency_m_per_s: dispatcher ageing weight (m of detour per s an order waited).
+        handling_retries: ticks a pick/drop is retried at its cell before re-approaching.
+        wait_s: a WAIT decision holds this long before the robot decides again (s).
+        max_segment_cells: a move decision drives straight on along the plan for at most
+            this many cells without stopping (one decision per straight run).
+        localization: pose source kind.
+        nav: follower limits and safety (shared with the classic stack's config).
+        seed: base seed of the searches (decision k of an episode uses ``seed + k``).
+        blockage_dwell_s, blockage_subdivision: ``perception.obstacles.BlockageConfig``.
+    """
+
+    planner: PlannerKind = "mcts_rl"
+    rule: Literal["gumbel", "puct"] = "gumbel"
+    num_simulations: int = 16
+    max_depth: int = 24
+    discount: float = 0.99
+    gumbel_scale: float = 0.0
+    c_puct: float = 1.25
+    rollout_depth: int = 20
+    checkpoint: str | None = None
+    plan_horizon: int = 24
+    max_blockages: int = 8
+    dispatch_period_s: float = 1.0
+    urgency_m_per_s: float = 0.05
+    handling_retries: int = 40
+    wait_s: float = 0.25
+    max_segment_cells: int = 4
+    localization: LocalizationKind = "ekf"
+    nav: NavConfig = field(default_factory=NavConfig)
+    seed: int = 0
+    blockage_dwell_s: float = 1.0
+    blockage_subdivision: int = 5
+
+
+@dataclass
+class _Robot:
+    order_id: int | None = None
+    home: Cell = (0, 0)
+    attempts: int = 0
+    cell: Cell = (0, 0)
+
+
+class Agent:
+    """Fleet controller of the learned stack (implements :class:`agent.control.Controller`).
+
+    Args:
+        cfg: configuration.
+        evaluator: overrides the evaluator built from ``cfg`` (``mcts_rl`` / ``policy``);
+            anything with ``evaluate(encoded) -> (logits [B, 7], values [B])``.
+        pose_source: overrides the pose source built from ``cfg.localization``.
+    """
+
+    def __init__(self, cfg: AgentConfig | None = None, *, evaluator: Any = None,
+                 pose_source: PoseSource | None = None) -> None:
+        self.cfg = cfg or AgentConfig()
+        self.name = self.cfg.planner
+        self.pose_source = pose_source or make_pose_source(self.cfg.localization)
+        self._network = evaluator
+        if self.cfg.planner in ("mcts_rl", "policy"):
+            import torch
+
+            # One intra-op thread: the decision runs on one core (the latency contract), and
+            # on a loaded machine torch's thread pool thrashes (190 ms vs ~3 ms per call).
+            torch.set_num_threads(1)
+        if self._network is None and self.cfg.planner in ("mcts_rl", "policy"):
+            from learning.evaluator import load_network_evaluator
+
+            self._network = load_network_evaluator(self.cfg.checkpoint)
+        self.fleet: Any = None
+        self.decisions = 0
+        self.search_ms: list[float] = []
+
+    # ---- episode -----------------------------------------------------------------------
+    def reset(self, fleet: Any) -> None:
+        from perception.obstacles import BlockageConfig, BlockageDetector
+        from planning import GridModel, GridModelConfig
+        from sim.env_parts import MacroConfig, MacroExecutor
+
+        self.fleet, self.layout = fleet, fleet.layout
+        self.pose_source.reset(fleet)
+        n = fleet.n_robots
+        start = np.asarray(fleet.initial_poses(), dtype=np.float64)
+        fcfg = self.cfg.nav.follower
+        self.execs = [MacroExecutor(self.layout, float(fleet.dt), MacroConfig(), follower=fcfg) for _ in range(n)]
+        homes = self.layout.xy_to_cell(start[:, :2])
+        self.robots = [_Robot(home=(int(c[0]), int(c[1])), cell=(int(c[0]), int(c[1]))) for c in homes]
+        self.detector = BlockageDetector(self.layout, BlockageConfig(
+            dwell_s=self.cfg.blockage_dwell_s, subdivision=self.cfg.blockage_subdivision))
+        self.model = GridModel(self.layout, GridModelConfig(horizon_steps=10_000))
+        self.monitor = ExceptionMonitor(n)
+        self._last_dispatch = -1e9
+        self._v = np.zeros(n)
+        self._bump_on = np.full(n, np.nan)
+        self._bump_off = np.full(n, -np.inf)
+        self._claims: list[set[Cell]] = [{r.cell} for r in self.robots]
+        self._path_cache: dict[tuple, list[Cell]] = {}
+        self._plans: list[list[Cell]] = [[r.cell] for r in self.robots]
+        self.decisions = 0
+        self.search_ms = []
+
+    # ---- control tick ------------------------------------------------------------------
+    def act(self, frames: Sequence[SensorFrame], t: float) -> list[TwistCmd]:
+        fleet = self.fleet
+        poses = self.pose_source.update(frames)
+        for i, p in enumerate(poses):
+            fleet.report_pose_estimate(i, p)
+        pose_arr = np.array([[p.x, p.y, p.yaw] for p in poses], dtype=np.float64)
+        cells = self.layout.xy_to_cell(pose_arr[:, :2])
+        for i, rs in enumerate(self.robots):
+            rs.cell = (int(cells[i, 0]), int(cells[i, 1]))
+        blocked = self._perceive(frames, poses, pose_arr, t)
+        orders = {o.id: o for o in fleet.orders}
+        self._sync_orders(orders)
+        if t - self._last_dispatch >= self.cfg.dispatch_period_s:
+            self._last_dispatch = t
+            self._dispatch(orders, blocked, t)
+        goals = [self._goal(i, orders) for i in range(len(self.robots))]
+        self._goal_cells = [g[0] for g in goals]
+        self._announce(goals, blocked)
+        self.monitor.update(t, frames, poses, [r.cell for r in self.robots], self._plans, blocked,
+                            [self._carrying(i, orders) for i in range(len(self.robots))],
+                            [r.order_id for r in self.robots])
+        deciding = []
+        for i, ex in enumerate(self.execs):
+            if self._must_stop(frames[i], poses[i]):
+                if ex.busy:  # cancel the macro: stand still where we are
+                    ex.outcome = type(ex.outcome).DONE
+                continue
+            if not ex.busy:
+                deciding.append(i)
+        self._decide(deciding, goals, orders, blocked, frames, t)
+        cmds = []
+        for i, ex in enumerate(self.execs):
+            cmd = STOP
+            if ex.busy and not self._must_stop(frames[i], poses[i]):
+                cmd = ex.command(pose_arr[i], frames[i].lidar)
+            cmd = self._bumper(i, frames[i], cmd, t)
+            self._v[i] = cmd.v
+            cmds.append(cmd)
+        self._update_claims()
+        return cmds
+
+    # ---- perception and belief ---------------------------------------------------------
+    def _perceive(self, frames: Sequence[SensorFrame], poses: Sequence[Pose], xy: np.ndarray,
+                  t: float) -> np.ndarray:
+        """Update the shared blockage map with every robot's scan; [H, W] bool blocked cells."""
+        for i, (fr, p) in enumerate(zip(frames, poses)):
+            if fr.lidar is None:
+                continue
+            others = np.delete(xy[:, :2], i, axis=0)
+            self.detector.update(p, fr.lidar, float(fr.stamp), exclude_xy=others)
+        blocked = np.zeros(self.layout.shape, bool)
+        for b in self.detector.blockages():
+            blocked[b.cell] = True
+        for rs in self.robots:  # robots are not blockages of the static map
+            blocked[rs.cell] = False
+        return blocked
+
+    def _must_stop(self, frame: SensorFrame, pose: Pose) -> bool:
+        return pose.health == "lost" or frame.lidar is None
+
+    def _carrying(self, i: int, orders: dict) -> bool:
+        o = orders.get(self.robots[i].order_id) if self.robots[i].order_id is not None else None
+        return o is not None and o.status == "carried" and o.robot == i
+
+    def _goal(self, i: int, orders: dict) -> tuple[Cell, Cell, bool, bool]:
+        """(pick-or-home cell, station cell, carrying, has order) of robot ``i``."""
+        rs = self.robots[i]
+        o = orders.get(rs.order_id) if rs.order_id is not None else None
+        if o is None or o.load_cell is None and o.status != "carried":
+            return rs.home, rs.home, False, False
+        station = (int(o.station_cell[0]), int(o.station_cell[1]))
+        if self._carrying(i, orders):
+            return station, station, True, True
+        return (int(o.load_cell[0]), int(o.load_cell[1])), station, False, True
+
+    def _path(self, start: Cell, goal: Cell, blocked: np.ndarray, key: bytes) -> list[Cell]:
+        from planning.paths import astar
+
+        k = (start, goal, key)
+        p = self._path_cache.get(k)
+        if p is None:
+            if len(self._path_cache) > 4096:
+                self._path_cache.clear()
+            p = astar(self.layout.free, start, goal, blocked=blocked) or astar(self.layout.free, start, goal) \
+                or [start]
+            self._path_cache[k] = p
+        return p
+
+    def _announce(self, goals: list, blocked: np.ndarray) -> None:
+        key = np.packbits(blocked).tobytes()
+        for i, rs in enumerate(self.robots):
+            g = goals[i][0]
+            ex = self.execs[i]
+            start = ex.target if ex.busy else rs.cell
+            path = self._path(start, g, blocked, key)
+            if ex.busy and start != rs.cell:
+                path = [rs.cell, *path]
+            self._plans[i] = path[: self.cfg.plan_horizon]
+            self.fleet.announce_route(i, np.asarray(self._plans[i], np.int64).reshape(-1, 2))
+
+    # ---- fleet decisions ---------------------------------------------------------------
+    def _sync_orders(self, orders: dict) -> None:
+        for i, rs in enumerate(self.robots):
+            if rs.order_id is None:
+                continue
+            o = orders.get(rs.order_id)
+            if o is None or o.robot != i or o.status in ("delivered", "expired", "open"):
+                rs.order_id, rs.attempts = None, 0
+
+    def _dispatch(self, orders: dict, blocked: np.ndarray, t: float) -> None:
+        from planning import bfs_distances
+
+        idle = [i for i, rs in enumerate(self.robots) if rs.order_id is None]
+        pool = [o for o in orders.values() if o.status == "open" and o.load_cell is not None]
+        if not idle or not pool:
+            return
+        fields = {i: bfs_distances(self.layout.free, self.robots[i].cell, blocked=blocked) for i in idle}
+        for a in greedy_assign(pool, fields, cell_size=self.layout.cell_size, now=t,
+                               urgency_m_per_s=self.cfg.urgency_m_per_s):
+            try:
+                self.fleet.assign(a.order_id, a.robot_id)
+            except ValueError:
+                continue
+            self.robots[a.robot_id].order_id = a.order_id
+
+    def _decide(self, deciding: list[int], goals: list, orders: dict, blocked: np.ndarray,
+                frames: Sequence[SensorFrame], t: float) -> None:
+        """Pick/drop at the goal cell; everyone else at a decision point: one batched search."""
+        search = []
+        for i in deciding:
+            rs = self.robots[i]
+            goal, _station, carrying, has_order = goals[i]
+            if has_order and rs.cell == goal:
+                ok = self.fleet.drop(i) if carrying else self.fleet.pick(i)
+                if ok:
+                    rs.attempts = 0
+                    if carrying:
+                        rs.order_id = None
+                    continue
+                rs.attempts += 1
+                if rs.attempts <= self.cfg.handling_retries:
+                    continue  # retry next tick (robot standing still)
+                rs.attempts = 0
+            if not has_order and rs.cell == rs.home:
+                continue
+            search.append(i)
+        if not search:
+            return
+        actions = self._search(search, goals, blocked)
+        for i, a in zip(search, actions):
+            self._start(i, int(a), frames)
+
+    def _roots(self, idx: list[int], goals: list, blocked: np.ndarray) -> tuple[Any, Any]:
+        """Grid-model roots for robots ``idx`` and the model with the other robots' plans."""
+        n, horizon = len(self.robots), self.cfg.plan_horizon
+        b = len(idx)
+        plans = np.full((b, max(n - 1, 0), horizon), -1, np.int64)
+        plan_len = np.ones((b, max(n - 1, 0)), np.int64)
+        flat_plans = [self.model.to_flat(np.asarray(p, np.int64).reshape(-1, 2)) for p in self._plans]
+        for r, i in enumerate(idx):
+            k = 0
+            for j in range(n):
+                if j == i:
+                    continue
+                fp = flat_plans[j][:horizon]
+                plans[r, k, : len(fp)] = fp
+                plans[r, k, len(fp):] = fp[-1]
+                plan_len[r, k] = len(fp)
+                k += 1
+        bl = np.argwhere(blocked)
+        kmax = self.cfg.max_blockages
+        blocks = np.full((b, kmax, 2), -1, np.int64)
+        for r, i in enumerate(idx):
+            if len(bl):
+                d = np.abs(bl - np.asarray(self.robots[i].cell)).sum(1)
+                near = bl[np.argsort(d, kind="stable")[:kmax]]
+                blocks[r, : len(near)] = near
+        pos = np.array([self.robots[i].cell for i in idx], np.int64)
+        pick = np.array([goals[i][0] for i in idx], np.int64)
+        station = np.array([goals[i][1] for i in idx], np.int64)
+        load = np.array([goals[i][2] for i in idx], bool)
+        model = self.model.with_plans(plans, plan_len)
+        states = model.initial_states(pos, pick, station, load=load, blocks=blocks, scn=np.arange(b))
+        return model, states
+
+    def _search(self, idx: list[int], goals: list, blocked: np.ndarray) -> np.ndarray:
+        from planning import MCTS, MCTSConfig, RolloutEvaluator
+
+        cfg = self.cfg
+        model, states = self._roots(idx, goals, blocked)
+        t0 = time.perf_counter()
+        legal = model.legal_actions(states)
+        legal[:, _PICK] = False  # handling is done at the goal cell, outside the search
+        legal[:, _DROP] = False
+        if cfg.planner == "policy":
+            logits, _ = self._network.evaluate(model.encode(states))
+            logits = np.where(legal, logits, -np.inf)
+            actions = np.argmax(logits, axis=1)
+        else:
+            ev = self._network if cfg.planner == "mcts_rl" else RolloutEvaluator(
+                model, depth=cfg.rollout_depth, discount=cfg.discount)
+            mcfg = MCTSConfig(num_simulations=cfg.num_simulations, rule=cfg.rule, discount=cfg.discount,
+                              max_depth=cfg.max_depth, gumbel_scale=cfg.gumbel_scale, c1=cfg.c_puct,
+                              max_considered_actions=5)
+            res = MCTS(model, ev, mcfg).search(states, seed=cfg.seed + self.decisions)
+            q = np.where(legal[:, :5], np.nan_to_num(res.q_values[:, :5], nan=-np.inf), -np.inf)
+            actions = np.where(legal[np.arange(len(idx)), res.action], res.action, np.argmax(q, axis=1))
+        self.decisions += 1
+        self.search_ms.append((time.perf_counter() - t0) * 1e3)
+        return actions
+
+    def _start(self, i: int, action: int, frames: Sequence[SensorFrame]) -> None:
+        """Start ``action``: a move runs straight on along the robot's plan (up to
+        ``max_segment_cells``) over cells no other robot holds; into a held cell it is a WAIT."""
+        from sim.types import ACTION_DELTAS
+
+        rs, ex = self.robots[i], self.execs[i]
+        centre = np.asarray(self.layout.cell_to_xy(np.array(rs.cell)), dtype=np.float64)
+        held = set().union(*(c for j, c in enumerate(self._claims) if j != i))
+        if action <= int(MacroAction.WEST):
+            d = (int(ACTION_DELTAS[action][0]), int(ACTION_DELTAS[action][1]))
+            seg: list[Cell] = []
+            cur = rs.cell
+            plan = self._plans[i]
+            while len(seg) < self.cfg.max_segment_cells:
+                nxt = (cur[0] + d[0], cur[1] + d[1])
+                if nxt in held or (seg and nxt not in plan):
+                    break  # the first cell is the search's choice; later ones follow the plan
+                seg.append(nxt)
+                cur = nxt
+                if nxt == self._goal_cells[i]:
+                    break
+            if seg:
+                self._claims[i] = {rs.cell, *seg}
+                ex.action = MacroAction(action)
+                ex._goto(seg[-1], centre)
+                ex._ticks_left = int(np.ceil((2.0 + 1.5 * len(seg)) / float(self.fleet.dt)))
+                return
+        ex.start(MacroAction.WAIT, np.array([centre[0], centre[1], 0.0]))
+        # re-decide soon: waiting is a decision, not a sleep
+        ex._ticks_left = max(1, int(round(self.cfg.wait_s / float(self.fleet.dt))))
+
+
+    def _update_claims(self) -> None:
+        for i, (rs, ex) in enumerate(zip(self.robots, self.execs)):
+            if ex.busy and ex.action <= MacroAction.WEST:
+                self._claims[i] = {c for c in self._claims[i] if c == rs.cell or c in self._ahead(i)}
+                self._claims[i].add(rs.cell)
+            else:
+                self._claims[i] = {rs.cell}
+
+    def _ahead(self, i: int) -> set[Cell]:
+        """Cells between robot ``i``'s cell and its move target (inclusive of the target)."""
+        (r0, c0), (r1, c1) = self.robots[i].cell, self.execs[i].target
+        if r0 != r1 and c0 != c1:
+            return {(r1, c1)}
+        rr = range(min(r0, r1), max(r0, r1) + 1)
+        cc = range(min(c0, c1), max(c0, c1) + 1)
+        return {(r, c) for r in rr for c in cc}
+
+    def _bumper(self, i: int, frame: SensorFrame, cmd: TwistCmd, t: float) -> TwistCmd:
+        b = frame.bumper
+        if b is not None and b.contact:
+            if np.isnan(self._bump_on[i]):
+                self._bump_on[i] = t
+            self._bump_off[i] = t
+        else:
+            self._bump_on[i] = np.nan
+        return bumper_command(b, self.cfg.nav.safety, cmd, pressed_s=t - self._bump_on[i],
+                              released_s=t - self._bump_off[i])
+
+    # ---- introspection ------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Decisions, search time per fleet decision (ms p50/p99), exception log."""
+        ms = np.asarray(self.search_ms) if self.search_ms else np.zeros(1)
+        return {"planner": self.name, "decisions": self.decisions,
+                "search_ms_p50": float(np.percentile(ms, 50)), "search_ms_p99": float(np.percentile(ms, 99)),
+                "num_simulations": self.cfg.num_simulations if self.cfg.planner != "policy" else 0,
+                "exceptions": self.monitor.log()}
+
+
+def _unused_with_follower_dt(cfg: AgentConfig, dt: float) -> AgentConfig:
+    """``cfg`` with the follower's control period set to ``dt`` (s)."""
+    return replace(cfg, nav=replace(cfg.nav, follower=replace(cfg.nav.follower, dt=dt)))

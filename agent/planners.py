@@ -1,0 +1,67 @@
+"""The planner registry: ``planner=<name>`` -> a fleet controller factory.
+
+One place maps a validated config to the controller that drives the fleet, for
+``forklift run``, ``forklift eval`` and the ROS bridge alike:
+
+- ``mcts_rl`` (default): :class:`agent.agent.Agent` with batched MCTS and the network;
+- ``mcts_rollout``: the same agent, MCTS with random-rollout values;
+- ``policy``: the same agent, network greedy (no search);
+- ``classic``: :class:`agent.baseline.BaselineController` (the ``agent`` group's config).
+
+Unknown names are a :class:`agent.config.ConfigError` (one line, exit 2 at the CLI).
+A missing network checkpoint is refused here, before any episode runs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.config import AppConfig, ConfigError, to_baseline_config
+
+__all__ = ["PLANNER_NAMES", "agent_config", "controller_factory"]
+
+PLANNER_NAMES: tuple[str, ...] = ("mcts_rl", "mcts_rollout", "policy", "classic")
+
+
+def agent_config(app: AppConfig, planner: str) -> Any:
+    """The :class:`agent.agent.AgentConfig` of a learned planner from the app config."""
+    from agent.agent import AgentConfig
+
+    p, base = app.planner, app.agent.baseline
+    return AgentConfig(planner=planner, rule=p.algorithm, num_simulations=p.num_simulations,
+                       max_depth=p.max_depth, discount=p.discount, gumbel_scale=p.gumbel_scale,
+                       c_puct=p.c_puct, rollout_depth=p.rollout_depth, checkpoint=app.learning.checkpoint,
+                       plan_horizon=p.plan_horizon, max_blockages=p.max_blockages, wait_s=p.wait_s,
+                       dispatch_period_s=base.dispatch_period_s, urgency_m_per_s=base.urgency_m_per_s,
+                       handling_retries=base.pick_attempts, localization=app.localization.kind,
+                       nav=base.nav, seed=app.seed, blockage_dwell_s=app.perception.blockage_dwell_s,
+                       blockage_subdivision=app.perception.blockage_subdivision)
+
+
+def controller_factory(app: AppConfig, planner: str | None = None) -> Callable[[], Any]:
+    """A factory of fresh controllers (one per episode) for ``planner`` (default ``app.planner.name``)."""
+    name = app.planner.name if planner is None else planner
+    if name not in PLANNER_NAMES:
+        raise ConfigError("planner", f"unknown planner; allowed {', '.join(PLANNER_NAMES)}", name)
+    if name == "classic":
+        from agent.baseline import BaselineController
+
+        return functools.partial(BaselineController, to_baseline_config(app))
+    cfg = agent_config(app, name)
+    evaluator = None
+    if name in ("mcts_rl", "policy"):
+        if cfg.checkpoint is not None and not Path(cfg.checkpoint).is_file():
+            raise ConfigError("learning.checkpoint", "no such file; allowed a .safetensors weights file",
+                              cfg.checkpoint)
+        from learning.evaluator import load_network_evaluator
+
+        try:
+            evaluator = load_network_evaluator(cfg.checkpoint)
+        except (ValueError, OSError) as e:
+            raise ConfigError("learning.checkpoint", str(e).splitlines()[0], cfg.checkpoint) from None
+    from agent.agent import Agent
+
+    return functools.partial(Agent, cfg, evaluator=evaluator)
