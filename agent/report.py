@@ -2,6 +2,11 @@
 
 The table has one column per controller, so the full stack is shown beside the classic
 baseline when both ran on the same seeds (:func:`kpi_table` takes several results).
+
+Planner comparison (``forklift eval task=fleet``): :func:`fleet_summary` pools one
+planner's episodes into the KPIs of the report's ``planners`` mapping (same keys for every
+planner; undefined values are ``None``, never NaN); :func:`save_kpi_comparison_plot` and
+:func:`save_exception_timeline` draw them side by side.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import numpy as np
 
 from agent.runner import RunResult
 
-__all__ = ["KPI_ROWS", "build_report", "kpi_table", "save_gif", "save_trajectory_plot", "versions",
+__all__ = ["KPI_ROWS", "bootstrap_mean_ci", "bootstrap_ratio_ci", "build_report", "fleet_summary", "kpi_table",
+           "save_exception_timeline", "save_gif", "save_kpi_comparison_plot", "save_trajectory_plot", "versions",
            "write_report"]
 
 # (flattened KPI key, label, format); shown as mean ± std over episodes.
@@ -166,3 +172,243 @@ def save_gif(frames: Sequence[np.ndarray], path: Path, *, fps: float = 5.0) -> N
     from sim.render import write_gif
 
     write_gif(frames, path, fps=fps)
+
+
+# ---- planner comparison (forklift eval task=fleet) ------------------------------------------
+
+def _finite(v: float) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def bootstrap_ratio_ci(successes: np.ndarray, trials: np.ndarray, *, rng: np.random.Generator,
+                       n_boot: int = 2000, level: float = 0.95) -> tuple[float | None, float | None]:
+    """Percentile interval of a pooled rate sum(successes) / sum(trials) over episodes.
+
+    Two-stage bootstrap: resample episodes with replacement (episode-to-episode variation),
+    then each drawn episode's orders (binomial with its own rate), so the interval is not
+    degenerate with one or two episodes.
+
+    Args:
+        successes, trials: [E] counts per episode (delivered, eligible orders).
+        rng: seeded generator (the report is reproducible from the config's seed).
+
+    Returns:
+        (low, high), or (None, None) when no episode has a trial.
+    """
+    s, n = np.asarray(successes, dtype=np.int64), np.asarray(trials, dtype=np.int64)
+    if n.sum() == 0:
+        return None, None
+    idx = rng.integers(0, len(n), size=(n_boot, len(n)))  # [B, E]
+    p = np.where(n > 0, s / np.maximum(n, 1), 0.0)
+    draws = rng.binomial(n[idx], p[idx])  # [B, E]
+    tot = n[idx].sum(axis=1)
+    rates = np.where(tot > 0, draws.sum(axis=1) / np.maximum(tot, 1), np.nan)
+    rates = rates[np.isfinite(rates)]
+    a = (1.0 - level) / 2
+    return float(np.quantile(rates, a)), float(np.quantile(rates, 1 - a))
+
+
+def bootstrap_mean_ci(values: np.ndarray, *, rng: np.random.Generator, n_boot: int = 2000,
+                      level: float = 0.95) -> tuple[float | None, float | None]:
+    """Percentile interval of the mean of per-episode values (degenerate with one episode)."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        return None, None
+    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    a = (1.0 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def _handling(events: Sequence[dict], t_end: Sequence[float]) -> dict[str, dict[str, float | int | None]]:
+    """Per kind and overall (all kinds but ``people``): count, unresolved, mean_s, p90_s, max_s."""
+    from sim.faults import EXCEPTION_KINDS
+    from sim.kpis import handling_times
+
+    rows: dict[str, list[float]] = {k: [] for k in EXCEPTION_KINDS}
+    unres: dict[str, int] = dict.fromkeys(EXCEPTION_KINDS, 0)
+    for ev, end in zip(events, t_end):
+        res = np.nan if ev.get("resolved_t") is None else float(ev["resolved_t"])
+        times, un = handling_times(np.array([float(ev["onset_t"])]), np.array([res]), float(end))
+        kind = str(ev["kind"])
+        rows.setdefault(kind, []).append(float(times[0]))
+        unres[kind] = unres.get(kind, 0) + int(un[0])
+    rows["overall"] = [t for k, v in rows.items() if k != "people" for t in v]
+    unres["overall"] = sum(v for k, v in unres.items() if k != "people")
+    out = {}
+    for k, ts in rows.items():
+        a = np.asarray(ts, dtype=np.float64)
+        out[k] = {"count": len(a), "unresolved": int(unres.get(k, 0)),
+                  "mean_s": float(a.mean()) if len(a) else None,
+                  "p90_s": float(np.percentile(a, 90)) if len(a) else None,
+                  "max_s": float(a.max()) if len(a) else None}
+    return out
+
+
+def fleet_summary(episodes: Sequence[Any], latencies_ms: Sequence[np.ndarray], *, seed: int,
+                  n_boot: int = 2000) -> dict:
+    """One planner's KPIs pooled over its episodes (the ``planners`` entry of report.json).
+
+    Args:
+        episodes: :class:`agent.runner.EpisodeResult` of one planner, same seeds as the others.
+        latencies_ms: per episode, [T] wall ms of each fleet decision (``controller.act``).
+        seed: seeds the bootstrap (reproducible report).
+        n_boot: bootstrap resamples.
+
+    Returns:
+        Keys (every planner has all of them): episodes, seeds, completion_rate {value, ci95,
+        per_episode, eligible, delivered}, orders_delivered, orders_per_hour {mean, std, ci95,
+        per_episode}, orders_late, orders_expired, exception_handling {kind: {count, unresolved,
+        mean_s, p90_s, max_s}} (+ overall), collisions {kind: {total, per_episode}},
+        localization_rmse {pos_m, yaw_deg}, decision_latency_ms {p50, p99, mean, max, ticks},
+        distance_m (fleet, per episode mean).
+    """
+    from sim.kpis import COLLISION_KINDS
+
+    rng = np.random.default_rng(seed)
+    k = [e.kpis for e in episodes]
+    elig = np.array([x["orders_eligible"] for x in k], dtype=np.int64)
+    done = np.array([x["orders_delivered_eligible"] for x in k], dtype=np.int64)
+    lo, hi = bootstrap_ratio_ci(done, elig, rng=rng, n_boot=n_boot)
+    oph = np.array([x["orders_per_hour"] for x in k], dtype=np.float64)
+    oph_lo, oph_hi = bootstrap_mean_ci(oph, rng=rng, n_boot=n_boot)
+    events = [ev for x in k for ev in x.get("events", [])]
+    ends = [x["duration_s"] for x in k for _ in x.get("events", [])]
+    coll = {c: {"total": int(sum(x["collisions"].get(c, 0) for x in k)),
+                "per_episode": [int(x["collisions"].get(c, 0)) for x in k]} for c in (*COLLISION_KINDS, "total")}
+    n_loc = np.array([sum(x["loc_samples"]) for x in k], dtype=np.float64)
+    pos = np.array([x["loc_rms_pos_m_all"] for x in k]) ** 2
+    yaw = np.array([x["loc_rms_yaw_deg_all"] for x in k]) ** 2
+    w = n_loc.sum()
+    lat = np.concatenate([np.asarray(a, dtype=np.float64) for a in latencies_ms]) if latencies_ms else np.zeros(0)
+    return {
+        "episodes": len(k),
+        "seeds": [int(e.seed) for e in episodes],
+        "completion_rate": {"value": float(done.sum() / elig.sum()) if elig.sum() else None,
+                            "ci95": [lo, hi], "per_episode": [float(x["completion_rate"]) for x in k],
+                            "eligible": int(elig.sum()), "delivered": int(done.sum())},
+        "orders_delivered": {"total": int(sum(x["orders_delivered"] for x in k)),
+                             "mean": float(np.mean([x["orders_delivered"] for x in k])) if k else None},
+        "orders_per_hour": {"mean": float(oph.mean()) if len(oph) else None, "std": float(oph.std()) if len(oph) else None,
+                            "ci95": [oph_lo, oph_hi], "per_episode": [float(v) for v in oph]},
+        "orders_late": int(sum(x["orders_late"] for x in k)),
+        "orders_expired": int(sum(x["orders_expired"] for x in k)),
+        "exception_handling": _handling(events, ends),
+        "collisions": coll,
+        "localization_rmse": {"pos_m": _finite(np.sqrt((pos * n_loc).sum() / w)) if w else None,
+                              "yaw_deg": _finite(np.sqrt((yaw * n_loc).sum() / w)) if w else None},
+        "decision_latency_ms": {"p50": float(np.percentile(lat, 50)) if len(lat) else None,
+                                "p99": float(np.percentile(lat, 99)) if len(lat) else None,
+                                "mean": float(lat.mean()) if len(lat) else None,
+                                "max": float(lat.max()) if len(lat) else None, "ticks": int(len(lat))},
+        "distance_m": float(np.mean([sum(x["distance_m"]) for x in k])) if k else None,
+    }
+
+
+def _num(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def save_kpi_comparison_plot(summaries: dict[str, dict], path: Path, *, title: str = "") -> None:
+    """Six panels, one bar per planner: completion (95% CI), orders/hour (95% CI), exception
+    handling (mean, p90), collisions by kind (stacked), localization RMSE, decision latency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sim.kpis import COLLISION_KINDS
+
+    names = list(summaries)
+    x = np.arange(len(names))
+    cmap = plt.get_cmap("tab10")
+    colors = [cmap(i % 10) for i in range(len(names))]
+    fig, axes = plt.subplots(2, 3, figsize=(max(9.0, 2.2 * len(names) * 1.5), 6.5), dpi=100)
+
+    def bars(ax: Any, vals: list[float], ci: list[list[float | None]] | None, label: str) -> None:
+        v = np.array([_num(a) for a in vals])
+        err = None
+        if ci is not None:
+            lo = np.array([_num(c[0]) for c in ci])
+            hi = np.array([_num(c[1]) for c in ci])
+            err = np.nan_to_num(np.vstack([v - lo, hi - v]), nan=0.0).clip(min=0.0)
+        ax.bar(x, np.nan_to_num(v), yerr=err, color=colors, capsize=4)
+        ax.set_xticks(x, names, rotation=20, fontsize=8)
+        ax.set_title(label, fontsize=9)
+
+    s = summaries
+    bars(axes[0, 0], [s[n]["completion_rate"]["value"] for n in names], [s[n]["completion_rate"]["ci95"] for n in names],
+         "completion rate (95% bootstrap CI)")
+    axes[0, 0].set_ylim(0, 1.05)
+    bars(axes[0, 1], [s[n]["orders_per_hour"]["mean"] for n in names], [s[n]["orders_per_hour"]["ci95"] for n in names],
+         "orders / hour (95% CI over episodes)")
+    ax = axes[0, 2]
+    w = 0.38
+    ax.bar(x - w / 2, [np.nan_to_num(_num(s[n]["exception_handling"]["overall"]["mean_s"])) for n in names], w,
+           label="mean", color="#5b8bd0")
+    ax.bar(x + w / 2, [np.nan_to_num(_num(s[n]["exception_handling"]["overall"]["p90_s"])) for n in names], w,
+           label="p90", color="#d07b5b")
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_title("exception handling (s)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[1, 0]
+    bottom = np.zeros(len(names))
+    for j, c in enumerate(COLLISION_KINDS):
+        v = np.array([s[n]["collisions"][c]["total"] for n in names], dtype=float)
+        ax.bar(x, v, bottom=bottom, label=c, color=cmap(j))
+        bottom += v
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_title("collisions by kind (all episodes)", fontsize=9)
+    ax.legend(fontsize=7)
+    bars(axes[1, 1], [_num(s[n]["localization_rmse"]["pos_m"]) * 100 for n in names], None, "localization RMSE (cm)")
+    ax = axes[1, 2]
+    ax.bar(x - w / 2, [np.nan_to_num(_num(s[n]["decision_latency_ms"]["p50"])) for n in names], w, label="p50",
+           color="#5b8bd0")
+    ax.bar(x + w / 2, [np.nan_to_num(_num(s[n]["decision_latency_ms"]["p99"])) for n in names], w, label="p99",
+           color="#d07b5b")
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_title("decision latency (ms, fleet per tick)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def save_exception_timeline(events: dict[str, Sequence[dict]], path: Path, *, n_robots: int,
+                            duration_s: float, title: str = "") -> None:
+    """One panel per planner (one episode each): every exception as a bar from onset to
+    resolution (hatched: unresolved at the end), one row per robot (site-wide ones on top)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from sim.faults import EXCEPTION_KINDS
+
+    cmap = plt.get_cmap("tab10")
+    color = {k: cmap(i) for i, k in enumerate(EXCEPTION_KINDS)}
+    names = list(events)
+    fig, axes = plt.subplots(len(names), 1, figsize=(10, 1.2 + 0.28 * (n_robots + 1) * len(names)), dpi=100,
+                             squeeze=False, sharex=True)
+    for ax, name in zip(axes[:, 0], names):
+        for ev in events[name]:
+            row = n_robots if ev.get("robot") is None else int(ev["robot"])
+            t0 = float(ev["onset_t"])
+            unres = ev.get("resolved_t") is None
+            t1 = duration_s if unres else float(ev["resolved_t"])
+            ax.barh(row, max(t1 - t0, duration_s / 400), left=t0, height=0.7,
+                    color=color.get(str(ev["kind"]), "grey"), hatch="//" if unres else None, edgecolor="k", lw=0.4)
+        ax.set_yticks(range(n_robots + 1), [f"robot {i}" for i in range(n_robots)] + ["site"], fontsize=6)
+        ax.set_ylim(-0.6, n_robots + 0.6)
+        ax.set_xlim(0, duration_s)
+        ax.set_title(f"{name}: {len(events[name])} exception(s)", fontsize=9)
+    axes[-1, 0].set_xlabel("sim time (s)")
+    fig.legend(handles=[Patch(color=color[k], label=k) for k in EXCEPTION_KINDS] +
+               [Patch(facecolor="white", edgecolor="k", hatch="//", label="unresolved")],
+               loc="upper right", fontsize=7, ncol=4)
+    fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.savefig(path)
+    plt.close(fig)
