@@ -1,0 +1,249 @@
+"""The online learner: forgetting with/without replay, poisoned data, rollback, NaN skips,
+crash isolation, background swaps, save/resume. Real grid-model data, small settings."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import pytest
+import torch
+from learning_helpers import small_net
+from online_helpers import expert_transitions, fast_config
+
+from learning.evaluator import NetworkEvaluator, load_network_evaluator
+from learning.grid_data import GridDataConfig, make_datasets
+from learning.online import OnlineLearner, load_ewc, weights_digest
+from learning.pretrain import PretrainConfig, evaluate_dataset, train_policy_value
+from sim.layout import LayoutConfig, generate_layout
+
+#: the gate lets everything through (tests of what the learner does without it)
+OPEN_GATE = {"gate_margin": 1e9, "gate_value_margin": 1e9, "max_rel_change": 1e9,
+             "gate_situations": 3, "gate_horizon": 10}
+
+
+def _feed_targets(learner: OnlineLearner, data, rows=None) -> None:
+    """Streams expert-target samples (search policy and value given: expert iteration)."""
+    for i in range(len(data)) if rows is None else rows:
+        o = {k: v[i] for k, v in data.obs.items()}
+        learner.observe(o, int(data.policy[i].argmax()), 0.0, o, True,
+                        search_policy=data.policy[i], search_value=float(data.value[i]))
+
+
+@pytest.fixture(scope="module")
+def tasks(layout):
+    """A small net trained on layout A; expert data of A (train, held-out) and of layout B."""
+    torch.set_num_threads(1)
+    dc = GridDataConfig(n_situations=240, n_groups=0)
+    a_train, _ = make_datasets(layout, dc, np.random.default_rng(0))
+    a_val, _ = make_datasets(layout, dc, np.random.default_rng(1))
+    lay_b = generate_layout(LayoutConfig(shelf_rows=3, shelf_cols=2, block_length=3.0))
+    b_train, _ = make_datasets(lay_b, dc, np.random.default_rng(2))
+    net = small_net(0)
+    cfg = PretrainConfig(steps=300, batch_size=64, group_batch=0, lr=3e-3)
+    train_policy_value(net, a_train, cfg, torch.Generator().manual_seed(0))
+    return net, a_train, a_val, b_train
+
+
+def _forgetting(tasks, layout, replay_fraction: float) -> float:
+    """Relative increase of the policy loss on held-out layout-A data after learning B.
+
+    Full-weights mode with EWC off, so replay is the only protection measured (LoRA's low
+    rank and EWC limit forgetting on their own).
+    """
+    net, a_train, a_val, b_train = tasks
+    cfg = fast_config(replay_fraction=replay_fraction, lr=3e-3, min_new_samples=200,
+                      mode="full", ewc_lambda=0.0, **OPEN_GATE)
+    learner = OnlineLearner(cfg, NetworkEvaluator(copy.deepcopy(net)), layout=layout,
+                            background=False)
+    before = evaluate_dataset(learner.evaluator.net, a_val)["policy_loss"]
+    _feed_targets(learner, a_train)  # the past: layout A (ends up in the reservoir)
+    for chunk in np.array_split(np.arange(len(b_train)), 6):  # the present: layout B
+        _feed_targets(learner, b_train, chunk)
+        learner.step()
+    assert learner.stats["swaps"] == 6 and learner.version == 6
+    after = evaluate_dataset(learner.evaluator.net, a_val)["policy_loss"]
+    return (after - before) / before
+
+
+MAX_FORGETTING = 0.05  # policy loss on the old layout may rise by 5 % at most
+
+
+def test_online__replay_keeps_forgetting_small_and_no_replay_forgets(tasks, layout):
+    with_replay = _forgetting(tasks, layout, 0.5)
+    without = _forgetting(tasks, layout, 0.0)
+    assert with_replay < MAX_FORGETTING, with_replay
+    assert without > MAX_FORGETTING, without  # the same check fails without replay
+
+
+def test_online__poisoned_rewards_are_rejected_by_the_gate(layout):
+    """Inverted rewards (AWR + TD on them) never reach production; the evidence says why."""
+    ev = load_network_evaluator()
+    digest = weights_digest(ev.net)
+    # max_rel_change off: the gate, not the update-size bound, has to catch it
+    cfg = fast_config(steps_per_update=50, lr=1e-3, gate_situations=24, min_new_samples=200,
+                      max_rel_change=1.0)
+    learner = OnlineLearner(cfg, ev, layout=layout, background=False)
+    data = expert_transitions(layout, 30, 40, seed=4, invert=True)
+    for chunk in np.array_split(np.arange(len(data)), 3):
+        for i in chunk:
+            learner.observe(*data[i])
+        entry = learner.step()
+        assert entry["event"] == "reject", entry
+        ev_ = entry["evidence"]
+        assert ev_["reason"].startswith("worse on")
+        assert any(
+            s["candidate"] < s["production"] - cfg.gate_margin
+            or s["candidate_value_rmse"] > s["production_value_rmse"] + cfg.gate_value_margin
+            for s in ev_["scores"].values()
+        )
+    assert learner.stats["swaps"] == 0 and learner.stats["rejections"] == 3
+    assert learner.evaluator is ev and weights_digest(learner.evaluator.net) == digest
+    assert not [e for e in learner.log if e["event"] == "swap"]
+
+
+def test_online__gate_swaps_in_a_candidate_trained_on_search_targets(layout):
+    """Control for the poisoning test: the same gate promotes good data."""
+    ev = load_network_evaluator()
+    cfg = fast_config(steps_per_update=20, lr=1e-3, gate_situations=24, min_new_samples=200)
+    learner = OnlineLearner(cfg, ev, layout=layout, background=False)
+    data, _ = make_datasets(layout, GridDataConfig(n_situations=80, n_groups=0),
+                            np.random.default_rng(3))
+    _feed_targets(learner, data)
+    entry = learner.step()
+    assert entry["event"] == "swap", entry
+    assert learner.version == 1 and learner.evaluator is not ev
+    s = entry["evidence"]["scores"]
+    assert all(v["candidate"] >= v["production"] - cfg.gate_margin for v in s.values())
+
+
+def _swapped_learner(layout, tasks, **kw) -> OnlineLearner:
+    net, a_train, _, _ = tasks
+    cfg = fast_config(lr=3e-3, **{**OPEN_GATE, **kw})
+    learner = OnlineLearner(cfg, NetworkEvaluator(copy.deepcopy(net)), layout=layout,
+                            background=False)
+    _feed_targets(learner, a_train, range(300))
+    return learner
+
+
+def test_online__kpi_drop_after_a_swap_rolls_back(layout, tasks):
+    learner = _swapped_learner(layout, tasks)
+    v0 = learner.evaluator
+    for _ in range(2):
+        learner.report_kpis({"completion_rate": 0.9})
+    assert learner.step()["event"] == "swap" and learner.evaluator is not v0
+    assert learner.report_kpis({"completion_rate": 0.5}) is None  # window 2: not yet
+    entry = learner.report_kpis({"completion_rate": 0.6})
+    assert entry is not None and entry["event"] == "rollback"
+    assert learner.evaluator is v0 and learner.version == 0
+    assert entry["evidence"]["kpi"] == "completion_rate"
+    assert entry["evidence"]["baseline"]["completion_rate"] == pytest.approx(0.9)
+    assert entry["evidence"]["after"]["completion_rate"] == pytest.approx(0.55)
+    assert learner.stats["rollbacks"] == 1
+
+
+def test_online__steady_kpis_confirm_the_swap(layout, tasks):
+    learner = _swapped_learner(layout, tasks, kpi_keys=("completion_rate", "-latency_ms"))
+    for _ in range(2):
+        learner.report_kpis({"completion_rate": 0.9, "latency_ms": 10.0})
+    learner.step()
+    v1 = learner.evaluator
+    for _ in range(2):
+        assert learner.report_kpis({"completion_rate": 0.89, "latency_ms": 10.5}) is None
+    assert [e["event"] for e in learner.log][-1] == "confirmed"
+    # lower-is-better KPI: a latency rise is a drop
+    _feed_targets(learner, tasks[1], range(300, 400))
+    assert learner.step()["event"] == "swap"
+    learner.report_kpis({"completion_rate": 0.9, "latency_ms": 20.0})
+    entry = learner.report_kpis({"completion_rate": 0.9, "latency_ms": 20.0})
+    assert entry["event"] == "rollback" and entry["evidence"]["kpi"] == "latency_ms"
+    assert learner.evaluator is v1  # back to the confirmed version, not the original
+
+
+def test_online__non_finite_updates_are_skipped(layout, tasks):
+    """A finite but exploding reward (3e38: its square overflows) gives inf losses."""
+    net = tasks[0]
+    learner = OnlineLearner(fast_config(**OPEN_GATE), NetworkEvaluator(copy.deepcopy(net)),
+                            layout=layout, background=False)
+    v0 = learner.evaluator
+    data = expert_transitions(layout, 12, 10, seed=0)
+    assert not learner.observe(*data[0][:2], float("nan"), *data[0][3:])  # rejected at once
+    for obs, a, _, nxt, d in data:
+        learner.observe(obs, a, 3e38, nxt, d)
+    entry = learner.step()
+    assert entry["event"] == "discard" and entry["reason"] == "every step non-finite"
+    assert learner.stats["skipped_nonfinite"] == learner.cfg.steps_per_update
+    assert learner.stats["rejected_inputs"] == 1 and learner.stats["steps"] == 0
+    assert learner.evaluator is v0
+
+
+def test_online__learner_crash_leaves_the_host_on_the_last_good_weights(layout, tasks):
+    net = tasks[0]
+    learner = OnlineLearner(fast_config(**OPEN_GATE), NetworkEvaluator(copy.deepcopy(net)),
+                            layout=layout)
+    v0 = learner.evaluator
+    enc = {k: v[:4] for k, v in tasks[2].obs.items()}
+    want = v0.evaluate(enc)
+    learner.set_layout(object())  # not a layout: the learner thread fails resampling the gate
+    data = expert_transitions(layout, 12, 10, seed=0)
+    for tr in data:
+        learner.observe(*tr)
+    deadline = time.monotonic() + 30
+    while learner.alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not learner.alive and learner.crashed and learner.stats["crashes"] == 1
+    assert learner.log[-1]["event"] == "crash" and "AttributeError" in learner.log[-1]["error"]
+    # the host keeps running: observing, planning, reporting, closing
+    assert learner.observe(*data[0])
+    got = learner.evaluator.evaluate(enc)
+    assert learner.evaluator is v0
+    np.testing.assert_array_equal(got[0], want[0])
+    assert learner.report_kpis({"completion_rate": 0.1}) is None
+    learner.close()
+    learner.close()
+
+
+def test_online__background_thread_swaps_atomically(layout, tasks):
+    net, a_train, _, _ = tasks
+    learner = OnlineLearner(fast_config(lr=3e-3, **OPEN_GATE),
+                            NetworkEvaluator(copy.deepcopy(net)), layout=layout)
+    v0 = learner.evaluator
+    enc = {k: v[:8] for k, v in tasks[2].obs.items()}
+    _feed_targets(learner, a_train, range(200))
+    deadline = time.monotonic() + 60
+    seen = set()
+    while learner.stats["swaps"] == 0 and time.monotonic() < deadline:
+        ev = learner.evaluator  # the host's read: always a whole evaluator
+        logits, values = ev.evaluate(enc)
+        assert np.isfinite(values).all() and logits.shape == (8, 7)
+        seen.add(id(ev))
+        time.sleep(0.01)
+    learner.close()
+    assert learner.stats["swaps"] >= 1 and learner.evaluator is not v0
+    assert learner.log[-1]["event"] in ("swap", "confirmed") or learner.stats["swaps"] >= 1
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_online__state_is_saved_and_resumed_in_safetensors(layout, tasks, tmp_path, mode):
+    net = tasks[0]
+    learner = _swapped_learner(layout, tasks, mode=mode, ewc_lambda=10.0)
+    assert learner.step()["event"] == "swap"
+    files = learner.save(tmp_path)
+    assert all(p.suffix == ".safetensors" and p.exists() for p in files.values())
+    assert set(files) == ({"production", "adapters"} if mode == "lora" else {"production", "ewc"})
+    fresh = OnlineLearner(learner.cfg, NetworkEvaluator(copy.deepcopy(net)), layout=layout,
+                          background=False)
+    fresh.restore(tmp_path)
+    assert fresh.version == 1
+    assert weights_digest(fresh.evaluator.net) == weights_digest(learner.evaluator.net)
+    if mode == "full":
+        state, lam = load_ewc(files["ewc"])
+        assert lam == 10.0
+        for k, v in learner._ewc.fisher.items():
+            assert torch.equal(fresh._ewc.fisher[k], v) and torch.equal(state.fisher[k], v)
+    else:
+        other = OnlineLearner(learner.cfg, NetworkEvaluator(small_net(7)), layout=layout,
+                              background=False)
+        with pytest.raises(ValueError, match="another base"):
+            other.restore(tmp_path)
