@@ -1,0 +1,209 @@
+"""One transport interface, two backends: ROS 2 (``rclpy``, primary) and ROS 1 (``rospy``).
+
+The bridge, the simulated robot and the test clients use only :class:`Transport`; which
+middleware runs is ``ros.backend``. Import this module only in a process started under
+:func:`agent.ros.env.ros_env` (the ROS 2 wheels need their ``LD_LIBRARY_PATH``).
+
+ROS 1 comes from Debian (``python3-rospy`` ...): its modules are reached by APPENDING
+``/usr/lib/python3/dist-packages`` to ``sys.path`` in the ROS 1 process only, so Debian's
+numpy & co. never shadow the environment's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DEBIAN_DIST_PACKAGES", "Ros1Transport", "Ros2Transport", "Transport", "make_transport"]
+
+DEBIAN_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
+
+
+def _msg_class(name: str) -> type:
+    pkg, typ = name.split("/")
+    return getattr(importlib.import_module(f"{pkg}.msg"), typ)
+
+
+def _plain(v: Any) -> Any:
+    """numpy arrays -> what rclpy/rospy accept (bytes for uint8, lists otherwise)."""
+    if isinstance(v, np.ndarray):
+        return v.astype(np.uint8).tobytes() if v.dtype == np.uint8 else v.tolist()
+    return v
+
+
+class Transport(ABC):
+    """Publish/subscribe over one middleware; message types by ``pkg/Type`` name.
+
+    Callbacks run on the backend's threads; the caller synchronises.
+    """
+
+    backend: str = ""
+
+    @abstractmethod
+    def make(self, name: str, **fields: Any) -> Any:
+        """A message ``name`` (MsgFactory)."""
+
+    @abstractmethod
+    def stamp(self, t: float) -> Any:
+        """A time stamp of ``t`` s."""
+
+    def byte(self, v: int) -> Any:
+        return int(v)
+
+    @abstractmethod
+    def publisher(self, topic: str, type_name: str, *, reliable: bool = True, depth: int = 10,
+                  latched: bool = False) -> Callable[[Any], None]:
+        """A function publishing on ``topic``."""
+
+    @abstractmethod
+    def subscribe(self, topic: str, type_name: str, callback: Callable[[Any], None], *, reliable: bool = True,
+                  depth: int = 10, latched: bool = False) -> None:
+        """Call ``callback(msg)`` for every message on ``topic``."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start delivering callbacks (background thread)."""
+
+    @abstractmethod
+    def ok(self) -> bool: ...
+
+    @abstractmethod
+    def shutdown(self) -> None: ...
+
+    def wall(self) -> float:
+        """Wall clock (s since the epoch)."""
+        return time.time()
+
+
+class Ros2Transport(Transport):
+    """rclpy node spun by a single-threaded executor in a daemon thread."""
+
+    backend = "ros2"
+
+    def __init__(self, node_name: str, domain_id: int | None = None) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self._rclpy = rclpy
+        self._ctx = rclpy.context.Context()
+        kw = {} if domain_id is None else {"domain_id": int(domain_id)}
+        rclpy.init(context=self._ctx, **kw)
+        self.node = rclpy.create_node(node_name, context=self._ctx)
+        self._exec = SingleThreadedExecutor(context=self._ctx)
+        self._exec.add_node(self.node)
+        self._thread: threading.Thread | None = None
+        self._subs: list[Any] = []
+        from builtin_interfaces.msg import Time
+
+        self._Time = Time
+
+    def make(self, name: str, **fields: Any) -> Any:
+        return _msg_class(name)(**{k: _plain(v) for k, v in fields.items()})
+
+    def stamp(self, t: float) -> Any:
+        sec = math.floor(t)
+        return self._Time(sec=int(sec), nanosec=min(int(round((t - sec) * 1e9)), 999_999_999))
+
+    def byte(self, v: int) -> Any:
+        return bytes([int(v)])
+
+    def _qos(self, reliable: bool, depth: int, latched: bool) -> Any:
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                          reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+    def publisher(self, topic: str, type_name: str, *, reliable: bool = True, depth: int = 10,
+                  latched: bool = False) -> Callable[[Any], None]:
+        pub = self.node.create_publisher(_msg_class(type_name), topic, self._qos(reliable, depth, latched))
+        return pub.publish
+
+    def subscribe(self, topic: str, type_name: str, callback: Callable[[Any], None], *, reliable: bool = True,
+                  depth: int = 10, latched: bool = False) -> None:
+        self._subs.append(self.node.create_subscription(_msg_class(type_name), topic, callback,
+                                                        self._qos(reliable, depth, latched)))
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._spin, name="rclpy-spin", daemon=True)
+            self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self._exec.spin()
+        except Exception:  # noqa: BLE001 - shutdown races end the spin
+            pass
+
+    def ok(self) -> bool:
+        return self._ctx.ok()
+
+    def shutdown(self) -> None:
+        if self._ctx.ok():
+            self._exec.shutdown(timeout_sec=1.0)
+            self.node.destroy_node()
+            self._rclpy.shutdown(context=self._ctx)
+
+
+class Ros1Transport(Transport):
+    """rospy node (rospy delivers callbacks on its own threads)."""
+
+    backend = "ros1"
+
+    def __init__(self, node_name: str, master_uri: str | None = None) -> None:
+        if DEBIAN_DIST_PACKAGES not in sys.path:
+            sys.path.append(DEBIAN_DIST_PACKAGES)  # append: the venv's numpy etc. stay first
+        import os
+
+        if master_uri:
+            os.environ["ROS_MASTER_URI"] = master_uri
+        import rospy
+
+        self._rospy = rospy
+        rospy.init_node(node_name, anonymous=False, disable_signals=True, disable_rosout=False)
+        self._subs: list[Any] = []
+        self._pubs: list[Any] = []
+
+    def make(self, name: str, **fields: Any) -> Any:
+        return _msg_class(name)(**{k: _plain(v) for k, v in fields.items()})
+
+    def stamp(self, t: float) -> Any:
+        sec = math.floor(t)
+        return self._rospy.Time(int(sec), min(int(round((t - sec) * 1e9)), 999_999_999))
+
+    def publisher(self, topic: str, type_name: str, *, reliable: bool = True, depth: int = 10,
+                  latched: bool = False) -> Callable[[Any], None]:
+        pub = self._rospy.Publisher(topic, _msg_class(type_name), queue_size=depth, latch=latched)
+        self._pubs.append(pub)
+        return pub.publish
+
+    def subscribe(self, topic: str, type_name: str, callback: Callable[[Any], None], *, reliable: bool = True,
+                  depth: int = 10, latched: bool = False) -> None:
+        self._subs.append(self._rospy.Subscriber(topic, _msg_class(type_name), callback, queue_size=depth))
+
+    def start(self) -> None:
+        pass
+
+    def ok(self) -> bool:
+        return not self._rospy.is_shutdown()
+
+    def shutdown(self) -> None:
+        self._rospy.signal_shutdown("forklift: done")
+
+
+def make_transport(backend: str, node_name: str, *, domain_id: int | None = None,
+                   ros1_master: str | None = None) -> Transport:
+    """The ``backend`` (``ros2`` | ``ros1``) transport as node ``node_name``."""
+    if backend == "ros2":
+        return Ros2Transport(node_name, domain_id)
+    if backend == "ros1":
+        return Ros1Transport(node_name, ros1_master)
+    raise ValueError(f"ros.backend={backend}: allowed ros2, ros1")
