@@ -15,7 +15,7 @@ from sim.config import SimConfig
 
 def test_cli_run__tiny_config_writes_report_plot_and_gif(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "+experiment=smoke", f"hydra.run.dir={out}", "video=true", "video_every=40"]) == 0
+    assert main(["run", "+experiment=smoke", "planner=classic", f"hydra.run.dir={out}", "video=true", "video_every=40"]) == 0
     stdout = capsys.readouterr().out
     assert "completion rate" in stdout and "baseline" in stdout
     report = json.loads((out / "report.json").read_text())
