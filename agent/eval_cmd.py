@@ -35,6 +35,21 @@ DEFAULT_SIMS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 @dataclass(frozen=True)
+class FleetParallel:
+    """``eval.workers``: episodes run at a time (1 = serially here; N > 1 = on Ray)."""
+
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class RaySection:
+    """``ray.address``: null = a local Ray on 127.0.0.1; ``auto`` / ``host:port`` = a cluster."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+
+
+@dataclass(frozen=True)
 class EvalSection:
     """The ``eval`` verb's own top-level keys.
 
@@ -47,15 +62,25 @@ class EvalSection:
         filters: localization filters, comma separated (ekf, ukf, dead_reckoning).
     """
 
-    task: Literal["localization", "planning"] = "localization"
+    task: Literal["localization", "planning", "fleet"] = "localization"
     evaluator: str = "all"
     checkpoint: str | None = None
     sims: tuple[int, ...] = DEFAULT_SIMS
     situations: int = 24
     filters: str = "ekf,ukf,dead_reckoning"
+    planners: tuple[str, ...] = ("mcts_rl", "classic")
+    bootstrap: int = 2000
+    eval: FleetParallel = dataclasses.field(default_factory=lambda: FleetParallel())
+    ray: RaySection = dataclasses.field(default_factory=lambda: RaySection())
 
     def check(self) -> None:
         """Raise :class:`ConfigError` (one line) for a bad value; nothing is written before."""
+        if self.task == "fleet":
+            self.planner_entries()
+        if self.bootstrap < 1:
+            raise ConfigError("bootstrap", "must be >= 1", self.bootstrap)
+        if self.eval.workers < 1:
+            raise ConfigError("eval.workers", "must be >= 1", self.eval.workers)
         self.evaluator_names()
         self.filter_names()
         if not self.sims or any(s < 1 for s in self.sims):
@@ -64,6 +89,16 @@ class EvalSection:
             raise ConfigError("situations", f"{self.situations}: allowed >= 1")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise ConfigError("checkpoint", f"{self.checkpoint!r} is not a file; allowed a .safetensors path or null")
+
+    def planner_entries(self) -> list:
+        from agent.eval_parallel import PlannerEntry
+
+        if not self.planners:
+            raise ConfigError("planners", "must be a non-empty list of planner names", list(self.planners))
+        entries = [PlannerEntry.parse(n) for n in self.planners]
+        if len({e.label for e in entries}) != len(entries):
+            raise ConfigError("planners", "names must be distinct", list(self.planners))
+        return entries
 
     def evaluator_names(self) -> list[str]:
         return _names(self.evaluator, ("uniform", "rollout", "network"), "evaluator")
@@ -233,6 +268,14 @@ def eval_verb(inv: Invocation) -> int:
 
     sec: EvalSection = inv.section
     out = inv.out_dir
+    if sec.task == "fleet":
+        from agent.eval_fleet import eval_fleet
+
+        body = eval_fleet(inv, sec, lambda: out_dir_ready(out, inv))
+        body.update(config=inv.config, seed=inv.app.seed, versions=versions())
+        write_report(out / "report.json", body)
+        print(f"wrote config.yaml, report.json, {', '.join(body['files'])} to {out}")
+        return 0
     if sec.task == "planning":
         network = _network_evaluator(sec.checkpoint) if "network" in sec.evaluator_names() else None
         body = _eval_planning(inv, sec, out_dir_ready(out, inv), network)
