@@ -1,0 +1,273 @@
+"""All RLlib API use in one place: Ray start-up and ``AlgorithmConfig`` from our typed config.
+
+RLlib's API changes between minor releases; this module is the only one that names its
+config methods (checked against the installed ray 2.60: ``AlgorithmConfig.api_stack``,
+``.environment``, ``.env_runners``, ``.learners``, ``.training``, ``.multi_agent``,
+``.rl_module``, ``.fault_tolerance``, ``.callbacks``, ``.debugging``; ``RLModuleSpec`` /
+``MultiRLModuleSpec``; ``Algorithm.save_to_path`` / ``restore_from_path``;
+``EnvRunnerGroup.num_remote_worker_restarts``; ``LearnerGroup.get_weights``).
+
+Every key of :class:`agent.config.TrainSection` drives something here or in
+:mod:`learning.train` (stages, checkpoints, resume).
+
+Ray:
+
+* ``mode=local``: ``ray.init`` with the machine's cores (``num_cpus`` overrides), bound to
+  127.0.0.1 (``_node_ip_address``; the dashboard off unless ``include_dashboard``), and
+  ``num_env_runners`` = cores - 1 but at least one remote runner (RLlib restarts only
+  remote runners after a crash).
+* ``mode=cluster``: ``ray.init(address=...)`` (``auto`` or ``host:port``); runners,
+  learners and GPUs as configured.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from learning.rl_env import GRID_ENV, PYBULLET_ENV, register_rllib_envs
+from learning.rl_module import PolicyValueRLModule
+
+__all__ = [
+    "ALGORITHMS",
+    "MODULE_ID",
+    "TrainConfigError",
+    "build_algorithm",
+    "build_algorithm_config",
+    "env_runner_restarts",
+    "init_ray",
+    "module_state_dict",
+    "resolve_env_runners",
+    "validate_train_section",
+]
+
+ALGORITHMS = ("PPO", "APPO", "IMPALA")
+MODULE_ID = "shared"  # one policy shared by every robot of the fleet
+
+
+class TrainConfigError(ValueError):
+    """A bad training config: ``field``, value and what is allowed (one line)."""
+
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        super().__init__(f"train.{field}={value}: {allowed}")
+        self.field, self.value, self.allowed = field, value, allowed
+
+
+def validate_train_section(sec: Any) -> None:
+    """Cross-field checks of a :class:`TrainSection` (raises :class:`TrainConfigError`)."""
+    if sec.algorithm not in ALGORITHMS:
+        raise TrainConfigError("algorithm", sec.algorithm, f"allowed {', '.join(ALGORITHMS)}")
+    for name in ("lr", "gamma", "lambda_", "entropy_coeff", "num_gpus_per_learner", "fleet_duration_s"):
+        v = float(getattr(sec, name))
+        if not math.isfinite(v):
+            raise TrainConfigError(name, v, "must be a finite number")
+    if not sec.lr > 0:
+        raise TrainConfigError("lr", sec.lr, "must be > 0")
+    if not 0 < sec.gamma <= 1:
+        raise TrainConfigError("gamma", sec.gamma, "must be in (0, 1]")
+    if not 0 <= sec.lambda_ <= 1:
+        raise TrainConfigError("lambda_", sec.lambda_, "must be in [0, 1]")
+    if sec.num_env_runners is not None and sec.num_env_runners < 1:
+        raise TrainConfigError("num_env_runners", sec.num_env_runners,
+                               "must be >= 1 (RLlib restarts only remote env runners)")
+    if sec.mode == "cluster" and not sec.address:
+        raise TrainConfigError("address", sec.address, "cluster mode needs 'auto' or host:port")
+    for name in ("iterations", "checkpoint_every", "train_batch_size", "minibatch_size",
+                 "num_epochs", "grid_n_robots", "grid_horizon_steps", "fleet_n_robots",
+                 "num_envs_per_env_runner", "num_cpus_per_env_runner"):
+        if getattr(sec, name) < 1:
+            raise TrainConfigError(name, getattr(sec, name), "must be >= 1")
+    if not 0 <= sec.fleet_iterations <= sec.iterations:
+        raise TrainConfigError("fleet_iterations", sec.fleet_iterations,
+                               f"must be in [0, iterations={sec.iterations}]")
+    if sec.minibatch_size > sec.train_batch_size:
+        raise TrainConfigError("minibatch_size", sec.minibatch_size,
+                               f"must be <= train_batch_size={sec.train_batch_size}")
+    rfl = sec.rollout_fragment_length
+    if rfl != "auto" and not (str(rfl).isdigit() and int(rfl) >= 1):
+        raise TrainConfigError("rollout_fragment_length", rfl, "allowed 'auto' or an integer >= 1")
+    if sec.warm_start is not None and not os.path.isfile(sec.warm_start):
+        raise TrainConfigError("warm_start", sec.warm_start, "not a file; allowed a .safetensors path or null")
+    if sec.num_cpus is not None and sec.num_cpus < 1:
+        raise TrainConfigError("num_cpus", sec.num_cpus, "must be >= 1 or null")
+
+
+def local_cpus(sec: Any) -> int:
+    """CPUs the local Ray gets: ``num_cpus`` or the machine's cores."""
+    return int(sec.num_cpus or os.cpu_count() or 1)
+
+
+def resolve_env_runners(sec: Any) -> int:
+    """Remote env runners: the configured number, else (local) cores - 1, at least 1."""
+    if sec.num_env_runners is not None:
+        return int(sec.num_env_runners)
+    return max(1, local_cpus(sec) - 1)
+
+
+def init_ray(sec: Any) -> dict[str, Any]:
+    """Starts (local) or joins (cluster) Ray; returns ``ray.init``'s address info as a dict.
+
+    A Ray already initialised in this process is reused.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return {}
+    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
+        [os.getcwd(), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]).strip(os.pathsep)}}
+    if sec.mode == "local":
+        # Ray replaces 127.0.0.1 by the machine's routable address unless "clusters" are
+        # off (its own switch for laptops, read from ray_constants at call time); off, the
+        # GCS, raylet, object store and workers all listen on loopback only.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        import ray._private.ray_constants as ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        ctx = ray.init(
+            num_cpus=local_cpus(sec),
+            include_dashboard=bool(sec.include_dashboard),
+            dashboard_host="127.0.0.1",
+            _node_ip_address="127.0.0.1",
+            runtime_env=env,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    else:
+        ctx = ray.init(address=sec.address, runtime_env=env, log_to_driver=False)
+    register_rllib_envs()
+    return dict(ctx.address_info) if hasattr(ctx, "address_info") else {}
+
+
+def _episode_callback_cls() -> type:
+    from ray.rllib.callbacks.callbacks import RLlibCallback
+
+    class _EpisodeStats(RLlibCallback):
+        """Logs ``completion_rate`` and ``deliveries`` of each finished episode."""
+
+        def on_episode_end(self, *, episode: Any, metrics_logger: Any = None, **kwargs: Any) -> None:
+            if metrics_logger is None:
+                return
+            infos = episode.get_infos(-1)
+            for info in infos.values() if isinstance(infos, Mapping) else ():
+                if not isinstance(info, Mapping):
+                    continue
+                stats = info.get("episode_stats") or info.get("kpis")
+                if stats:
+                    metrics_logger.log_value("completion_rate", float(stats.get("completion_rate", 0.0)))
+                    if "deliveries" in stats:
+                        metrics_logger.log_value("deliveries", float(stats["deliveries"]))
+                    elif "orders_delivered" in stats:
+                        metrics_logger.log_value("deliveries", float(stats["orders_delivered"]))
+                    return
+
+    return _EpisodeStats
+
+
+def env_spec(sec: Any, stage: str) -> tuple[str, dict[str, Any]]:
+    """(RLlib env name, env_config) of a curriculum stage (``grid`` or ``fleet``)."""
+    if stage == "grid":
+        return GRID_ENV, {"n_robots": sec.grid_n_robots, "horizon_steps": sec.grid_horizon_steps}
+    if stage == "fleet":
+        return PYBULLET_ENV, {"n_robots": sec.fleet_n_robots, "duration_s": sec.fleet_duration_s,
+                              "action_mode": "macro"}
+    raise ValueError(f"stage: {stage!r}; allowed grid, fleet")
+
+
+def build_algorithm_config(sec: Any, *, stage: str, seed: int, init_weights: str | None,
+                           pv_config: Mapping[str, Any] | None = None) -> Any:
+    """The RLlib ``AlgorithmConfig`` of one curriculum stage.
+
+    Args:
+        sec: a validated :class:`agent.config.TrainSection`.
+        stage: ``grid`` (forklift/GridFleetMA-v0) or ``fleet`` (forklift/Fleet-v0).
+        seed: run seed (RLlib seeds env runners from it).
+        init_weights: ``.safetensors`` loaded into the module at setup (warm start), or None.
+        pv_config: :class:`PolicyValueConfig` fields (default: the defaults).
+    """
+    from ray.rllib.algorithms.appo import APPOConfig
+    from ray.rllib.algorithms.impala import IMPALAConfig
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    cls = {"PPO": PPOConfig, "APPO": APPOConfig, "IMPALA": IMPALAConfig}[sec.algorithm]
+    env_id, env_config = env_spec(sec, stage)
+    rfl = sec.rollout_fragment_length
+    cfg = (
+        cls()
+        .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
+        .framework("torch")
+        .environment(env=env_id, env_config=env_config)
+        .env_runners(
+            num_env_runners=resolve_env_runners(sec),
+            num_envs_per_env_runner=sec.num_envs_per_env_runner,
+            num_cpus_per_env_runner=sec.num_cpus_per_env_runner,
+            rollout_fragment_length=rfl if rfl == "auto" else int(rfl),
+            sample_timeout_s=600.0,
+        )
+        .learners(num_learners=sec.num_learners, num_gpus_per_learner=sec.num_gpus_per_learner)
+        .multi_agent(policies={MODULE_ID}, policy_mapping_fn=_map_to_shared)
+        .rl_module(
+            rl_module_spec=MultiRLModuleSpec(rl_module_specs={
+                MODULE_ID: RLModuleSpec(
+                    module_class=PolicyValueRLModule,
+                    model_config={"pv_config": dict(pv_config or {}), "init_weights": init_weights,
+                                  "seed": int(seed)},
+                )
+            })
+        )
+        .fault_tolerance(
+            restart_failed_env_runners=True,
+            max_num_env_runner_restarts=sec.max_env_runner_restarts,
+            delay_between_env_runner_restarts_s=1.0,
+            num_consecutive_env_runner_failures_tolerance=max(1, sec.max_env_runner_restarts),
+        )
+        .callbacks(_episode_callback_cls())
+        .debugging(seed=int(seed), log_level="ERROR")
+        .reporting(min_sample_timesteps_per_iteration=0, min_time_s_per_iteration=0)
+    )
+    train_kwargs: dict[str, Any] = {
+        "lr": sec.lr,
+        "gamma": sec.gamma,
+        "train_batch_size_per_learner": max(1, sec.train_batch_size // max(1, sec.num_learners)),
+        "entropy_coeff": sec.entropy_coeff,
+    }
+    if sec.algorithm == "PPO":
+        train_kwargs.update(lambda_=sec.lambda_, minibatch_size=sec.minibatch_size,
+                            num_epochs=sec.num_epochs)
+    cfg = cfg.training(**train_kwargs)
+    return cfg
+
+
+def _map_to_shared(agent_id: Any, episode: Any = None, **kwargs: Any) -> str:
+    return MODULE_ID
+
+
+def build_algorithm(sec: Any, **kwargs: Any) -> Any:
+    """``build_algorithm_config(sec, **kwargs).build_algo()``."""
+    return build_algorithm_config(sec, **kwargs).build_algo()
+
+
+def env_runner_restarts(algo: Any) -> int:
+    """How many times RLlib restarted a crashed remote env runner in this process."""
+    group = getattr(algo, "env_runner_group", None)
+    return int(group.num_remote_worker_restarts()) if group is not None else 0
+
+
+def module_state_dict(algo: Any) -> dict[str, Any]:
+    """The shared module's learner weights as ``{PolicyValueNet key: torch tensor}``."""
+    import torch
+
+    w = algo.learner_group.get_weights([MODULE_ID])[MODULE_ID]
+    return {k.removeprefix("net."): torch.as_tensor(np.asarray(v)) for k, v in w.items()
+            if k.startswith("net.")}
+
+
+def train_section_dict(sec: Any) -> dict[str, Any]:
+    """The section as a JSON-able dict."""
+    return asdict(sec)
