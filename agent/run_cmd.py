@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.config import to_run_config
+from agent.config import ConfigError, to_run_config
 from agent.planners import controller_factory
 from agent.verbs import Invocation, register_verb
 
@@ -20,6 +20,11 @@ def run_verb(inv: Invocation) -> int:
 
     console = Console()
     cfg = to_run_config(inv.app)
+    if inv.app.record != "none":  # accepted by the schema for the ROS work, not built yet
+        raise ConfigError("record", "bag recording is not built yet; allowed none", inv.app.record)
+    if inv.app.learning.online:
+        raise ConfigError("learning.online", "the agent does not host the online learner yet; allowed false",
+                          inv.app.learning.online)
     factory = controller_factory(inv.app)  # planner=<name> (agent.planners)
     out = inv.out_dir
     out.mkdir(parents=True, exist_ok=True)
