@@ -24,14 +24,13 @@ random free cell without any odometry). Everything is drawn from the ``rng`` pas
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from perception.motion import wrap
 from perception.raycast import raycast_boxes, raycast_grid
-from sim.layout import ROBOT_FOOTPRINT_M, Layout
+from sim.layout import ROBOT_FOOTPRINT_M, Layout, bfs_path
 from sim.types import (
     FiducialReading,
     ImuReading,
@@ -225,29 +224,6 @@ def _profile(dist: float, vmax: float, acc: float, dt_f: float) -> np.ndarray:
     return v * (dist / (v.sum() * dt_f))
 
 
-def _bfs_path(
-    free: np.ndarray, start: tuple[int, int], goal: tuple[int, int]
-) -> list[tuple[int, int]]:
-    h, w = free.shape
-    prev = {start: start}
-    q = deque([start])
-    while q:
-        c = q.popleft()
-        if c == goal:
-            break
-        for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            n = (c[0] + dr, c[1] + dc)
-            if 0 <= n[0] < h and 0 <= n[1] < w and free[n] and n not in prev:
-                prev[n] = c
-                q.append(n)
-    if goal not in prev:
-        return [start]
-    path = [goal]
-    while path[-1] != start:
-        path.append(prev[path[-1]])
-    return path[::-1]
-
-
 def _corners(path: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Keep only the cells where the path turns (and the goal)."""
     out = []
@@ -332,7 +308,7 @@ class _Driver:
         """Drive to a random reachable free cell along a BFS path; maybe pause there."""
         reach = np.argwhere(self.free)
         goal = tuple(int(v) for v in reach[self.rng.integers(len(reach))])
-        for c in _corners(_bfs_path(self.free, self.cell, goal)):
+        for c in _corners(bfs_path(self.free, self.cell, goal) or [self.cell]):
             self.drive_to(self.layout.cell_to_xy(np.array(c)))
             self.cell = c
         if self.rng.random() < self.cfg.pause_prob:

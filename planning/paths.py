@@ -21,82 +21,28 @@ time ``t0 + k``; a move ``a -> b`` that arrives at time ``t`` occupies the edge
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
 
-Cell = tuple[int, int]
+from sim.layout import Cell, PaddedGrid, bfs_distances, bfs_path, grid_bfs
 
-__all__ = ["Cell", "Reservations", "astar", "bfs_distances", "prioritized_plan", "space_time_astar"]
+__all__ = [
+    "Cell",
+    "Reservations",
+    "astar",
+    "astar_indices",
+    "bfs_distances",
+    "bfs_path",
+    "prioritized_plan",
+    "space_time_astar",
+]
 
 
 # ---- grid helpers ---------------------------------------------------------------------
-
-
-class _Grid:
-    """A padded, flattened passability grid: cell (r, c) -> index (r + 1) * wp + (c + 1)."""
-
-    __slots__ = ("h", "offsets", "passable", "w", "wp")
-
-    def __init__(self, free: np.ndarray, blocked: np.ndarray | None) -> None:
-        free = np.asarray(free, dtype=bool)
-        if free.ndim != 2:
-            raise ValueError(f"free: shape {free.shape}; allowed a 2-D [H, W] bool array")
-        ok = free if blocked is None else free & ~np.asarray(blocked, dtype=bool)
-        self.h, self.w = free.shape
-        self.wp = self.w + 2
-        pad = np.zeros((self.h + 2, self.w + 2), dtype=bool)
-        pad[1:-1, 1:-1] = ok
-        self.passable: list[bool] = pad.ravel().tolist()
-        # N (row + 1), S (row - 1), E (col + 1), W (col - 1): MacroAction order.
-        self.offsets = (self.wp, -self.wp, 1, -1)
-
-    def index(self, cell: Cell) -> int | None:
-        r, c = int(cell[0]), int(cell[1])
-        if not (0 <= r < self.h and 0 <= c < self.w):
-            return None
-        return (r + 1) * self.wp + c + 1
-
-    def cell(self, index: int) -> Cell:
-        r, c = divmod(index, self.wp)
-        return (r - 1, c - 1)
-
-
-def bfs_distances(free: np.ndarray, goal: Cell, *, blocked: np.ndarray | None = None) -> np.ndarray:
-    """Shortest 4-connected step counts from every cell to ``goal``.
-
-    Args:
-        free: [H, W] bool drivable cells.
-        goal: (row, col).
-        blocked: optional [H, W] bool extra obstacles (e.g. known blockages).
-
-    Returns:
-        [H, W] int64 distances in steps; -1 where the goal is unreachable (or the goal is
-        not passable).
-    """
-    g = _Grid(free, blocked)
-    dist = _bfs(g, g.index(goal))
-    out = np.asarray(dist, dtype=np.int64).reshape(g.h + 2, g.wp)[1:-1, 1:-1]
-    return np.ascontiguousarray(out)
-
-
-def _bfs(g: _Grid, src: int | None) -> list[int]:
-    dist = [-1] * len(g.passable)
-    if src is None or not g.passable[src]:
-        return dist
-    dist[src] = 0
-    q = deque([src])
-    passable, offsets = g.passable, g.offsets
-    while q:
-        u = q.popleft()
-        du = dist[u] + 1
-        for off in offsets:
-            v = u + off
-            if passable[v] and dist[v] < 0:
-                dist[v] = du
-                q.append(v)
-    return dist
+# The padded grid and the one BFS live in sim.layout (the ground every package stands on);
+# re-exported here as part of the planning API.
+_Grid = PaddedGrid
 
 
 # ---- A* -------------------------------------------------------------------------------
@@ -128,47 +74,68 @@ def astar(
     ):
         return None
     g.passable[s] = True
+    idx = astar_indices(g.passable, g.offsets, g.wp, s, t)
+    return None if idx is None else [g.cell(i) for i in idx]
+
+
+def astar_indices(
+    passable: list[bool], offsets: Sequence[int], wp: int, s: int, t: int
+) -> list[int] | None:
+    """The A* core on a padded, flattened grid (:class:`sim.layout.PaddedGrid` indices).
+
+    Unit moves, Manhattan heuristic; the open list is a heap of ``(f, h, tie, index)``:
+    lower f, then lower h, then first pushed; neighbours in ``offsets`` order. Used by
+    :func:`astar` and by the memoised :class:`planning.situations.StaticPaths`, which
+    therefore return the same paths.
+
+    Args:
+        passable: [(H + 2) * wp] bool per padded index (ring of walls); ``s`` and ``t``
+            must be passable.
+        offsets: neighbour index offsets (N, S, E, W).
+        wp: padded width (W + 2).
+        s, t: start and goal padded indices.
+
+    Returns:
+        Padded indices from ``s`` to ``t`` inclusive, or None if unreachable.
+    """
     if s == t:
-        return [(int(start[0]), int(start[1]))]
-    wp = g.wp
+        return [s]
     tr, tc = divmod(t, wp)
-    passable, offsets = g.passable, g.offsets
     sr, sc = divmod(s, wp)
     h0 = abs(sr - tr) + abs(sc - tc)
-    gscore = {s: 0}
+    big = 1 << 60
+    gscore = [big] * len(passable)
+    gscore[s] = 0
     parent = {s: -1}
     heap = [(h0, h0, 0, s)]
     tie = 0
-    closed: set[int] = set()
+    closed = bytearray(len(passable))
+    pop, push = heapq.heappop, heapq.heappush
     while heap:
-        _, _, _, u = heapq.heappop(heap)
-        if u in closed:
+        u = pop(heap)[3]
+        if closed[u]:
             continue
         if u == t:
-            return _unwind(g, parent, t)
-        closed.add(u)
+            out = []
+            while u != -1:
+                out.append(u)
+                u = parent[u]
+            out.reverse()
+            return out
+        closed[u] = 1
         gu = gscore[u] + 1
         for off in offsets:
             v = u + off
-            if not passable[v] or v in closed:
+            if not passable[v] or closed[v]:
                 continue
-            if gu < gscore.get(v, 1 << 60):
+            if gu < gscore[v]:
                 gscore[v] = gu
                 parent[v] = u
                 vr, vc = divmod(v, wp)
                 hv = abs(vr - tr) + abs(vc - tc)
                 tie += 1
-                heapq.heappush(heap, (gu + hv, hv, tie, v))
+                push(heap, (gu + hv, hv, tie, v))
     return None
-
-
-def _unwind(g: _Grid, parent: dict[int, int], t: int) -> list[Cell]:
-    out = []
-    u = t
-    while u != -1:
-        out.append(g.cell(u))
-        u = parent[u]
-    return out[::-1]
 
 
 # ---- reservations ---------------------------------------------------------------------
@@ -321,7 +288,7 @@ def space_time_astar(
     if s is None or goal_i is None or not bool(np.asarray(free)[start[0], start[1]]):
         return None
     g.passable[s] = True
-    dist = _bfs(g, goal_i)
+    dist, _ = grid_bfs(g, goal_i)
     if dist[s] < 0:
         return None
     t_goal_free = reservations.last_reserved(goal, robot_id)

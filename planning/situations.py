@@ -9,14 +9,14 @@ conflict and never show in the occupancy crop.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
 from planning.grid_model import GridModel, GridModelConfig, GridState
-from sim.layout import Layout
+from planning.paths import astar_indices
+from sim.layout import Layout, PaddedGrid
 
 __all__ = [
     "ABSENT_CELL",
@@ -36,9 +36,9 @@ ABSENT_CELL = -1  # flat cell of an absent robot
 class StaticPaths:
     """Memoised :func:`planning.paths.astar` on a layout's static map (no blockages).
 
-    Returns exactly what ``astar(layout.free, start, goal)`` returns (same algorithm,
-    same tie-breaking), from precomputed per-layout tables and a memo of earlier
-    answers, so replanning the scripted robots of the grid envs costs a dict lookup
+    Returns exactly what ``astar(layout.free, start, goal)`` returns: the same A* core
+    (:func:`planning.paths.astar_indices`) on a padded grid built once per layout, plus
+    a memo of earlier answers, so replanning the scripted robots of the grid envs costs a dict lookup
     once a (start, goal) pair has been seen. Get one with :func:`static_paths`.
 
     Attributes:
@@ -50,16 +50,11 @@ class StaticPaths:
 
     def __init__(self, free: np.ndarray) -> None:
         free = np.asarray(free, dtype=bool)
-        h, w = free.shape
-        wp = w + 2
-        pad = np.zeros((h + 2, wp), dtype=bool)
-        pad[1:-1, 1:-1] = free
-        n = pad.size
+        g = PaddedGrid(free)
+        h, w, wp = g.h, g.w, g.wp
+        n = len(g.passable)
         self._h, self.width, self._wp = h, w, wp
-        self._passable: list[bool] = pad.ravel().tolist()
-        self._offsets = (wp, -wp, 1, -1)  # N, S, E, W as in planning.paths
-        self._prow = [i // wp for i in range(n)]
-        self._pcol = [i % wp for i in range(n)]
+        self._passable, self._offsets = g.passable, g.offsets
         # padded index -> (row, col) and flat cell of the unpadded grid
         self._cell = [(i // wp - 1, i % wp - 1) for i in range(n)]
         self._flat = [(i // wp - 1) * w + (i % wp - 1) for i in range(n)]
@@ -92,41 +87,10 @@ class StaticPaths:
             return None
         if s == t:
             return (self._cell[s],), (self._flat[s],)
-        tr, tc = tr + 1, tc + 1  # padded coordinates from here on
-        prow, pcol, offsets = self._prow, self._pcol, self._offsets
-        h0 = abs(sr + 1 - tr) + abs(sc + 1 - tc)
-        big = 1 << 60
-        gscore = [big] * len(passable)
-        gscore[s] = 0
-        parent = {s: -1}
-        heap = [(h0, h0, 0, s)]
-        tie = 0
-        closed = bytearray(len(passable))
-        pop, push = heapq.heappop, heapq.heappush
-        while heap:
-            u = pop(heap)[3]
-            if closed[u]:
-                continue
-            if u == t:
-                idx = []
-                while u != -1:
-                    idx.append(u)
-                    u = parent[u]
-                idx.reverse()
-                return tuple(self._cell[i] for i in idx), tuple(self._flat[i] for i in idx)
-            closed[u] = 1
-            gu = gscore[u] + 1
-            for off in offsets:
-                v = u + off
-                if not passable[v] or closed[v]:
-                    continue
-                if gu < gscore[v]:
-                    gscore[v] = gu
-                    parent[v] = u
-                    hv = abs(prow[v] - tr) + abs(pcol[v] - tc)
-                    tie += 1
-                    push(heap, (gu + hv, hv, tie, v))
-        return None
+        idx = astar_indices(passable, self._offsets, wp, s, t)
+        if idx is None:
+            return None
+        return tuple(self._cell[i] for i in idx), tuple(self._flat[i] for i in idx)
 
     def plan_to_random_goal(
         self, start: tuple[int, int], rng: np.random.Generator, max_len: int

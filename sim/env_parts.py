@@ -13,14 +13,13 @@ grid model); the observations carry the sensors so that a policy may learn witho
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from sim.follower import FollowerConfig, PurePursuitFollower
-from sim.layout import Layout
+from sim.layout import Layout, bfs_path
 from sim.types import ACTION_DELTAS, LidarScan, MacroAction, TwistCmd
 
 Cell = tuple[int, int]
@@ -28,37 +27,7 @@ STOP = TwistCmd(0.0, 0.0)
 
 
 # ---- grid search --------------------------------------------------------------------
-def bfs_path(free: np.ndarray, start: Cell, goal: Cell) -> list[Cell] | None:
-    """Shortest 4-connected path on a grid (breadth first, deterministic N, S, E, W order).
-
-    Args:
-        free: [H, W] bool drivable cells (the start may be blocked: robots stand on it).
-        start, goal: (row, col).
-
-    Returns:
-        Cells from ``start`` to ``goal`` inclusive, or None if ``goal`` is unreachable.
-    """
-    h, w = free.shape
-    start, goal = (int(start[0]), int(start[1])), (int(goal[0]), int(goal[1]))
-    if start == goal:
-        return [start]
-    if not (0 <= goal[0] < h and 0 <= goal[1] < w) or not free[goal]:
-        return None
-    parent = {start: start}
-    q: deque[Cell] = deque([start])
-    while q:
-        r, c = q.popleft()
-        for dr, dc in ACTION_DELTAS[:4].tolist():
-            n = (r + dr, c + dc)
-            if 0 <= n[0] < h and 0 <= n[1] < w and free[n] and n not in parent:
-                parent[n] = (r, c)
-                if n == goal:
-                    path = [n]
-                    while path[-1] != start:
-                        path.append(parent[path[-1]])
-                    return path[::-1]
-                q.append(n)
-    return None
+# bfs_path is sim.layout's (the one BFS of the project), re-exported for the envs.
 
 
 def free_grid(layout: Layout, blocked: np.ndarray | Sequence[Cell] = ()) -> np.ndarray:

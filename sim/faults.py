@@ -13,7 +13,6 @@ stood at the window end (see :meth:`FaultInjector._resolve_breakdown`).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from sim.config import FaultsConfig
 from sim.layout import Layout
+from sim.layout import bfs_path as grid_bfs_path
 
 Cell = tuple[int, int]
 FAULT_KINDS: tuple[str, ...] = (
@@ -235,31 +235,15 @@ def bfs_path(
     layout: Layout, start: Cell, goal: Cell, blocked: frozenset[Cell] | set[Cell] = frozenset()
 ) -> list[Cell]:
     """4-connected shortest path start..goal over free cells not in ``blocked`` (empty if
-    unreachable; ``start`` itself may be blocked)."""
-    h, w = layout.shape
-    prev = {start: start}
-    q: deque[Cell] = deque([start])
-    while q:
-        cur = q.popleft()
-        if cur == goal:
-            break
-        for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            nb = (cur[0] + dr, cur[1] + dc)
-            if (
-                0 <= nb[0] < h
-                and 0 <= nb[1] < w
-                and not layout.occupancy[nb]
-                and nb not in prev
-                and nb not in blocked
-            ):
-                prev[nb] = cur
-                q.append(nb)
-    if goal not in prev:
-        return []
-    path = [goal]
-    while path[-1] != start:
-        path.append(prev[path[-1]])
-    return path[::-1]
+    unreachable; ``start`` itself may be blocked): :func:`sim.layout.bfs_path` on the
+    layout, with the blocked cells as a mask."""
+    mask = None
+    if blocked:
+        mask = np.zeros(layout.shape, dtype=bool)
+        cells = np.array(sorted(blocked), dtype=np.int64).reshape(-1, 2)
+        ok = layout.in_bounds(cells)
+        mask[cells[ok, 0], cells[ok, 1]] = True
+    return grid_bfs_path(layout.free, start, goal, blocked=mask) or []
 
 
 class PeopleWalker:

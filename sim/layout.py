@@ -12,6 +12,7 @@ Grid convention: ``occupancy[row, col]``; cell (row, col) centre at
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,138 @@ from sim.types import ACTION_DELTAS
 
 ROBOT_FOOTPRINT_M: float = 0.6  # square robot side (m)
 ROBOT_CLEARANCE_M: float = 0.1  # minimum free space beside a robot in an aisle (m)
+
+
+Cell = tuple[int, int]
+
+
+# ---- grid search: the one BFS of the project (planning.paths re-exports it) ---------------
+
+
+class PaddedGrid:
+    """A passability grid padded with a one-cell wall ring and flattened.
+
+    Cell (r, c) has index ``(r + 1) * wp + c + 1``; its 4 neighbours are ``index + offset``
+    with no bounds checks, offsets in :class:`sim.types.MacroAction` order N (row + 1),
+    S, E, W. Shared by the BFS here and the A* searches of :mod:`planning.paths`.
+
+    Attributes:
+        h, w: grid shape; wp: padded width ``w + 2``.
+        passable: [(h + 2) * wp] bool list (mutable: a search may open its start cell).
+        offsets: (N, S, E, W) index offsets.
+    """
+
+    __slots__ = ("h", "offsets", "passable", "w", "wp")
+
+    def __init__(self, free: np.ndarray, blocked: np.ndarray | None = None) -> None:
+        free = np.asarray(free, dtype=bool)
+        if free.ndim != 2:
+            raise ValueError(f"free: shape {free.shape}; allowed a 2-D [H, W] bool array")
+        ok = free if blocked is None else free & ~np.asarray(blocked, dtype=bool)
+        self.h, self.w = free.shape
+        self.wp = self.w + 2
+        pad = np.zeros((self.h + 2, self.w + 2), dtype=bool)
+        pad[1:-1, 1:-1] = ok
+        self.passable: list[bool] = pad.ravel().tolist()
+        self.offsets = (self.wp, -self.wp, 1, -1)
+
+    def index(self, cell: Sequence[int]) -> int | None:
+        """Padded index of (row, col), None outside the grid."""
+        r, c = int(cell[0]), int(cell[1])
+        if not (0 <= r < self.h and 0 <= c < self.w):
+            return None
+        return (r + 1) * self.wp + c + 1
+
+    def cell(self, index: int) -> Cell:
+        """(row, col) of a padded index."""
+        r, c = divmod(index, self.wp)
+        return (r - 1, c - 1)
+
+
+def grid_bfs(g: PaddedGrid, src: int | None, stop: int | None = None) -> tuple[list[int], list[int]]:
+    """Breadth-first search over ``g`` from the padded index ``src``.
+
+    Neighbours are visited in ``g.offsets`` order, so parents (and paths) are deterministic.
+
+    Args:
+        g: the grid (``src`` is searched from even if it is not passable only when the
+            caller opened it in ``g.passable``).
+        src: start index; None (outside the grid) or not passable gives an empty search.
+        stop: optional target index: the search ends as soon as it is reached.
+
+    Returns:
+        (dist, parent) per padded index: steps from ``src`` (-1 unreached) and the
+        previous index on a shortest path (-1 at ``src`` and where unreached).
+    """
+    n = len(g.passable)
+    dist, parent = [-1] * n, [-1] * n
+    if src is None or not g.passable[src]:
+        return dist, parent
+    dist[src] = 0
+    q = deque([src])
+    passable, offsets = g.passable, g.offsets
+    while q:
+        u = q.popleft()
+        if u == stop:
+            break
+        du = dist[u] + 1
+        for off in offsets:
+            v = u + off
+            if passable[v] and dist[v] < 0:
+                dist[v] = du
+                parent[v] = u
+                q.append(v)
+    return dist, parent
+
+
+def bfs_distances(free: np.ndarray, source: Cell, *, blocked: np.ndarray | None = None) -> np.ndarray:
+    """Shortest 4-connected step counts between ``source`` and every cell (unit moves).
+
+    Args:
+        free: [H, W] bool drivable cells.
+        source: (row, col) (e.g. the goal of a distance-to-goal field).
+        blocked: optional [H, W] bool extra obstacles (e.g. known blockages).
+
+    Returns:
+        [H, W] int64 distances in steps; -1 where unreachable (everywhere if ``source``
+        is outside the grid or not passable).
+    """
+    g = PaddedGrid(free, blocked)
+    dist, _ = grid_bfs(g, g.index(source))
+    out = np.asarray(dist, dtype=np.int64).reshape(g.h + 2, g.wp)[1:-1, 1:-1]
+    return np.ascontiguousarray(out)
+
+
+def bfs_path(free: np.ndarray, start: Cell, goal: Cell, *, blocked: np.ndarray | None = None
+             ) -> list[Cell] | None:
+    """Shortest 4-connected path (breadth first, N, S, E, W order: deterministic).
+
+    Args:
+        free: [H, W] bool drivable cells.
+        start: (row, col); may be undrivable or blocked (a robot or person stands there).
+        goal: (row, col); must be drivable and not blocked.
+        blocked: optional [H, W] bool extra obstacles.
+
+    Returns:
+        Cells from ``start`` to ``goal`` inclusive (``[start]`` if they are equal), or
+        None if ``goal`` is unreachable or either cell lies outside the grid.
+    """
+    g = PaddedGrid(free, blocked)
+    s, t = g.index(start), g.index(goal)
+    if s is None or t is None:
+        return None
+    if s == t:
+        return [g.cell(s)]
+    if not g.passable[t]:
+        return None
+    g.passable[s] = True
+    dist, parent = grid_bfs(g, s, stop=t)
+    if dist[t] < 0:
+        return None
+    out = [t]
+    while out[-1] != s:
+        out.append(parent[out[-1]])
+    return [g.cell(i) for i in reversed(out)]
 
 
 class LayoutError(ValueError):
@@ -156,22 +289,8 @@ class Layout:
         return out
 
     def reachable_from(self, cell: tuple[int, int] | np.ndarray) -> np.ndarray:
-        """[H, W] bool: cells reachable from ``cell`` by 4-connected moves (BFS)."""
-        h, w = self.shape
-        seen = np.zeros((h, w), dtype=bool)
-        r0, c0 = int(cell[0]), int(cell[1])
-        if self.occupancy[r0, c0]:
-            return seen
-        seen[r0, c0] = True
-        q: deque[tuple[int, int]] = deque([(r0, c0)])
-        while q:
-            r, c = q.popleft()
-            for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-                nr, nc = r + dr, c + dc
-                if 0 <= nr < h and 0 <= nc < w and not seen[nr, nc] and not self.occupancy[nr, nc]:
-                    seen[nr, nc] = True
-                    q.append((nr, nc))
-        return seen
+        """[H, W] bool: cells reachable from ``cell`` by 4-connected moves (:func:`bfs_distances`)."""
+        return bfs_distances(self.free, (int(cell[0]), int(cell[1]))) >= 0
 
     def start_cells(self, n_robots: int) -> np.ndarray:
         """[n, 2] deterministic start cells: chargers first, then free cells far from stations.
