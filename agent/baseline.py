@@ -30,7 +30,7 @@ import numpy as np
 from agent.control import LocalizationKind, PoseSource, make_pose_source
 from agent.dispatch import greedy_assign
 from agent.navigation import NavConfig, Navigator, NavStatus
-from agent.safety import bumper_command, scan_points
+from agent.safety import BumperGuard, scan_points
 from agent.traffic import CellLocks
 from planning import Reservations, bfs_distances
 from sim.types import Pose, SensorFrame, TwistCmd
@@ -112,8 +112,6 @@ class BaselineController:
         self._avoid: dict[tuple[int, int], float] = {}  # (order, robot) -> until (s)
         self._last_dispatch = -1e9
         self._v: np.ndarray = np.zeros(0)
-        self._bump_on: np.ndarray = np.zeros(0)  # [N] s: start of the current bumper contact
-        self._bump_off: np.ndarray = np.zeros(0)  # [N] s: end of the last bumper contact
 
     # ---- episode -----------------------------------------------------------------------
     def reset(self, sim: Any) -> None:
@@ -135,8 +133,7 @@ class BaselineController:
         self._avoid = {}
         self._last_dispatch = -1e9
         self._v = np.zeros(n)
-        self._bump_on = np.full(n, np.nan)
-        self._bump_off = np.full(n, -np.inf)
+        self._bumpers = BumperGuard(n, self.cfg.nav.safety)
 
     def act(self, frames: Sequence[SensorFrame], t: float) -> list[TwistCmd]:
         poses = self.pose_source.update(frames)
@@ -257,15 +254,7 @@ class BaselineController:
 
     def _bumper(self, i: int, frame: SensorFrame, cmd: TwistCmd, t: float) -> TwistCmd:
         """Protective stop / back-off while the contact bumper is pressed (agent.safety)."""
-        b = frame.bumper
-        if b is not None and b.contact:
-            if np.isnan(self._bump_on[i]):
-                self._bump_on[i] = t
-            self._bump_off[i] = t
-        else:
-            self._bump_on[i] = np.nan
-        return bumper_command(b, self.cfg.nav.safety, cmd, pressed_s=t - self._bump_on[i],
-                              released_s=t - self._bump_off[i])
+        return self._bumpers.filter(i, frame.bumper, cmd, t)
 
     def _check_goal(self, i: int, rs: RobotState, order: Any, frame: SensorFrame, p: np.ndarray, t: float) -> None:
         """Follow WMS changes: a dropped load must be re-picked where it fell."""

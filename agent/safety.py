@@ -224,3 +224,27 @@ def bumper_command(bumper: BumperReading | None, cfg: SafetyConfig, cmd: TwistCm
     if pressed_s < cfg.bumper_hold_s or (back and cmd.v < 0) or (front and cmd.v > 0):
         return stop
     return cmd
+
+
+class BumperGuard:
+    """Per-robot bumper timing for :func:`bumper_command` (one per fleet controller).
+
+    Args:
+        n_robots: fleet size.
+        cfg: the safety config passed on to :func:`bumper_command`.
+    """
+
+    def __init__(self, n_robots: int, cfg: SafetyConfig) -> None:
+        self.cfg = cfg
+        self._on = np.full(n_robots, np.nan)  # [N] s: start of the current contact
+        self._off = np.full(n_robots, -np.inf)  # [N] s: end of the last contact
+
+    def filter(self, i: int, bumper: BumperReading | None, cmd: TwistCmd, t: float) -> TwistCmd:
+        """Robot ``i``'s command after the protective stop / back-off at time ``t`` (s)."""
+        if bumper is not None and bumper.contact:
+            if np.isnan(self._on[i]):
+                self._on[i] = t
+            self._off[i] = t
+        else:
+            self._on[i] = np.nan
+        return bumper_command(bumper, self.cfg, cmd, pressed_s=t - self._on[i], released_s=t - self._off[i])
