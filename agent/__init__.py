@@ -17,7 +17,7 @@ from agent.control import (
     PoseSource,
     make_pose_source,
 )
-from agent.dispatch import Assignment, greedy_assign
+from sim.dispatch import Assignment, greedy_assign
 from agent.navigation import NavConfig, Navigator, NavStatus, RecoveryConfig, RoutePlannerConfig
 from agent.runner import EpisodeResult, RunConfig, RunResult, aggregate_kpis, run_episodes
 from agent.safety import SafetyConfig

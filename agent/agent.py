@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from agent.control import LocalizationKind, PoseSource, make_pose_source
-from agent.dispatch import greedy_assign
+from sim.dispatch import dispatch_idle
 from agent.monitor import ExceptionMonitor
 from agent.navigation import NavConfig
 from agent.safety import BumperGuard
@@ -280,15 +280,10 @@ class Agent:
                 rs.order_id, rs.attempts = None, 0
 
     def _dispatch(self, orders: dict, blocked: np.ndarray, t: float) -> None:
-        from planning import bfs_distances
-
-        idle = [i for i, rs in enumerate(self.robots) if rs.order_id is None]
-        pool = [o for o in orders.values() if o.status == "open" and o.load_cell is not None]
-        if not idle or not pool:
-            return
-        fields = {i: bfs_distances(self.layout.free, self.robots[i].cell, blocked=blocked) for i in idle}
-        for a in greedy_assign(pool, fields, cell_size=self.layout.cell_size, now=t,
-                               urgency_m_per_s=self.cfg.urgency_m_per_s):
+        idle = {i: rs.cell for i, rs in enumerate(self.robots) if rs.order_id is None}
+        for a in dispatch_idle(list(orders.values()), idle, self.layout.free,
+                               cell_size=self.layout.cell_size, now=t,
+                               urgency_m_per_s=self.cfg.urgency_m_per_s, blocked=blocked):
             try:
                 self.fleet.assign(a.order_id, a.robot_id)
             except ValueError:

@@ -2,7 +2,7 @@
 
 What a competent ROS navigation-stack fleet does, as the yardstick for the learned stack:
 
-* a **greedy dispatcher** (:mod:`agent.dispatch`) assigns open orders to idle robots by
+* a **greedy dispatcher** (:mod:`sim.dispatch`) assigns open orders to idle robots by
   grid path distance (``sim.assign``);
 * per robot a **task state machine**::
 
@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from agent.control import LocalizationKind, PoseSource, make_pose_source
-from agent.dispatch import greedy_assign
+from sim.dispatch import dispatch_idle
 from agent.navigation import NavConfig, Navigator, NavStatus
 from agent.safety import BumperGuard, scan_points
 from agent.traffic import CellLocks
-from planning import Reservations, bfs_distances
+from planning import Reservations
 from sim.types import Pose, SensorFrame, TwistCmd
 
 __all__ = ["BaselineConfig", "BaselineController", "RobotState", "TaskState"]
@@ -173,11 +173,10 @@ class BaselineController:
             o.id in self._released and o.status in ("assigned", "dropped"))]
         if not pool:
             return
-        view = [replace(o, status="open") for o in pool if o.load_cell is not None]
-        free = self.layout.free
-        fields = {i: bfs_distances(free, self.navs[i].cell_of(poses[i])) for i in idle}
+        view = [replace(o, status="open") for o in pool]
+        cells = {i: self.navs[i].cell_of(poses[i]) for i in idle}
         self._avoid = {k: until for k, until in self._avoid.items() if until > t}
-        for a in greedy_assign(view, fields, cell_size=self.layout.cell_size, now=t,
+        for a in dispatch_idle(view, cells, self.layout.free, cell_size=self.layout.cell_size, now=t,
                                urgency_m_per_s=self.cfg.urgency_m_per_s, forbidden=self._avoid):
             try:
                 self.sim.assign(a.order_id, a.robot_id)

@@ -11,7 +11,7 @@
   ``horizon_steps``. At the end every agent's info has ``"episode_stats"``:
   ``deliveries`` (fleet total) and ``completion_rate`` = delivered / assigned orders
   (each robot always holds one order, so assigned = delivered + n_robots).
-* ``forklift/Fleet-v0``: the PyBullet fleet (:func:`sim.env_fleet.make_fleet_rllib`);
+* ``forklift/Fleet-v0``: the PyBullet fleet (:func:`sim.envs.make_fleet_rllib`);
   its final infos carry the sim KPIs, of which ``completion_rate`` is reported.
 
 :func:`register_rllib_envs` registers both names with ``ray.tune`` (idempotent; env
@@ -107,7 +107,7 @@ def make_env(env_id: str, config: Mapping[str, Any] | None = None) -> MultiAgent
     if env_id == GRID_ENV:
         return GridFleetMultiAgentEnv(config)
     if env_id == PYBULLET_ENV:
-        from sim.env_fleet import make_fleet_rllib
+        from sim.envs import make_fleet_rllib
 
         return make_fleet_rllib(dict(config or {}))
     raise ValueError(f"env: {env_id!r}; allowed {', '.join(ENV_IDS)}")

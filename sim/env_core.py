@@ -3,14 +3,14 @@
 :class:`FleetCore` composes the world (``WarehouseSim``), one :class:`MacroExecutor` per
 robot, the scripted controller for every robot that does not learn (BFS over the free
 cells minus known pallets, one cell per macro, re-planned around robots after a blocked
-move), the :class:`RoundRobinDispatcher` (the task), the observation encoders (the
+move), the dispatch (:func:`sim.dispatch.dispatch_idle`, the task), the observation encoders (the
 sensors) and the sim's seeded fault injector. The gymnasium env (``sim.env_single``) and the multi-agent
 envs (``sim.env_fleet``) are thin views over it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from sim.config import FaultsConfig, SimConfig
+from sim.dispatch import dispatch_idle
 from sim.env_obs import SensorEncoder
 from sim.env_parts import (
     STOP,
@@ -38,6 +39,10 @@ from sim.types import ACTION_DELTAS, N_ACTIONS, CameraImage, MacroAction, TwistC
 ActionMode = Literal["macro", "twist"]
 Cell = tuple[int, int]
 _ACTIVE = ("assigned", "carried", "dropped")
+# The agent's dispatcher defaults (agent.agent.AgentConfig), so policies train under the
+# assignment they are deployed with.
+DISPATCH_PERIOD_S = 1.0
+DISPATCH_URGENCY_M_PER_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -115,35 +120,6 @@ def make_env_config(config: EnvConfig | None = None, **overrides: Any) -> EnvCon
     return cfg
 
 
-class RoundRobinDispatcher:
-    """Assigns open orders (oldest first) to idle robots, taking robots in turn.
-
-    A robot is idle when it has no assigned, carried or dropped order.
-    """
-
-    def __init__(self, n_robots: int) -> None:
-        self.n = n_robots
-        self._next = 0
-
-    def reset(self) -> None:
-        self._next = 0
-
-    def dispatch(self, orders: Sequence[Order]) -> list[tuple[int, int]]:
-        """(order_id, robot) pairs to assign now."""
-        busy = {o.robot for o in orders if o.robot is not None and o.status in _ACTIVE}
-        todo = sorted((o for o in orders if o.status == "open"), key=lambda o: (o.release_t, o.id))
-        out = []
-        for k in range(self.n):
-            r = (self._next + k) % self.n
-            if not todo:
-                break
-            if r not in busy:
-                out.append((todo.pop(0).id, r))
-        if out:
-            self._next = (out[-1][1] + 1) % self.n
-        return out
-
-
 def _delta_action(a: Cell, b: Cell) -> MacroAction:
     d = (b[0] - a[0], b[1] - a[1])
     for k in range(4):
@@ -194,7 +170,7 @@ class FleetCore:
         self._closed = False
         c = self.cfg
         self.exec = [MacroExecutor(self.layout, self.dt, c.macro, c.follower) for _ in range(self.n)]
-        self.dispatcher = RoundRobinDispatcher(self.n)
+        self._last_dispatch = -1e9
         self._twist = [STOP] * self.n
         self._camera: list[tuple[CameraImage | None, int]] = [(None, -10**9)] * self.n
         self._tick = 0
@@ -242,10 +218,22 @@ class FleetCore:
             self.sim.drop(i)
         self.exec[i].start(a, pose)
 
+    def _dispatch(self) -> None:
+        """Idle robots get open orders by :func:`sim.dispatch.dispatch_idle`, as in the agent."""
+        t = float(self.sim.time)
+        if t - self._last_dispatch < DISPATCH_PERIOD_S:
+            return
+        self._last_dispatch = t
+        orders = self.sim.orders
+        busy = {o.robot for o in orders if o.robot is not None and o.status in _ACTIVE}
+        idle = {i: self.cell_of(i) for i in range(self.n) if i not in busy}
+        for a in dispatch_idle(orders, idle, self.layout.free, cell_size=self.layout.cell_size,
+                               now=t, urgency_m_per_s=DISPATCH_URGENCY_M_PER_S):
+            self.sim.assign(a.order_id, a.robot_id)
+
     def tick(self) -> None:
         """One control tick: dispatch, scripted decisions, commands, physics, accounting."""
-        for oid, r in self.dispatcher.dispatch(self.sim.orders):
-            self.sim.assign(oid, r)
+        self._dispatch()
         frames = self.sim.frames
         cmds = []
         for i in range(self.n):
@@ -434,3 +422,56 @@ class FleetCore:
             self.sim.close()
             self.sim = None
         self._closed = True
+
+
+def agent_id(i: int) -> str:
+    """Agent name of robot ``i``."""
+    return f"robot_{i}"
+
+
+class FleetDriver:
+    """The world shared by both multi-agent views: a :class:`FleetCore` where all learn.
+
+    Args:
+        config: env config; ``**overrides`` as in :func:`sim.env_core.make_env_config`.
+    """
+
+    def __init__(self, config: EnvConfig | None = None, **overrides: Any) -> None:
+        self.config = make_env_config(config, **overrides)
+        n = self.config.sim.n_robots
+        self.core = FleetCore(self.config, learners=range(n))
+        self.names = [agent_id(i) for i in range(n)]
+        self.index = {a: i for i, a in enumerate(self.names)}
+        self._rng: np.random.Generator | None = None
+        self.macro = self.config.action_mode == "macro"
+
+    def reset(self, seed: int | None) -> None:
+        if seed is not None or self._rng is None:
+            self._rng = np.random.default_rng(seed)
+        self.core.reset(int(self._rng.integers(2**31 - 1)))
+
+    def apply(self, actions: Mapping[str, Any]) -> None:
+        """Start the macros of agents at decision points (or set twists), then advance."""
+        core = self.core
+        for name, a in actions.items():
+            if name not in self.index:
+                raise ValueError(f"actions: unknown agent {name!r}; allowed {', '.join(self.names)}")
+            i = self.index[name]
+            if not self.macro:
+                core.set_twist(i, a)
+            elif core.at_decision(i):
+                core.act(i, int(np.asarray(a).item()))
+        if self.macro:
+            for i in core.learners:  # an agent at a decision point without an action waits
+                if core.at_decision(i):
+                    core.act(i, 4)
+            core.run_until_decision()
+        else:
+            core.tick()
+
+    def ready(self) -> list[str]:
+        """Agents at a decision point (all agents in twist mode)."""
+        return [a for a, i in self.index.items() if not self.macro or self.core.at_decision(i)]
+
+    def close(self) -> None:
+        self.core.close()

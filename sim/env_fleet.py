@@ -13,7 +13,8 @@ reached a decision point (or time is up).
   others are ignored (their macro keeps running). ``rewards[agent]`` is what the agent
   earned during that step, so per-agent returns are exact; a learner that wants SMDP
   transitions keeps only the decision steps and sums rewards in between.
-* RLlib view (:func:`make_fleet_rllib`, id ``forklift/Fleet-v0``): an agent appears in
+* RLlib view (:func:`sim.env_rllib.make_fleet_rllib`, id ``forklift/Fleet-v0``; both views
+  drive a :class:`sim.env_core.FleetDriver`): an agent appears in
   the observation dict **only when it is at a decision point**; its reward is the sum
   earned since its previous decision. ``terminateds["__all__"]`` is always False
   (continuing task); at ``duration_s`` every agent gets a final observation and reward
@@ -36,60 +37,7 @@ import gymnasium as gym
 import numpy as np
 from pettingzoo.utils.env import ParallelEnv
 
-from sim.env_core import EnvConfig, FleetCore, make_env_config
-
-
-def agent_id(i: int) -> str:
-    """Agent name of robot ``i``."""
-    return f"robot_{i}"
-
-
-class FleetDriver:
-    """The world shared by both multi-agent views: a :class:`FleetCore` where all learn.
-
-    Args:
-        config: env config; ``**overrides`` as in :func:`sim.env_core.make_env_config`.
-    """
-
-    def __init__(self, config: EnvConfig | None = None, **overrides: Any) -> None:
-        self.config = make_env_config(config, **overrides)
-        n = self.config.sim.n_robots
-        self.core = FleetCore(self.config, learners=range(n))
-        self.names = [agent_id(i) for i in range(n)]
-        self.index = {a: i for i, a in enumerate(self.names)}
-        self._rng: np.random.Generator | None = None
-        self.macro = self.config.action_mode == "macro"
-
-    def reset(self, seed: int | None) -> None:
-        if seed is not None or self._rng is None:
-            self._rng = np.random.default_rng(seed)
-        self.core.reset(int(self._rng.integers(2**31 - 1)))
-
-    def apply(self, actions: Mapping[str, Any]) -> None:
-        """Start the macros of agents at decision points (or set twists), then advance."""
-        core = self.core
-        for name, a in actions.items():
-            if name not in self.index:
-                raise ValueError(f"actions: unknown agent {name!r}; allowed {', '.join(self.names)}")
-            i = self.index[name]
-            if not self.macro:
-                core.set_twist(i, a)
-            elif core.at_decision(i):
-                core.act(i, int(np.asarray(a).item()))
-        if self.macro:
-            for i in core.learners:  # an agent at a decision point without an action waits
-                if core.at_decision(i):
-                    core.act(i, 4)
-            core.run_until_decision()
-        else:
-            core.tick()
-
-    def ready(self) -> list[str]:
-        """Agents at a decision point (all agents in twist mode)."""
-        return [a for a, i in self.index.items() if not self.macro or self.core.at_decision(i)]
-
-    def close(self) -> None:
-        self.core.close()
+from sim.env_core import EnvConfig, FleetDriver
 
 
 class FleetEnv(ParallelEnv):
@@ -156,19 +104,3 @@ class FleetEnv(ParallelEnv):
         """Release the PyBullet client (idempotent)."""
         self.driver.close()
         self.agents = []
-
-
-def make_fleet_rllib(config: EnvConfig | Mapping[str, Any] | None = None, **overrides: Any) -> Any:
-    """The RLlib ``MultiAgentEnv`` view (``forklift/Fleet-v0``); imports Ray.
-
-    Args:
-        config: an :class:`EnvConfig`, or RLlib's ``env_config`` mapping of keyword
-            shortcuts (merged into ``overrides``).
-        **overrides: keyword shortcuts of :func:`sim.env_core.make_env_config`.
-    """
-    from sim.env_rllib import FleetRllibEnv
-
-    if config is not None and not isinstance(config, EnvConfig):
-        overrides = {**dict(config), **overrides}
-        config = None
-    return FleetRllibEnv(config, **overrides)

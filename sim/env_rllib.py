@@ -1,19 +1,19 @@
 """RLlib (new API stack) ``MultiAgentEnv`` view of the simulated fleet; imports Ray.
 
-Import this module only through :func:`sim.env_fleet.make_fleet_rllib` (or
+Import this module only through :func:`sim.envs.make_fleet_rllib` (or
 ``gymnasium.make("forklift/Fleet-v0")``): importing Ray takes seconds. Semantics: the
 ``sim.env_fleet`` module docstring (agents appear only at their decision points).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from sim.env_core import EnvConfig
-from sim.env_fleet import FleetDriver
+from sim.env_core import EnvConfig, FleetDriver
 
 
 class FleetRllibEnv(MultiAgentEnv):
@@ -83,3 +83,17 @@ class FleetRllibEnv(MultiAgentEnv):
     def close(self) -> None:
         """Release the PyBullet client (idempotent)."""
         self.driver.close()
+
+
+def make_fleet_rllib(config: EnvConfig | Mapping[str, Any] | None = None, **overrides: Any) -> Any:
+    """The RLlib ``MultiAgentEnv`` view (``forklift/Fleet-v0``); imports Ray.
+
+    Args:
+        config: an :class:`EnvConfig`, or RLlib's ``env_config`` mapping of keyword
+            shortcuts (merged into ``overrides``).
+        **overrides: keyword shortcuts of :func:`sim.env_core.make_env_config`.
+    """
+    if config is not None and not isinstance(config, EnvConfig):
+        overrides = {**dict(config), **overrides}
+        config = None
+    return FleetRllibEnv(config, **overrides)

@@ -14,21 +14,30 @@ in ``sim.env_task`` (task features, shared with the grid model) and ``sim.env_ob
 
 from __future__ import annotations
 
-from sim.env_core import EnvConfig, FleetCore, RoundRobinDispatcher, make_env_config
-from sim.env_fleet import FleetEnv, make_fleet_rllib
+from typing import Any
+
+from sim.env_core import EnvConfig, FleetCore, FleetDriver, make_env_config
+from sim.env_fleet import FleetEnv
 from sim.env_parts import MacroConfig, RewardConfig, bfs_path, macro_reward
 from sim.env_single import WarehouseEnv
 
 __all__ = [
     "EnvConfig",
     "FleetCore",
+    "FleetDriver",
     "FleetEnv",
     "MacroConfig",
     "RewardConfig",
-    "RoundRobinDispatcher",
     "WarehouseEnv",
     "bfs_path",
     "macro_reward",
     "make_env_config",
     "make_fleet_rllib",
 ]
+
+
+def make_fleet_rllib(config: Any = None, **overrides: Any) -> Any:
+    """The RLlib view ``forklift/Fleet-v0`` (:func:`sim.env_rllib.make_fleet_rllib`); imports Ray."""
+    from sim.env_rllib import make_fleet_rllib as make
+
+    return make(config, **overrides)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import sim
-from sim.env_core import RoundRobinDispatcher, make_env_config
+from sim.env_core import FleetCore, make_env_config
 from sim.env_obs import SENSOR_KINDS, SensorEncoder
 from sim.env_parts import RewardConfig, bfs_path, free_grid, macro_reward
 from sim.env_task import TaskEncoder
@@ -329,15 +329,29 @@ def test_bfs_path__shortest_and_unreachable():
     assert bfs_path(free, (0, 0), (0, 0)) == [(0, 0)]
 
 
-def test_round_robin_dispatcher__takes_robots_in_turn():
-    from types import SimpleNamespace as O
+def test_fleet_core__assigns_with_the_agents_dispatcher():
+    """The learning env assigns orders as the agent does (sim.dispatch), not its own way."""
+    from sim.dispatch import dispatch_idle
 
-    d = RoundRobinDispatcher(3)
-    orders = [O(id=i, status="open", robot=None, release_t=float(i)) for i in range(2)]
-    assert d.dispatch(orders) == [(0, 0), (1, 1)]
-    orders = [O(id=0, status="assigned", robot=0, release_t=0.0), O(id=1, status="carried", robot=1, release_t=1.0),
-              O(id=2, status="open", robot=None, release_t=2.0), O(id=3, status="open", robot=None, release_t=3.0)]
-    assert d.dispatch(orders) == [(2, 2)]  # robot 2 is next and idle; 0 and 1 are busy
+    core = FleetCore(make_env_config(n_robots=3, duration_s=30.0, orders_per_min=30.0), learners=())
+    core.reset(seed=3)
+    for _ in range(2000):
+        orders = [o for o in core.sim.orders if o.status == "open"]
+        if orders:
+            break
+        core.tick()
+    assert orders, "no order was released"
+    t = float(core.sim.time)
+    before = {o.id: o.robot for o in core.sim.orders}
+    busy = {o.robot for o in core.sim.orders if o.robot is not None and o.status in ("assigned", "carried", "dropped")}
+    idle = {i: core.cell_of(i) for i in range(3) if i not in busy}
+    expect = dispatch_idle(core.sim.orders, idle, core.layout.free, cell_size=core.layout.cell_size,
+                           now=t, urgency_m_per_s=0.05)
+    core._last_dispatch = -1e9
+    core.tick()
+    got = {o.id: o.robot for o in core.sim.orders if before.get(o.id) is None and o.robot is not None}
+    assert expect and got == {a.order_id: a.robot_id for a in expect}
+    core.close()
 
 
 def test_macro_reward__vectorised_and_consistent():

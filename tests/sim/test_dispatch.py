@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from agent.dispatch import Assignment, greedy_assign
+from sim.dispatch import Assignment, greedy_assign
 from planning import bfs_distances
 
 

@@ -1,7 +1,10 @@
 """Greedy order dispatcher: open orders to idle robots by path distance.
 
 Pure logic over the WMS view (``Order``-like records) and per-robot distance fields;
-the caller applies the result with ``sim.assign(order_id, robot_id)``.
+the caller applies the result with ``sim.assign(order_id, robot_id)``. The one
+dispatcher of the project: the agent, the classic baseline and the learning
+environments (``sim.env_core.FleetCore``) all assign through :func:`greedy_assign`,
+so a policy trains under the dispatcher it is deployed with.
 
 Policy (what a fleet manager does out of the box): repeatedly take the cheapest
 (robot, order) pair, cost = grid path length robot -> load (m) plus a small
@@ -26,7 +29,9 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Assignment", "OrderLike", "greedy_assign"]
+from sim.layout import bfs_distances
+
+__all__ = ["Assignment", "OrderLike", "dispatch_idle", "greedy_assign"]
 
 
 class OrderLike(Protocol):
@@ -99,3 +104,30 @@ def greedy_assign(orders: Sequence[OrderLike], dist_fields: Mapping[int, np.ndar
         used_r.add(rid)
         used_o.add(oid)
     return out
+
+
+def dispatch_idle(orders: Sequence[OrderLike], idle_cells: Mapping[int, tuple[int, int]],
+                  free: np.ndarray, *, cell_size: float, now: float | None = None,
+                  urgency_m_per_s: float = 0.0, blocked: np.ndarray | None = None,
+                  forbidden: Collection[tuple[int, int]] = ()) -> list[Assignment]:
+    """:func:`greedy_assign` with the distance fields computed here (the call every fleet makes).
+
+    Args:
+        orders: the WMS order list (open orders with a known ``load_cell`` are considered).
+        idle_cells: idle robot id -> its (row, col) cell.
+        free: [H, W] bool drivable cells of the layout.
+        cell_size: metres per grid step.
+        now: current time (s), for the ageing term.
+        urgency_m_per_s: ageing weight (m per s of waiting).
+        blocked: optional [H, W] bool blockages the caller knows of (paths avoid them).
+        forbidden: (order id, robot id) pairs not to make.
+
+    Returns:
+        As :func:`greedy_assign`.
+    """
+    pool = [o for o in orders if o.status == "open" and o.load_cell is not None]
+    if not pool or not idle_cells:
+        return []
+    fields = {i: bfs_distances(free, c, blocked=blocked) for i, c in idle_cells.items()}
+    return greedy_assign(pool, fields, cell_size=cell_size, now=now,
+                         urgency_m_per_s=urgency_m_per_s, forbidden=forbidden)
