@@ -35,15 +35,10 @@ from agent.runner import EpisodeResult
 __all__ = ["EpisodeTask", "PlannerEntry", "TaskResult", "TimedController", "planner_factory", "planner_names",
            "run_task", "run_tasks"]
 
-_FALLBACK_NAMES: tuple[str, ...] = ("mcts_rl", "mcts_rollout", "policy", "classic")
-
-
 def planner_names() -> tuple[str, ...]:
     """The names the planner registry knows (``agent.planners.PLANNER_NAMES``)."""
-    try:
-        from agent.planners import PLANNER_NAMES
-    except ImportError:  # pragma: no cover - registry not in this checkout
-        return _FALLBACK_NAMES
+    from agent.planners import PLANNER_NAMES
+
     return tuple(PLANNER_NAMES)
 
 
@@ -53,15 +48,8 @@ def planner_factory(app: AppConfig, planner: str) -> Callable[[], Any]:
     Raises:
         ConfigError: unknown planner, or its weights cannot be loaded (one line).
     """
-    try:
-        from agent.planners import controller_factory
-    except ImportError:  # pragma: no cover - registry not in this checkout: classic only
-        if planner != "classic":
-            raise ConfigError("planners", "is not available in this checkout (no agent.planners); "
-                              "allowed: classic", planner) from None
-        from agent.run_cmd import controller_factory as classic
+    from agent.planners import controller_factory
 
-        return classic(app)
     return controller_factory(app, planner)
 
 
