@@ -23,6 +23,8 @@ __all__ = ["VERBS", "VERB_MODULES", "Invocation", "Verb", "register_verb"]
 VERB_MODULES: tuple[str, ...] = (
     "agent.run_cmd",
     "agent.eval_cmd",
+    "agent.train_cmd",
+    "agent.export_cmd",
 )
 
 
