@@ -35,6 +35,7 @@ from sim.config import (
     WorldConfig,
 )
 from sim.config import validate as validate_sim
+from planning.situations import SITUATION_KINDS
 from sim.layout import LayoutConfig, LayoutError, generate_layout
 
 __all__ = ["AppConfig", "ConfigError", "build_app_config", "check_layout", "to_run_config", "to_sim_config"]
@@ -71,11 +72,33 @@ class SimSection:
 
 
 @dataclass(frozen=True)
-class ScenarioSection:
-    """The ``scenario`` group: the name recorded in reports and the exception injection."""
+class ShiftSection:
+    """``scenario.shift`` (``scenario=shift``; ``forklift eval task=continual``): the site
+    change in the middle of a run. ``forklift run`` ignores it (it runs the site as before).
 
-    name: Literal["nominal", "exceptions", "rush"] = "nominal"
+    Attributes:
+        closed_cells: [row, col] cells closed permanently: they become walls and the map
+            the robots get is updated (a site operator closing an aisle).
+        faults: exception injection after the change (the new blockage pattern).
+    """
+
+    closed_cells: tuple[tuple[int, ...], ...] = ()
     faults: FaultsConfig = field(default_factory=FaultsConfig)
+
+    def __post_init__(self) -> None:
+        for k, c in enumerate(self.closed_cells):
+            if len(c) != 2:
+                raise ConfigError(f"scenario.shift.closed_cells[{k}]", "must be a [row, col] pair", list(c))
+
+
+@dataclass(frozen=True)
+class ScenarioSection:
+    """The ``scenario`` group: the name recorded in reports, the exception injection and,
+    for ``shift``, the change of the site in the middle of the run."""
+
+    name: Literal["nominal", "exceptions", "rush", "shift"] = "nominal"
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
+    shift: ShiftSection | None = None
 
 
 @dataclass(frozen=True)
@@ -125,15 +148,84 @@ class PerceptionSection:
 
 
 @dataclass(frozen=True)
+class LearnerSection:
+    """``learning.learner``: the online learner's settings, field by field
+    ``learning.online.OnlineConfig`` (docs there and in docs/ONLINE.md; a test checks the
+    mirror: same names, types and defaults). Mirrored, not imported: ``import learning``
+    loads torch, and the CLI validates before anything heavy is imported. The learner's
+    seed is ``seed + learning.learner.seed``.
+    """
+
+    mode: Literal["lora", "full"] = "lora"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = (
+        "encoder.blocks.*.cross_attn.*", "encoder.blocks.*.mlp.*",
+        "policy_hidden", "policy_head", "value_hidden", "value_head",
+    )
+    ewc_lambda: float = 100.0
+    fisher_samples: int = 256
+    fisher_batch: int = 8
+    recent_size: int = 4096
+    reservoir_size: int = 16384
+    replay_fraction: float = 0.5
+    batch_size: int = 64
+    steps_per_update: int = 50
+    lr: float = 1e-3
+    grad_clip: float = 1.0
+    max_rel_change: float = 0.05
+    min_samples: int = 256
+    min_new_samples: int = 128
+    update_interval_s: float = 5.0
+    queue_size: int = 4096
+    discount: float = 0.99
+    value_weight: float = 1.0
+    adv_temperature: float = 0.05
+    adv_weight_max: float = 20.0
+    gate_situations: int = 24
+    gate_horizon: int = 60
+    gate_simulations: int = 0
+    gate_margin: float = 0.02
+    gate_value_margin: float = 0.02
+    gate_kinds: tuple[str, ...] = SITUATION_KINDS
+    kpi_keys: tuple[str, ...] = ("completion_rate",)
+    kpi_window: int = 3
+    kpi_drop: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.gate_kinds) - set(SITUATION_KINDS))
+        if bad or not self.gate_kinds:
+            raise ConfigError("learning.learner.gate_kinds", "must be a non-empty list of "
+                              + ", ".join(SITUATION_KINDS), list(self.gate_kinds))
+        if not self.lora_targets:
+            raise ConfigError("learning.learner.lora_targets", "must be a non-empty list of module "
+                              "name patterns", [])
+        if self.replay_fraction > 0 and self.reservoir_size == 0:
+            raise ConfigError("learning.learner.reservoir_size", f"must be >= 1 with replay_fraction="
+                              f"{self.replay_fraction} (or set replay_fraction=0)", 0)
+
+
+@dataclass(frozen=True)
 class LearningSection:
-    """The ``learning`` group (networks and online learning; placeholder)."""
+    """The ``learning`` group: the network and online learning (``learning=online``).
+
+    Attributes:
+        online: the agent hosts the online learner (``agent.online_hook``; planners
+            ``mcts_rl`` and ``policy``): it learns from its own searches while it runs.
+        checkpoint: network weights (``.safetensors``); null = the shipped weights.
+        background: the learner runs on its own thread (production); false = it updates
+            only between episodes, in the host's thread (reproducible from (config, seed)).
+        kpi_period_s: sim seconds between two live KPI reports (completion rate, orders per
+            hour from the WMS's orders) to the learner's rollback monitor.
+        learner: the learner's settings (:class:`LearnerSection`).
+    """
 
     online: bool = False
-    adapter: Literal["lora", "full"] = "lora"
-    lora_rank: int = 8
-    ewc_lambda: float = 100.0
-    replay_size: int = 100_000
     checkpoint: str | None = None
+    background: bool = True
+    kpi_period_s: float = 30.0
+    learner: LearnerSection = field(default_factory=LearnerSection)
 
 
 @dataclass(frozen=True)
@@ -286,7 +378,14 @@ RANGES: tuple[tuple[str, Range], ...] = (
     ("planner.num_simulations", Range(1)), ("planner.max_depth", Range(1)), ("planner.rollout_depth", Range(0)),
     ("planner.plan_horizon", Range(1)), ("planner.max_blockages", Range(0)), ("perception.blockage_subdivision", Range(1)),
     ("planner.discount", Range(0, 1, lo_open=True)), ("train.iterations", Range(1)), ("train.checkpoint_every", Range(1)),
-    ("train.lr", POS), ("learning.lora_rank", Range(1)),
+    ("train.lr", POS),
+    ("learning.kpi_period_s", POS),
+    *((f"learning.learner.{k}", Range(1)) for k in (
+        "lora_rank", "fisher_samples", "fisher_batch", "recent_size", "batch_size", "steps_per_update",
+        "min_samples", "min_new_samples", "queue_size", "gate_situations", "gate_horizon", "kpi_window")),
+    *((f"learning.learner.{k}", POS) for k in (
+        "lora_alpha", "lr", "grad_clip", "max_rel_change", "adv_temperature", "adv_weight_max", "kpi_drop")),
+    ("learning.learner.replay_fraction", Range(0, 1)), ("learning.learner.discount", Range(0, 1, lo_open=True)),
     ("*", NONNEG),
 )
 
@@ -379,6 +478,8 @@ def build(cls: type, data: Any, path: str = "") -> Any:
     kwargs = {k: _convert(hints[k], data[k], _join(path, k)) for k in names if k in data}
     try:
         return cls(**kwargs)
+    except ConfigError:  # a schema's own check: already one line with its path
+        raise
     except (TypeError, ValueError) as e:  # a library __post_init__ check
         raise ConfigError(path or cls.__name__, str(e).splitlines()[0]) from None
 

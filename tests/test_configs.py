@@ -96,3 +96,35 @@ def test_configs__eval_primary_composes_with_its_own_section():
     assert inv.section.task == "planning" and inv.section.situations == 3
     assert inv.app.episodes == 1 and inv.app.duration_s == 120.0
     assert inv.choices["sensors"] == "nominal"
+
+
+def test_configs__learner_section_mirrors_online_config():
+    """``learning.learner`` is ``learning.online.OnlineConfig`` field by field (same names,
+    types and defaults), so every key reaches the learner and no default drifts."""
+    import typing
+
+    from agent.config import LearnerSection
+    from learning.online import OnlineConfig
+
+    ours, theirs = typing.get_type_hints(LearnerSection), typing.get_type_hints(OnlineConfig)
+    assert list(ours) == list(theirs) and ours == theirs
+    assert dataclasses.asdict(LearnerSection()) == dataclasses.asdict(OnlineConfig())
+    _, app = compose("learning=online", "learning.learner.lora_rank=4", "learning.learner.mode=full")
+    assert app.learning.online is True and app.learning.learner.lora_rank == 4
+    assert OnlineConfig(**dataclasses.asdict(app.learning.learner)).mode == "full"
+
+
+def test_configs__learning_default_yaml_is_the_schema_default():
+    from agent.config import LearningSection
+
+    _, app = compose()
+    assert app.learning == LearningSection()
+
+
+def test_configs__shift_scenario_has_a_site_change():
+    _, app = compose("scenario=shift")
+    assert app.scenario.name == "shift" and not app.scenario.faults.enabled
+    shift = app.scenario.shift
+    assert shift is not None and len(shift.closed_cells) > 0 and shift.faults.enabled
+    free = generate_layout(app.layout).free
+    assert all(free[r, c] for r, c in shift.closed_cells)  # the closed cells are aisle cells today

@@ -32,6 +32,8 @@ BAD_OVERRIDES = [
     (["sim.world.control_hz=7"], "sim.world.control_hz: 7.0; allowed a divisor"),
     (["agent.nav.follower.max_speed=-1"], "agent.nav.follower.max_speed=-1: must be > 0"),
     (["agent.localization=ekf"], "agent.localization: unknown key"),
+    (["learning.learner.lr=0"], "learning.learner.lr=0: must be > 0"),
+    (["learning.learner.gate_kinds=[x]"], "learning.learner.gate_kinds=[x]: must be a non-empty list of open"),
     (["episodes"], "episodes: bad override; expected key=value"),
     (["--bogus"], "unknown option '--bogus'"),
 ]
