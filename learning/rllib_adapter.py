@@ -49,6 +49,7 @@ __all__ = [
     "restore_algorithm",
     "save_algorithm",
     "validate_train_section",
+    "wait_for_env_runners",
     "worker_setup",
 ]
 
@@ -356,3 +357,25 @@ def save_algorithm(algo: Any, path: str | os.PathLike[str]) -> None:
 def restore_algorithm(algo: Any, path: str | os.PathLike[str]) -> None:
     """Loads :func:`save_algorithm`'s directory into ``algo`` (learner, optimizer, runners)."""
     algo.restore_from_path(str(path))
+
+
+def healthy_env_runners(algo: Any) -> int:
+    """Remote env runners RLlib currently counts as healthy."""
+    return int(algo.env_runner_group.num_healthy_remote_workers())
+
+
+def wait_for_env_runners(algo: Any, timeout_s: float, *, poll_s: float = 0.5) -> int:
+    """Until a remote env runner is healthy again (Ray restarts crashed actors; RLlib's
+    ``restore_env_runners`` probes them and syncs the weights), at most ``timeout_s``.
+
+    Returns:
+        The healthy remote env runners at the end (0 = none came back in time).
+    """
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while healthy_env_runners(algo) == 0 and time.monotonic() < deadline:
+        algo.restore_env_runners(algo.env_runner_group)
+        if healthy_env_runners(algo) == 0:
+            time.sleep(poll_s)
+    return healthy_env_runners(algo)

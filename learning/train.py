@@ -53,6 +53,8 @@ __all__ = [
 STATE_FORMAT = "forklift.train_state"
 STATE_VERSION = 1
 STAGES = ("grid", "fleet")
+RESTART_WAIT_S = 120.0  # how long a run with every env runner down waits for Ray's restart
+MAX_EMPTY_ITERATIONS = 5  # consecutive iterations without samples before the run fails
 
 
 class ResumeError(ValueError):
@@ -307,10 +309,21 @@ def _run_stage(run: _Run, stage: str, last_iteration: int, *, init_weights: str 
         if restore is not None:
             rl.restore_algorithm(algo, restore)
         total = sec.iterations
+        empty = 0
         while run.iteration < last_iteration:
-            run.iteration += 1
             t0 = time.perf_counter()
             result = algo.train()
+            if not rl.iteration_metrics(result)["env_steps"] and rl.healthy_env_runners(algo) == 0:
+                # every env runner crashed: this iteration sampled nothing; wait for Ray's
+                # restart and repeat it rather than spend an iteration of the budget on it
+                empty += 1
+                run.log(f"iteration {run.iteration + 1} sampled nothing: no healthy env runner; "
+                        f"waiting up to {RESTART_WAIT_S:.0f} s for a restart")
+                if rl.wait_for_env_runners(algo, RESTART_WAIT_S) == 0 or empty > MAX_EMPTY_ITERATIONS:
+                    raise RuntimeError(f"train: no env runner came back after {empty} empty iteration(s)")
+                continue
+            empty = 0
+            run.iteration += 1
             rec = _record(run, algo, stage, result, time.perf_counter() - t0)
             run.records.append(rec)
             run.log(format_progress(rec, total))
