@@ -40,7 +40,7 @@ from agent.control import LocalizationKind, PoseSource, make_pose_source
 from sim.dispatch import dispatch_idle
 from agent.monitor import ExceptionMonitor
 from agent.navigation import NavConfig
-from agent.safety import BumperGuard
+from agent.safety import BumperGuard, LidarGuard, blind_junction
 from sim.types import MacroAction, Pose, SensorFrame, TwistCmd
 
 __all__ = ["PLANNERS", "Agent", "AgentConfig", "PlannerKind"]
@@ -163,6 +163,8 @@ class Agent:
         self._last_dispatch = -1e9
         self._v = np.zeros(n)
         self._bumpers = BumperGuard(n, self.cfg.nav.safety)
+        self._guards = [LidarGuard(self.layout, self.cfg.nav.safety, float(fleet.dt)) for _ in range(n)]
+        self._free = self.layout.free
         self._claims: list[set[Cell]] = [{r.cell} for r in self.robots]
         self._path_cache: dict[tuple, list[Cell]] = {}
         self._plans: list[list[Cell]] = [[r.cell] for r in self.robots]
@@ -204,7 +206,7 @@ class Agent:
         for i, ex in enumerate(self.execs):
             cmd = STOP
             if ex.busy and not self._must_stop(frames[i], poses[i]):
-                cmd = ex.command(pose_arr[i], frames[i].lidar)
+                cmd = self._drive(i, pose_arr[i], frames[i], t)
             cmd = self._bumper(i, frames[i], cmd, t)
             self._v[i] = cmd.v
             cmds.append(cmd)
@@ -424,6 +426,49 @@ class Agent:
         rr = range(min(r0, r1), max(r0, r1) + 1)
         cc = range(min(c0, c1), max(c0, c1) + 1)
         return {(r, c) for r in rr for c in cc}
+
+    def _drive(self, i: int, pose: np.ndarray, frame: SensorFrame, t: float) -> TwistCmd:
+        """The executor's command under the lidar guard (agent.safety.LidarGuard, the classic
+        navigator's): stop short of anything in the swept corridor, remember what vanished
+        into the blind zone, slow into blind junctions, never turn in place into something."""
+        from agent.safety import scan_points
+
+        ex, guard = self.execs[i], self._guards[i]
+        pts = scan_points(frame.lidar)
+        cap = None
+        if ex.action <= MacroAction.WEST:
+            tgt = np.asarray(self.layout.cell_to_xy(np.array(ex.target)), dtype=np.float64)
+            straight = float(np.hypot(*(tgt - pose[:2])))
+            cap = min(guard.speed_cap(pose, float(self._v[i]), pts, t, straight_m=straight),
+                      self._junction_cap(i, pose))
+        cmd = ex.command(pose, frame.lidar, speed_cap=cap)
+        if abs(cmd.v) < 1e-6 and cmd.w != 0.0:
+            cmd = guard.rotation(pose, pts, cmd)
+        return cmd
+
+    def _junction_cap(self, i: int, pose: np.ndarray) -> float:
+        """Speed cap (m/s) for the next blind junction within 3 cells on the robot's claimed
+        straight (a lane joining behind a shelf corner); inf if there is none."""
+        from agent.safety import junction_cap
+
+        sc, rs, ex = self.cfg.nav.safety, self.robots[i], self.execs[i]
+        d = (int(np.sign(ex.target[0] - rs.cell[0])), int(np.sign(ex.target[1] - rs.cell[1])))
+        if d == (0, 0) or (d[0] and d[1]):
+            return float("inf")
+        cap, prev, half = float("inf"), rs.cell, self.layout.cell_size / 2
+        for _ in range(3):
+            cell = (prev[0] + d[0], prev[1] + d[1])
+            if not (0 <= cell[0] < self._free.shape[0] and 0 <= cell[1] < self._free.shape[1]) \
+                    or not self._free[cell]:
+                break
+            if blind_junction(self._free, prev, cell):
+                to_centre = float(np.hypot(*(np.asarray(self.layout.cell_to_xy(np.array(cell))) - pose[:2])))
+                cap = min(cap, junction_cap(to_centre - half - sc.footprint_m / 2, sc, float(self.fleet.dt)))
+                break
+            if cell == ex.target:
+                break
+            prev = cell
+        return cap
 
     def _bumper(self, i: int, frame: SensorFrame, cmd: TwistCmd, t: float) -> TwistCmd:
         """Protective stop / back-off while the contact bumper is pressed (agent.safety)."""

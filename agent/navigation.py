@@ -33,14 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.safety import (
-    SafetyConfig,
-    StaticRaster,
-    forward_obstacle,
-    rotation_clear,
-    safe_speed,
-    to_world,
-)
+from agent.safety import LidarGuard, SafetyConfig, blind_junction, forward_obstacle, junction_cap, to_world
 from agent.traffic import CellLocks
 from planning import Reservations, astar, space_time_astar
 from sim.follower import FollowerConfig, PurePursuitFollower, stopping_speed
@@ -156,7 +149,7 @@ class Navigator:
         self.cfg = cfg
         self._announce = announce or (lambda rid, cells: None)
         self._free = layout.free
-        self._static = StaticRaster.of(layout, cfg.safety.static_tolerance_m)
+        self.guard = LidarGuard(layout, cfg.safety, cfg.follower.dt)
         self.follower = PurePursuitFollower(cfg.follower)
         self.goal: Cell | None = None
         self.dwell: int | None = None
@@ -174,7 +167,6 @@ class Navigator:
         self._last_plan_t = -1e9
         self.n_plans = 0
         self._t = 0.0
-        self._near: tuple[float, np.ndarray] | None = None  # (time, xy) of the last near-field return
         self._blind: dict[tuple[Cell, Cell], bool] = {}  # (prev, cell) -> blind junction
 
     # ---- goals ---------------------------------------------------------------------
@@ -305,19 +297,14 @@ class Navigator:
 
     def _follow(self, pose: np.ndarray, v: float, points: np.ndarray | None, lock_cap: float):
         sc = self.cfg.safety
-        stop_dist = v * v / (2 * sc.brake_decel)
         # look as far as the stopping distance, but not past the next turn / the goal
         # (last tick's value): a shelf facing the end of a straight is not an obstacle
-        check = min(stop_dist + sc.stop_margin_m + 0.1, self._straight_m + sc.stop_margin_m)
-        cap = min(safe_speed(points, sc, check_len_m=check, dt=self.cfg.follower.dt), lock_cap,
-                  self._near_field_cap(pose, points), self._junction_cap())
+        cap = min(self.guard.speed_cap(pose, v, points, self._t, straight_m=self._straight_m), lock_cap,
+                  self._junction_cap())
         cmd, prog = self.follower.step(pose, v, speed_cap=cap)
         self._straight_m = max(prog.straight_m, 0.0)
-        if prog.rotating and cmd.w != 0.0 and points is not None:
-            world = to_world(points, pose)
-            dyn = points[~self._static.near(world)]
-            if not rotation_clear(dyn, sc):
-                cmd = self._back_up(dyn)
+        if prog.rotating:
+            cmd = self.guard.rotation(pose, points, cmd)
         return cmd, prog
 
     def blind_junction(self, prev: Cell, cell: Cell) -> bool:
@@ -327,14 +314,8 @@ class Navigator:
         key = (prev, cell)
         hit = self._blind.get(key)
         if hit is None:
-            dr, dc = cell[0] - prev[0], cell[1] - prev[1]
-            hit = any(self._is_free(cell[0] + sr, cell[1] + sc) and not self._is_free(prev[0] + sr, prev[1] + sc)
-                      for sr, sc in ((dc, dr), (-dc, -dr)))
-            self._blind[key] = hit
+            hit = self._blind[key] = blind_junction(self._free, prev, cell)
         return hit
-
-    def _is_free(self, r: int, c: int) -> bool:
-        return 0 <= r < self._free.shape[0] and 0 <= c < self._free.shape[1] and bool(self._free[r, c])
 
     def _junction_cap(self) -> float:
         """Speed cap (m/s) that reaches ``junction_speed`` when the robot's front enters the
@@ -350,37 +331,8 @@ class Navigator:
             if to_centre < 0.0 or not self.blind_junction(self.route[j - 1], self.route[j]):
                 continue  # past its centre (crossing), or an ordinary cell
             gap = max(to_centre - half_cell - half_body, 0.0)  # front of the robot to the cell's edge
-            # v^2 = v_j^2 + 2 a (gap - v dt): braking starts one control tick late at worst
-            a_dt = sc.brake_decel * self.cfg.follower.dt
-            v = -a_dt + math.sqrt(a_dt * a_dt + sc.junction_speed**2 + 2.0 * sc.brake_decel * gap)
-            cap = min(cap, max(v, sc.junction_speed))
+            cap = min(cap, junction_cap(gap, sc, self.cfg.follower.dt))
         return cap
-
-    def _near_field_cap(self, pose: np.ndarray, points: np.ndarray | None) -> float:
-        """The lidar cannot see what touches the body (its rays start at the hull): an object
-        seen within ``near_field_m`` of the front is remembered for ``near_memory_s``
-        (returns 0 = stay stopped, or inf = no constraint)."""
-        sc = self.cfg.safety
-        if points is not None and len(points):
-            gap, _ = forward_obstacle(points, sc, sc.near_field_m)
-            if gap <= sc.near_field_m:
-                self._near = (self._t, np.asarray(pose[:2], dtype=float).copy())
-                return float("inf")  # visible: the corridor check handles it
-        if self._near is None or self._t - self._near[0] > sc.near_memory_s:
-            return float("inf")
-        return 0.0
-
-    def _back_up(self, points: np.ndarray) -> TwistCmd:
-        """Turning in place is blocked: creep backwards if the obstruction is in front and
-        the space behind is free (Nav2 ``BackUp``), else wait."""
-        sc = self.cfg.safety
-        radius = sc.footprint_m / np.sqrt(2.0) + sc.rotate_margin_m
-        near = points[np.hypot(points[:, 0], points[:, 1]) <= radius]
-        behind = points[(points[:, 0] < 0) & (points[:, 0] > -(sc.footprint_m / 2 + sc.stop_margin_m))
-                        & (np.abs(points[:, 1]) <= sc.footprint_m / 2 + sc.lateral_margin_m)]
-        if len(near) and np.all(near[:, 0] > 0) and len(behind) == 0:
-            return TwistCmd(-sc.backup_speed, 0.0)
-        return STOP
 
     # ---- traffic rule ----------------------------------------------------------------
     def _footprint_cells(self, pose: np.ndarray) -> list[Cell]:
@@ -482,7 +434,7 @@ class Navigator:
             _, hits = forward_obstacle(points, self.cfg.safety, 1.5 * self.layout.cell_size)
             if len(hits):
                 world = to_world(hits, pose)
-                dyn = world[~self._static.near(world)]
+                dyn = world[~self.guard.static.near(world)]
                 for r, c in self.layout.xy_to_cell(dyn):
                     cell = (int(r), int(c))
                     if cell != own and bool(self.layout.is_free(np.array(cell))) and cell not in out:

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -23,8 +24,8 @@ from sim.follower import stopping_speed
 from sim.layout import Layout
 from sim.types import BumperReading, LidarScan, TwistCmd
 
-__all__ = ["SafetyConfig", "StaticRaster", "bumper_command", "forward_obstacle", "rotation_clear", "safe_speed",
-           "scan_points", "static_mask"]
+__all__ = ["BumperGuard", "LidarGuard", "SafetyConfig", "StaticRaster", "blind_junction", "bumper_command", "forward_obstacle",
+           "junction_cap", "rotation_clear", "safe_speed", "scan_points", "static_mask"]
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,30 @@ def bumper_command(bumper: BumperReading | None, cfg: SafetyConfig, cmd: TwistCm
     return cmd
 
 
+def blind_junction(free: np.ndarray, prev: tuple[int, int], cell: tuple[int, int]) -> bool:
+    """Whether entering ``cell`` from the adjacent ``prev`` is a blind junction: a free side
+    cell of ``cell`` (a lane joining) whose view is hidden by a blocked cell beside ``prev``
+    (a shelf corner or wall). ``free``: [H, W] bool drivable cells."""
+    h, w = free.shape
+
+    def ok(r: int, c: int) -> bool:
+        return 0 <= r < h and 0 <= c < w and bool(free[r, c])
+
+    dr, dc = cell[0] - prev[0], cell[1] - prev[1]
+    return any(ok(cell[0] + sr, cell[1] + sc) and not ok(prev[0] + sr, prev[1] + sc)
+               for sr, sc in ((dc, dr), (-dc, -dr)))
+
+
+def junction_cap(gap_m: float, cfg: SafetyConfig, dt: float) -> float:
+    """Speed cap (m/s) that reaches ``junction_speed`` when the robot's front has driven
+    ``gap_m`` (m) more, i.e. enters a blind junction (a side lane hidden by a shelf
+    corner) slowly enough to stop for someone stepping out; braking may start one control
+    tick (``dt`` s) late: v^2 = v_j^2 + 2 a (gap - v dt)."""
+    a_dt = cfg.brake_decel * dt
+    v = -a_dt + math.sqrt(a_dt * a_dt + cfg.junction_speed**2 + 2.0 * cfg.brake_decel * max(gap_m, 0.0))
+    return max(v, cfg.junction_speed)
+
+
 class BumperGuard:
     """Per-robot bumper timing for :func:`bumper_command` (one per fleet controller).
 
@@ -248,3 +273,75 @@ class BumperGuard:
         else:
             self._on[i] = np.nan
         return bumper_command(bumper, self.cfg, cmd, pressed_s=t - self._on[i], released_s=t - self._off[i])
+
+
+STOP = TwistCmd(0.0, 0.0)
+
+
+class LidarGuard:
+    """One robot's lidar safety over a driving command: the one implementation that both
+    drivers (the classic :class:`agent.navigation.Navigator` and the agent's macro
+    executor) put between their follower and the wheels.
+
+    * :meth:`speed_cap`: the forward speed that stops ``stop_margin_m`` short of the
+      nearest obstacle in the swept corridor (:func:`safe_speed`), looking as far as the
+      stopping distance but not past the end of the straight being driven (a shelf facing
+      the end of a straight is not an obstacle), and 0 while an object seen in the near
+      field has vanished into the lidar's blind zone at the hull (:meth:`near_field_cap`).
+    * :meth:`rotation`: turning in place with a non-static return inside the rotation
+      circle becomes a back-up (obstruction in front, free behind) or a stop.
+
+    Args:
+        layout: floor plan (static returns are recognised against it).
+        cfg: safety parameters.
+        dt: control period (s).
+    """
+
+    def __init__(self, layout: Layout, cfg: SafetyConfig, dt: float) -> None:
+        self.cfg = cfg
+        self.dt = float(dt)
+        self.static = StaticRaster.of(layout, cfg.static_tolerance_m)
+        self._near: tuple[float, np.ndarray] | None = None  # (time, xy) of the last near-field return
+
+    def speed_cap(self, pose: np.ndarray, v: float, points: np.ndarray | None, t: float, *,
+                  straight_m: float) -> float:
+        """Forward speed cap (m/s) at speed ``v`` (m/s); ``straight_m`` = distance left on the
+        current straight (m); ``points`` robot-frame scan points [N, 2] or None (lidar absent)."""
+        sc = self.cfg
+        stop_dist = v * v / (2 * sc.brake_decel)
+        check = min(stop_dist + sc.stop_margin_m + 0.1, max(straight_m, 0.0) + sc.stop_margin_m)
+        return min(safe_speed(points, sc, check_len_m=check, dt=self.dt), self.near_field_cap(pose, points, t))
+
+    def near_field_cap(self, pose: np.ndarray, points: np.ndarray | None, t: float) -> float:
+        """The lidar cannot see what touches the body (its rays start at the hull): an object
+        seen within ``near_field_m`` of the front is remembered for ``near_memory_s``
+        (returns 0 = stay stopped, or inf = no constraint)."""
+        sc = self.cfg
+        if points is not None and len(points):
+            gap, _ = forward_obstacle(points, sc, sc.near_field_m)
+            if gap <= sc.near_field_m:
+                self._near = (t, np.asarray(pose[:2], dtype=float).copy())
+                return float("inf")  # visible: the corridor check handles it
+        if self._near is None or t - self._near[0] > sc.near_memory_s:
+            return float("inf")
+        return 0.0
+
+    def rotation(self, pose: np.ndarray, points: np.ndarray | None, cmd: TwistCmd) -> TwistCmd:
+        """``cmd`` (a turn in place) if the rotation circle is clear of non-static returns,
+        else a back-up or a stop."""
+        if cmd.w == 0.0 or points is None:
+            return cmd
+        dyn = points[~self.static.near(to_world(points, pose))]
+        return cmd if rotation_clear(dyn, self.cfg) else self._back_up(dyn)
+
+    def _back_up(self, points: np.ndarray) -> TwistCmd:
+        """Turning in place is blocked: creep backwards if the obstruction is in front and
+        the space behind is free (Nav2 ``BackUp``), else wait."""
+        sc = self.cfg
+        radius = sc.footprint_m / np.sqrt(2.0) + sc.rotate_margin_m
+        near = points[np.hypot(points[:, 0], points[:, 1]) <= radius]
+        behind = points[(points[:, 0] < 0) & (points[:, 0] > -(sc.footprint_m / 2 + sc.stop_margin_m))
+                        & (np.abs(points[:, 1]) <= sc.footprint_m / 2 + sc.lateral_margin_m)]
+        if len(near) and np.all(near[:, 0] > 0) and len(behind) == 0:
+            return TwistCmd(-sc.backup_speed, 0.0)
+        return STOP

@@ -153,8 +153,13 @@ class MacroExecutor:
         self.follower.set_path(np.stack([start_xy, self.layout.cell_to_xy(np.array(target))]))
         self._ticks_left = int(np.ceil(self.cfg.move_timeout_s / self.dt - 1e-9))
 
-    def command(self, pose: np.ndarray, scan: LidarScan | None) -> TwistCmd:
-        """Command for this tick (call once per control tick while :attr:`busy`)."""
+    def command(self, pose: np.ndarray, scan: LidarScan | None, speed_cap: float | None = None) -> TwistCmd:
+        """Command for this tick (call once per control tick while :attr:`busy`).
+
+        ``speed_cap`` (m/s): an outer safety layer's forward-speed limit (e.g. the agent's
+        lidar guard); the follower brakes to it within its acceleration limits, and a cap
+        of 0 counts as blocked for ``blocked_patience_s``.
+        """
         if not self.busy:
             return STOP
         self._ticks_left -= 1
@@ -165,8 +170,8 @@ class MacroExecutor:
             return STOP
         to_goal = float(np.hypot(*(self.layout.cell_to_xy(np.array(self.target)) - pose[:2])))
         limit = min(self.cfg.stop_distance_m, to_goal + self.cfg.goal_margin_m)
-        blocked = forward_clearance(scan, self.cfg.cone_rad) < limit
-        cmd, prog = self.follower.step(pose, speed_cap=0.0 if blocked else None)
+        blocked = forward_clearance(scan, self.cfg.cone_rad) < limit or (speed_cap is not None and speed_cap <= 0.0)
+        cmd, prog = self.follower.step(pose, speed_cap=0.0 if blocked else speed_cap)
         if prog.done:
             self.outcome = Outcome.ARRIVED
             return STOP
