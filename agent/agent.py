@@ -119,11 +119,14 @@ class Agent:
         evaluator: overrides the evaluator built from ``cfg`` (``mcts_rl`` / ``policy``);
             anything with ``evaluate(encoded) -> (logits [B, 7], values [B])``.
         pose_source: overrides the pose source built from ``cfg.localization``.
+        online: an :class:`agent.online_hook.OnlineHook` (``learning=online``): searches use
+            its evaluator and feed it their targets (it outlives the episode's agent).
     """
 
     def __init__(self, cfg: AgentConfig | None = None, *, evaluator: Any = None,
-                 pose_source: PoseSource | None = None) -> None:
+                 pose_source: PoseSource | None = None, online: Any = None) -> None:
         self.cfg = cfg or AgentConfig()
+        self._online = online
         self.name = self.cfg.planner
         self.pose_source = pose_source or make_pose_source(self.cfg.localization)
         self._network = evaluator
@@ -150,6 +153,8 @@ class Agent:
 
         self.fleet, self.layout = fleet, fleet.layout
         self.pose_source.reset(fleet)
+        if self._online is not None:
+            self._online.reset(fleet)
         n = fleet.n_robots
         start = np.asarray(fleet.initial_poses(), dtype=np.float64)
         fcfg = self.cfg.nav.follower
@@ -183,6 +188,8 @@ class Agent:
             rs.cell = (int(cells[i, 0]), int(cells[i, 1]))
         blocked = self._perceive(frames, poses, pose_arr, t)
         orders = {o.id: o for o in fleet.orders}
+        if self._online is not None:
+            self._online.tick(t, fleet.orders)
         self._sync_orders(orders)
         if t - self._last_dispatch >= self.cfg.dispatch_period_s:
             self._last_dispatch = t
@@ -361,12 +368,14 @@ class Agent:
         legal = model.legal_actions(states)
         legal[:, _PICK] = False  # handling is done at the goal cell, outside the search
         legal[:, _DROP] = False
+        net = self._network if self._online is None else self._online.evaluator  # one read per decision
+        res = None
         if cfg.planner == "policy":
-            logits, _ = self._network.evaluate(model.encode(states))
+            logits, _ = net.evaluate(model.encode(states))
             logits = np.where(legal, logits, -np.inf)
             actions = np.argmax(logits, axis=1)
         else:
-            ev = self._network if cfg.planner == "mcts_rl" else RolloutEvaluator(
+            ev = net if cfg.planner == "mcts_rl" else RolloutEvaluator(
                 model, depth=cfg.rollout_depth, discount=cfg.discount)
             mcfg = MCTSConfig(num_simulations=cfg.num_simulations, rule=cfg.rule, discount=cfg.discount,
                               max_depth=cfg.max_depth, gumbel_scale=cfg.gumbel_scale, c1=cfg.c_puct,
@@ -376,6 +385,8 @@ class Agent:
             actions = np.where(legal[np.arange(len(idx)), res.action], res.action, np.argmax(q, axis=1))
         self.decisions += 1
         self.search_ms.append((time.perf_counter() - t0) * 1e3)
+        if self._online is not None:
+            self._online.record(model, states, actions, res)
         return actions
 
     def _start(self, i: int, action: int, frames: Sequence[SensorFrame]) -> None:
