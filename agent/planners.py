@@ -10,6 +10,9 @@ One place maps a validated config to the controller that drives the fleet, for
 
 Unknown names are a :class:`agent.config.ConfigError` (one line, exit 2 at the CLI).
 A missing network checkpoint is refused here, before any episode runs.
+
+With ``learning.online=true``, :func:`online_controller_factory` gives agents that share
+one online learner (:class:`agent.online_hook.OnlineHook`) across the run's episodes.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from typing import Any
 
 from agent.config import AppConfig, ConfigError, to_baseline_config
 
-__all__ = ["PLANNER_NAMES", "agent_config", "controller_factory"]
+__all__ = ["ONLINE_PLANNERS", "PLANNER_NAMES", "agent_config", "controller_factory", "online_controller_factory"]
 
 PLANNER_NAMES: tuple[str, ...] = ("mcts_rl", "mcts_rollout", "policy", "classic")
+#: planners with a network the online learner can fine-tune
+ONLINE_PLANNERS: tuple[str, ...] = ("mcts_rl", "policy")
 
 
 def agent_config(app: AppConfig, planner: str) -> Any:
@@ -65,3 +70,24 @@ def controller_factory(app: AppConfig, planner: str | None = None) -> Callable[[
     from agent.agent import Agent
 
     return functools.partial(Agent, cfg, evaluator=evaluator)
+
+
+def online_controller_factory(app: AppConfig, planner: str | None = None, *, layout: Any = None
+                              ) -> tuple[Callable[[], Any], Any]:
+    """``learning.online=true``: (factory of agents sharing one online learner, the hook).
+
+    The hook (:func:`agent.online_hook.build_online_hook`) outlives the agents: call its
+    ``close()`` after the run, read ``summary()`` for the report.
+
+    Raises:
+        ConfigError: the planner has no network to fine-tune (one line).
+    """
+    name = app.planner.name if planner is None else planner
+    if name not in ONLINE_PLANNERS:
+        raise ConfigError("learning.online", f"needs a network planner ({', '.join(ONLINE_PLANNERS)}); "
+                          f"planner={name}", True)
+    factory = controller_factory(app, name)
+    from agent.online_hook import build_online_hook
+
+    hook = build_online_hook(app, factory.keywords["evaluator"], layout)  # type: ignore[attr-defined]
+    return functools.partial(factory, online=hook), hook

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.config import ConfigError, to_run_config
-from agent.planners import controller_factory
+from agent.planners import controller_factory, online_controller_factory
 from agent.verbs import Invocation, register_verb
 
 __all__ = ["controller_factory", "run_verb"]  # controller_factory re-exported from agent.planners
@@ -22,18 +22,32 @@ def run_verb(inv: Invocation) -> int:
     cfg = to_run_config(inv.app)
     if inv.app.record != "none":  # accepted by the schema for the ROS work, not built yet
         raise ConfigError("record", "bag recording is not built yet; allowed none", inv.app.record)
-    if inv.app.learning.online:
-        raise ConfigError("learning.online", "the agent does not host the online learner yet; allowed false",
-                          inv.app.learning.online)
-    factory = controller_factory(inv.app)  # planner=<name> (agent.planners)
+    hook = None
+    if inv.app.learning.online:  # agents of every episode share one online learner (docs/ONLINE.md)
+        factory, hook = online_controller_factory(inv.app)
+    else:
+        factory = controller_factory(inv.app)  # planner=<name> (agent.planners)
     out = inv.out_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(inv.config, sort_keys=False))
-    result = run_episodes(cfg, factory, progress=True)
+    try:
+        result = run_episodes(cfg, factory, progress=True)
+    finally:
+        if hook is not None:
+            hook.close()
     console.print(kpi_table([result]))
-    write_report(out / "report.json", build_report([result], inv.config, seeds=cfg.seeds))
-    save_trajectory_plot(result, out / "trajectories.png")
+    report = build_report([result], inv.config, seeds=cfg.seeds)
     written = ["config.yaml", "report.json", "trajectories.png"]
+    if hook is not None:
+        report["online"] = hook.summary()
+        saved = hook.save(out / "online")
+        written += [f"online/{p.name}" for p in saved.values()]
+        s = report["online"]["stats"]
+        console.print(f"online learning: {s['observed']} transitions observed, {s['updates']} updates, "
+                      f"{s['swaps']} swaps, {s['rollbacks']} rollbacks, production version {report['online']['version']}"
+                      + (", learner crashed (agent kept its weights)" if report["online"]["crashed"] else ""))
+    write_report(out / "report.json", report)
+    save_trajectory_plot(result, out / "trajectories.png")
     frames = result.episodes[0].frames if result.episodes else ()
     if cfg.video and frames:
         save_gif(frames, out / "episode_0.gif", fps=inv.app.sim.world.control_hz / cfg.video_every)
