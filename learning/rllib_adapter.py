@@ -40,6 +40,7 @@ __all__ = [
     "TrainConfigError",
     "build_algorithm",
     "build_algorithm_config",
+    "cartpole_reference_config",
     "env_runner_pids",
     "env_runner_restarts",
     "init_ray",
@@ -329,7 +330,10 @@ def iteration_metrics(result: Mapping[str, Any]) -> dict[str, float | None]:
     ``iteration_s``.
     """
     er = result.get("env_runners", {}) or {}
-    ln = (result.get("learners", {}) or {}).get(MODULE_ID, {}) or {}
+    learners = result.get("learners", {}) or {}
+    # the shared module's stats; a single-agent algorithm (the CartPole reference) has one
+    ln = learners.get(MODULE_ID) or next(
+        (v for k, v in learners.items() if k != "__all_modules__" and isinstance(v, Mapping)), {})
     tm = result.get("timers", {}) or {}
     agent_steps = er.get("num_agent_steps_sampled")
     if isinstance(agent_steps, Mapping):
@@ -379,3 +383,28 @@ def wait_for_env_runners(algo: Any, timeout_s: float, *, poll_s: float = 0.5) ->
         if healthy_env_runners(algo) == 0:
             time.sleep(poll_s)
     return healthy_env_runners(algo)
+
+
+def cartpole_reference_config(sec: Any, *, seed: int = 0) -> Any:
+    """RLlib's stock PPO on ``CartPole-v1`` with ``sec``'s runner and batch settings.
+
+    The reference point of ``benchmarks/bench_training.py``: the same sampling machinery
+    with RLlib's default MLP and a trivial env, so env-runner scaling can be told apart
+    from our env's and network's cost.
+    """
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    return (
+        PPOConfig()
+        .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
+        .framework("torch")
+        .environment(env="CartPole-v1")
+        .env_runners(num_env_runners=resolve_env_runners(sec),
+                     num_envs_per_env_runner=sec.num_envs_per_env_runner,
+                     num_cpus_per_env_runner=sec.num_cpus_per_env_runner)
+        .learners(num_learners=sec.num_learners, num_gpus_per_learner=sec.num_gpus_per_learner)
+        .training(train_batch_size_per_learner=sec.train_batch_size, minibatch_size=sec.minibatch_size,
+                  num_epochs=sec.num_epochs, lr=sec.lr)
+        .debugging(seed=int(seed), log_level="ERROR")
+        .reporting(min_sample_timesteps_per_iteration=0, min_time_s_per_iteration=0)
+    )
