@@ -14,6 +14,8 @@ Host-facing API (``agent.Agent`` with ``learning=online``)::
                                # confirmed / crash / restore, each with its evidence
     learner.stats              # counters: observed, dropped, swaps, rollbacks, ...
     learner.save(dir); learner.restore(dir)   # safetensors: weights, adapters, EWC state
+    learner.pause(); learner.resume()   # hold background updates (pause waits for the
+                               # update under way); observe keeps queueing
     learner.close()            # idempotent; production keeps its current weights
 
 ``background=False`` runs no thread: call ``learner.step()`` for one update cycle

@@ -169,6 +169,8 @@ class OnlineLearner:
         )
         self.crashed = False
         self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._busy = threading.Lock()  # held by the thread during one update
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._run, name="online-learner", daemon=True)
@@ -244,6 +246,17 @@ class OnlineLearner:
         """The robots now work on ``layout``: the gate's recent suite is resampled on it."""
         self._pending_layout = layout
 
+    def pause(self) -> None:
+        """Stops background updates until :meth:`resume`; returns once the update under way
+        (if any) has finished. Production weights stay; ``observe`` keeps queueing."""
+        self._paused.set()
+        with self._busy:
+            pass
+
+    def resume(self) -> None:
+        """Background updates continue (after :meth:`pause`)."""
+        self._paused.clear()
+
     def close(self, timeout_s: float = 30.0) -> None:
         """Stops the learner thread (idempotent); production keeps its current weights."""
         self._stop.set()
@@ -267,7 +280,9 @@ class OnlineLearner:
             while not self._stop.wait(0.02):
                 if time.monotonic() - self._last_update_t < self.cfg.update_interval_s:
                     continue
-                self.step()
+                with self._busy:
+                    if not self._paused.is_set():
+                        self.step()
         except Exception as e:  # noqa: BLE001 - a crash must never reach the host
             self.crashed = True
             self.stats["crashes"] += 1

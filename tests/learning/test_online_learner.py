@@ -224,6 +224,27 @@ def test_online__background_thread_swaps_atomically(layout, tasks):
     assert learner.log[-1]["event"] in ("swap", "confirmed") or learner.stats["swaps"] >= 1
 
 
+def test_online__pause_stops_background_updates_until_resume(layout, tasks):
+    net, a_train, _, _ = tasks
+    learner = OnlineLearner(fast_config(lr=3e-3, **OPEN_GATE),
+                            NetworkEvaluator(copy.deepcopy(net)), layout=layout)
+    learner.pause()
+    _feed_targets(learner, a_train, range(200))
+    time.sleep(1.0)  # the thread polls every 20 ms: it would have updated by now
+    assert learner.stats["updates"] == 0 and len(learner._queue) == 200
+    learner.resume()
+    deadline = time.monotonic() + 60
+    while learner.stats["updates"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    learner.pause()  # returns only once the update under way has finished
+    n = learner.stats["updates"]
+    log_len = len(learner.log)
+    assert n >= 1 and log_len >= 1  # the update logged its outcome before pause returned
+    time.sleep(0.3)
+    learner.close()
+    assert learner.stats["updates"] == n
+
+
 @pytest.mark.parametrize("mode", ["lora", "full"])
 def test_online__state_is_saved_and_resumed_in_safetensors(layout, tasks, tmp_path, mode):
     net = tasks[0]
