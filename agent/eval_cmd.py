@@ -1,4 +1,5 @@
-"""``forklift eval task=localization|planning``: side-by-side evaluations with a report.
+"""``forklift eval task=localization|planning|fleet|continual``: side-by-side evaluations with a report
+(fleet: agent/eval_fleet.py; continual, online learning across a site change: agent/eval_continual.py).
 
 - ``task=localization``: the PyBullet warehouse runs with the classic baseline driving on
   ground truth; every robot's sensor frames and true poses are logged, then the EKF, the
@@ -28,6 +29,7 @@ import numpy as np
 from agent.config import ConfigError
 from agent.verbs import Invocation, register_verb
 from agent.config import AppConfig, to_baseline_config, to_sim_config
+from agent.eval_continual import ContinualSection
 
 __all__ = ["EvalSection", "eval_verb", "record_localization_logs"]
 
@@ -62,7 +64,7 @@ class EvalSection:
         filters: localization filters, comma separated (ekf, ukf, dead_reckoning).
     """
 
-    task: Literal["localization", "planning", "fleet"] = "localization"
+    task: Literal["localization", "planning", "fleet", "continual"] = "localization"
     evaluator: str = "all"
     checkpoint: str | None = None
     sims: tuple[int, ...] = DEFAULT_SIMS
@@ -72,11 +74,14 @@ class EvalSection:
     bootstrap: int = 2000
     eval: FleetParallel = dataclasses.field(default_factory=lambda: FleetParallel())
     ray: RaySection = dataclasses.field(default_factory=lambda: RaySection())
+    continual: ContinualSection = dataclasses.field(default_factory=lambda: ContinualSection())
 
     def check(self) -> None:
         """Raise :class:`ConfigError` (one line) for a bad value; nothing is written before."""
         if self.task == "fleet":
             self.planner_entries()
+        if self.task == "continual":
+            self.continual.check()
         if self.bootstrap < 1:
             raise ConfigError("bootstrap", "must be >= 1", self.bootstrap)
         if self.eval.workers < 1:
@@ -268,10 +273,13 @@ def eval_verb(inv: Invocation) -> int:
 
     sec: EvalSection = inv.section
     out = inv.out_dir
-    if sec.task == "fleet":
-        from agent.eval_fleet import eval_fleet
+    if sec.task in ("fleet", "continual"):
+        if sec.task == "fleet":
+            from agent.eval_fleet import eval_fleet as run_task
+        else:
+            from agent.eval_continual import eval_continual as run_task
 
-        body = eval_fleet(inv, sec, lambda: out_dir_ready(out, inv))
+        body = run_task(inv, sec, lambda: out_dir_ready(out, inv))
         body.update(config=inv.config, seed=inv.app.seed, versions=versions())
         write_report(out / "report.json", body)
         print(f"wrote config.yaml, report.json, {', '.join(body['files'])} to {out}")

@@ -133,13 +133,14 @@ def _latency_stats(ms: list[float]) -> dict[str, float]:
 
 
 def run_episode(cfg: RunConfig, controller: Controller, episode: int, *,
-                on_tick: Callable[[float], None] | None = None) -> EpisodeResult:
-    """Run one episode with ``controller`` (seed ``cfg.seed + episode``)."""
+                on_tick: Callable[[float], None] | None = None, layout: Layout | None = None) -> EpisodeResult:
+    """Run one episode with ``controller`` (seed ``cfg.seed + episode``); ``layout``: a
+    prebuilt site (e.g. with an aisle closed) instead of ``cfg.sim.layout``'s."""
     from sim.warehouse import WarehouseSim  # imports PyBullet: keep ``agent`` light to import
 
     seed = cfg.seed + episode
     t_wall = time.perf_counter()
-    sim = WarehouseSim(cfg.sim, seed)
+    sim = WarehouseSim(cfg.sim, seed, layout=layout)
     try:
         frames = sim.reset(seed)
         controller.reset(sim)
