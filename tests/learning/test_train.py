@@ -136,6 +136,31 @@ def test_train__exported_onnx_of_a_train_checkpoint_matches_torch(trained, tmp_p
     assert rep.max_abs_diff_logits <= 1e-4 and rep.max_abs_diff_value <= 1e-4
 
 
+def test_train_cli__one_iteration_end_to_end(ray_local, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "train.iterations=1", "train.train_batch_size=100", "train.minibatch_size=100",
+                 "train.num_epochs=1", "train.grid_horizon_steps=50", "train.num_env_runners=1",
+                 f"hydra.run.dir={out}", "seed=5"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "iter 1/1 [grid]" in printed and "done:" in printed
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["iterations"] == 1 and summary["env_steps"] >= 100
+    assert (out / "config.yaml").is_file() and (out / "checkpoints" / "iter_000001" / "network.safetensors").is_file()
+    assert ray_local.is_initialized()  # a Ray it did not start is left running
+
+
+@pytest.mark.slow
+def test_train__grid_then_pybullet_fleet_stage(ray_local, tmp_path):
+    sec = dataclasses.replace(SMALL, iterations=2, fleet_iterations=1, train_batch_size=120,
+                              minibatch_size=60, fleet_duration_s=20.0)
+    res = train(sec, out_dir=tmp_path, seed=0, log=lambda _: None)
+    assert [r.stage for r in res.records] == ["grid", "fleet"]
+    assert all(r.iter_env_steps > 0 for r in res.records)
+    state = json.loads((res.checkpoint / "train_state.json").read_text())
+    assert state["stage"] == "fleet" and state["iteration"] == 2
+
+
 # ---- fault tolerance and Ray's sockets -------------------------------------------------
 
 def test_train__killed_env_runner_is_restarted_and_counted(ray_local, tmp_path):
