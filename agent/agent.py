@@ -29,6 +29,8 @@ Safety rules every learned planner obeys (a planner cannot switch them off):
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,10 +39,10 @@ from typing import Any, Literal
 import numpy as np
 
 from agent.control import LocalizationKind, PoseSource, make_pose_source
-from sim.dispatch import dispatch_idle
 from agent.monitor import ExceptionMonitor
 from agent.navigation import NavConfig
 from agent.safety import BumperGuard, LidarGuard, blind_junction
+from sim.dispatch import dispatch_idle
 from sim.types import MacroAction, Pose, SensorFrame, TwistCmd
 
 __all__ = ["PLANNERS", "Agent", "AgentConfig", "PlannerKind"]
@@ -71,6 +73,9 @@ class AgentConfig:
         dispatch_period_s: how often idle robots are matched with open orders (s).
         urgency_m_per_s: dispatcher ageing weight (m of detour per s an order waited).
         handling_retries: ticks a pick/drop is retried at its cell before re-approaching.
+        handover_after_s: a robot whose wheels do not turn although it is told to drive
+            (breakdown: odometry reads still for this long, s) hands its not-yet-carried
+            order back to the dispatcher for another robot, and gets none until it moves.
         wait_s: a WAIT decision holds this long before the robot decides again (s).
         max_segment_cells: a move decision drives straight on along the plan for at most
             this many cells without stopping (one decision per straight run).
@@ -94,6 +99,7 @@ class AgentConfig:
     dispatch_period_s: float = 1.0
     urgency_m_per_s: float = 0.05
     handling_retries: int = 40
+    handover_after_s: float = 1.0
     wait_s: float = 0.25
     max_segment_cells: int = 4
     localization: LocalizationKind = "ekf"
@@ -167,6 +173,10 @@ class Agent:
         self.monitor = ExceptionMonitor(n)
         self._last_dispatch = -1e9
         self._v = np.zeros(n)
+        self._w = np.zeros(n)
+        self._stall = np.zeros(n)  # [N] s told to move while the wheels read still
+        self._down = np.zeros(n, bool)  # [N] suspected breakdown (until the wheels turn)
+        self._handover: set[int] = set()  # orders handed back, waiting for another robot
         self._bumpers = BumperGuard(n, self.cfg.nav.safety)
         self._guards = [LidarGuard(self.layout, self.cfg.nav.safety, float(fleet.dt)) for _ in range(n)]
         self._free = self.layout.free
@@ -190,6 +200,7 @@ class Agent:
         orders = {o.id: o for o in fleet.orders}
         if self._online is not None:
             self._online.tick(t, fleet.orders)
+        self._watch_breakdowns(frames, orders, t)
         self._sync_orders(orders)
         if t - self._last_dispatch >= self.cfg.dispatch_period_s:
             self._last_dispatch = t
@@ -215,7 +226,7 @@ class Agent:
             if ex.busy and not self._must_stop(frames[i], poses[i]):
                 cmd = self._drive(i, pose_arr[i], frames[i], t)
             cmd = self._bumper(i, frames[i], cmd, t)
-            self._v[i] = cmd.v
+            self._v[i], self._w[i] = cmd.v, cmd.w
             cmds.append(cmd)
         self._update_claims()
         return cmds
@@ -289,8 +300,11 @@ class Agent:
                 rs.order_id, rs.attempts = None, 0
 
     def _dispatch(self, orders: dict, blocked: np.ndarray, t: float) -> None:
-        idle = {i: rs.cell for i, rs in enumerate(self.robots) if rs.order_id is None}
-        for a in dispatch_idle(list(orders.values()), idle, self.layout.free,
+        self._handover = {k for k in self._handover
+                          if k in orders and orders[k].status in ("assigned", "dropped")}
+        pool = [dataclasses.replace(o, status="open") if o.id in self._handover else o for o in orders.values()]
+        idle = {i: rs.cell for i, rs in enumerate(self.robots) if rs.order_id is None and not self._down[i]}
+        for a in dispatch_idle(pool, idle, self.layout.free,
                                cell_size=self.layout.cell_size, now=t,
                                urgency_m_per_s=self.cfg.urgency_m_per_s, blocked=blocked):
             try:
@@ -298,6 +312,34 @@ class Agent:
             except ValueError:
                 continue
             self.robots[a.robot_id].order_id = a.order_id
+            self._handover.discard(a.order_id)
+
+    def _watch_breakdowns(self, frames: Sequence[SensorFrame], orders: dict, t: float) -> None:
+        """Breakdown recovery: a robot told to drive (last command) whose wheel odometry
+        reads still for ``handover_after_s`` is down; its order, unless it carries the load,
+        goes back to the dispatcher for another robot (the hand-over). It is up again as
+        soon as its wheels turn. Logged as ``breakdown`` episodes."""
+        dt = float(self.fleet.dt)
+        for i, fr in enumerate(frames):
+            odom = fr.odom
+            if odom is None:  # no evidence either way
+                continue
+            if abs(odom.v) > 0.02 or abs(odom.w) > 0.05:
+                self._stall[i], self._down[i] = 0.0, False
+            elif abs(self._v[i]) > 0.1 or abs(self._w[i]) > 0.3:
+                self._stall[i] += dt
+            if not self._down[i] and self._stall[i] >= self.cfg.handover_after_s:
+                self._down[i] = True
+                rs = self.robots[i]
+                o = orders.get(rs.order_id) if rs.order_id is not None else None
+                detail = ""
+                if o is not None and o.robot == i and o.status in ("assigned", "dropped"):
+                    self._handover.add(o.id)
+                    rs.order_id, rs.attempts = None, 0
+                    detail = f"order {o.id} handed over"
+                self.monitor.mark(i, "breakdown", True, t, detail)
+            elif not self._down[i]:
+                self.monitor.mark(i, "breakdown", False, t)
 
     def _decide(self, deciding: list[int], goals: list, orders: dict, blocked: np.ndarray,
                 frames: Sequence[SensorFrame], t: float) -> None:

@@ -12,6 +12,8 @@ Kinds (one open episode per robot and kind at a time):
 - ``load_dropped``: the order says carried but the load sensor says empty; resolved when the
   load sensor reads carried again (re-picked);
 - ``stuck``: a robot with a goal has not changed cell for ``stuck_s``; resolved when it moves.
+- ``breakdown``: marked by the agent (:meth:`ExceptionMonitor.mark`) when a robot told to
+  drive reads still wheels; resolved when they turn again (detail: the hand-over).
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ class ExceptionMonitor:
         elif not active and rec is not None:
             rec.resolved_t = t
             del self._open[key]
+
+    def mark(self, robot: int, kind: str, active: bool, t: float, detail: str = "") -> None:
+        """Open (``active``) or resolve ``robot``'s ``kind`` episode at time ``t`` (s): for
+        exceptions the caller detects itself (e.g. ``breakdown``)."""
+        self._set(robot, kind, active, t, detail)
 
     def active(self, robot: int, kind: str) -> bool:
         """Whether ``robot`` has an open ``kind`` episode."""

@@ -56,6 +56,12 @@ class SafetyConfig:
         bumper_hold_s: protective stop on bumper contact: stay stopped this long after a
             contact starts and after it ends (let a person step away), see
             :func:`bumper_command`.
+        warning_length_m, warning_lateral_m, warning_speed: the warning field of a safety
+            scanner (beside the protective corridor): a return that is not a wall or shelf
+            within ``warning_length_m`` ahead of the front and ``warning_lateral_m`` beside
+            the body caps the speed at ``warning_speed`` (m/s), so that someone stepping
+            into the corridor from the side (a person crossing at a junction) can be
+            stopped for; 0 length disables it.
     """
 
     footprint_m: float = 0.6
@@ -70,6 +76,9 @@ class SafetyConfig:
     near_memory_s: float = 3.0
     static_tolerance_m: float = 0.08
     bumper_hold_s: float = 1.0
+    warning_length_m: float = 1.5
+    warning_lateral_m: float = 1.0
+    warning_speed: float = 0.6
 
 
 def scan_points(scan: LidarScan | None) -> np.ndarray | None:
@@ -310,7 +319,22 @@ class LidarGuard:
         sc = self.cfg
         stop_dist = v * v / (2 * sc.brake_decel)
         check = min(stop_dist + sc.stop_margin_m + 0.1, max(straight_m, 0.0) + sc.stop_margin_m)
-        return min(safe_speed(points, sc, check_len_m=check, dt=self.dt), self.near_field_cap(pose, points, t))
+        return min(safe_speed(points, sc, check_len_m=check, dt=self.dt), self.near_field_cap(pose, points, t),
+                   self.warning_cap(pose, points))
+
+    def warning_cap(self, pose: np.ndarray, points: np.ndarray | None) -> float:
+        """``warning_speed`` (m/s) while a non-static return is in the warning field, else inf."""
+        sc = self.cfg
+        if points is None or not len(points) or sc.warning_length_m <= 0.0:
+            return float("inf")
+        half = sc.footprint_m / 2
+        sel = (points[:, 0] > 0.0) & (points[:, 0] <= half + sc.warning_length_m) & (
+            np.abs(points[:, 1]) <= half + sc.warning_lateral_m)
+        if not sel.any():
+            return float("inf")
+        near = points[sel]
+        dyn = ~self.static.near(to_world(near, pose))
+        return sc.warning_speed if bool(dyn.any()) else float("inf")
 
     def near_field_cap(self, pose: np.ndarray, points: np.ndarray | None, t: float) -> float:
         """The lidar cannot see what touches the body (its rays start at the hull): an object

@@ -134,7 +134,9 @@ def test_navigation__clears_blocked_cell_and_replans_around(tmp_path):
 
 def test_navigation__aborts_when_no_route_exists(tmp_path):
     lay = make_layout(tmp_path, CORRIDOR)
-    cfg = NavConfig(recovery=RecoveryConfig(patience_s=2.0, max_replans=2))
+    # the warning field (slow approach to the pallet) is off: the time counted is recovery only
+    cfg = NavConfig(recovery=RecoveryConfig(patience_s=2.0, max_replans=2),
+                    safety=SafetyConfig(warning_length_m=0.0))
     w = World(lay, [(1, 1)], cfg)
     w.pallets = {(1, 5)}
     nav = w.navs[0]
@@ -195,6 +197,26 @@ def test_safety__stops_before_obstacle_in_corridor_only():
     assert safe_speed(beside, cfg, check_len_m=2.0, dt=DT) == float("inf")
     assert safe_speed(np.array([[1.5, 0.0]]), cfg, check_len_m=0.2, dt=DT) == float("inf")  # beyond check
     assert safe_speed(None, cfg, check_len_m=2.0, dt=DT) == cfg.blind_speed_cap
+
+
+def test_safety__warning_field_slows_for_what_is_not_a_shelf(tmp_path):
+    """A person beside the corridor ahead (about to step in) caps the speed; a shelf there does not."""
+    from agent.safety import LidarGuard
+
+    lay = make_layout(tmp_path, JUNCTION)
+    cfg = SafetyConfig()
+    guard = LidarGuard(lay, cfg, DT)
+    centre = lay.cell_to_xy(np.array([2, 4]))  # in the aisle, heading east, the side lane joins at (2, 5)
+    pose = np.array([centre[0], centre[1], 0.0])
+    assert lay.free[3, 5] and not lay.free[3, 4]
+    person = np.array([[1.0, 1.0]])  # robot frame: ahead and to the left, in the side lane (3, 5)
+    assert guard.warning_cap(pose, person) == cfg.warning_speed
+    assert guard.speed_cap(pose, 1.5, person, 0.0, straight_m=5.0) == cfg.warning_speed
+    shelf = np.array([[0.6, 0.55]])  # the face of the shelf cell (3, 4) beside the aisle
+    assert guard.warning_cap(pose, shelf) == float("inf")
+    assert guard.warning_cap(pose, np.array([[2.5, 0.0]])) == float("inf")  # beyond the field
+    off = LidarGuard(lay, SafetyConfig(warning_length_m=0.0), DT)
+    assert off.warning_cap(pose, person) == float("inf")
 
 
 def test_safety__rotation_circle():
