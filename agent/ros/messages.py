@@ -49,7 +49,7 @@ DIAG_LEVELS = {"ok": 0, "warn": 1, "error": 2, "stale": 3}
 class MsgFactory(Protocol):
     """Builds messages of one middleware. ``name`` is ``pkg/Type`` (e.g. ``sensor_msgs/LaserScan``)."""
 
-    def make(self, name: str, **fields: Any) -> Any: ...
+    def make(self, name: str, /, **fields: Any) -> Any: ...
 
     def stamp(self, t: float) -> Any:
         """A time stamp of ``t`` seconds."""

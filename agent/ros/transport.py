@@ -48,7 +48,7 @@ class Transport(ABC):
     backend: str = ""
 
     @abstractmethod
-    def make(self, name: str, **fields: Any) -> Any:
+    def make(self, name: str, /, **fields: Any) -> Any:
         """A message ``name`` (MsgFactory)."""
 
     @abstractmethod
@@ -105,7 +105,7 @@ class Ros2Transport(Transport):
 
         self._Time = Time
 
-    def make(self, name: str, **fields: Any) -> Any:
+    def make(self, name: str, /, **fields: Any) -> Any:
         return _msg_class(name)(**{k: _plain(v) for k, v in fields.items()})
 
     def stamp(self, t: float) -> Any:
@@ -148,9 +148,11 @@ class Ros2Transport(Transport):
 
     def shutdown(self) -> None:
         if self._ctx.ok():
+            self._rclpy.shutdown(context=self._ctx)  # wakes the executor's wait
+            if self._thread is not None:
+                self._thread.join(timeout=2.0)  # a daemon thread alive at exit aborts the interpreter
             self._exec.shutdown(timeout_sec=1.0)
             self.node.destroy_node()
-            self._rclpy.shutdown(context=self._ctx)
 
 
 class Ros1Transport(Transport):
@@ -172,7 +174,7 @@ class Ros1Transport(Transport):
         self._subs: list[Any] = []
         self._pubs: list[Any] = []
 
-    def make(self, name: str, **fields: Any) -> Any:
+    def make(self, name: str, /, **fields: Any) -> Any:
         return _msg_class(name)(**{k: _plain(v) for k, v in fields.items()})
 
     def stamp(self, t: float) -> Any:
