@@ -25,6 +25,7 @@ VERB_MODULES: tuple[str, ...] = (
     "agent.eval_cmd",
     "agent.train_cmd",
     "agent.export_cmd",
+    "agent.ros_cmd",
 )
 
 

@@ -33,7 +33,7 @@ def compose(*overrides: str) -> tuple[dict, AppConfig]:
 
 def test_configs__every_yaml_is_covered():
     yamls = {p.relative_to(CONFIGS_DIR).as_posix() for p in CONFIGS_DIR.rglob("*.yaml")}
-    covered = {f"{g}/{o}.yaml" for g, o in OPTIONS} | {f"{PRIMARY}.yaml", "eval.yaml", "train.yaml", "export.yaml"}
+    covered = {f"{g}/{o}.yaml" for g, o in OPTIONS} | {f"{PRIMARY}.yaml", "eval.yaml", "train.yaml", "export.yaml", "bridge.yaml"}
     assert yamls == covered
 
 

@@ -59,7 +59,7 @@ def test_cli__bad_override_is_one_line_and_exit_2(overrides, expected, capsys, t
 
 def test_cli__unknown_verb_exit_2(capsys):
     code, _, err = run_main(["fly"], capsys)
-    assert code == 2 and err == "forklift: error: unknown verb 'fly'; allowed: run, eval, train, export\n"
+    assert code == 2 and err == "forklift: error: unknown verb 'fly'; allowed: run, eval, train, export, bridge, sim-robot\n"
 
 
 def test_cli__no_arguments_prints_usage_and_exit_2(capsys):
