@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.config import ConfigError, to_run_config
+from agent.config import to_run_config
 from agent.planners import controller_factory, online_controller_factory
 from agent.verbs import Invocation, register_verb
 
@@ -20,8 +20,6 @@ def run_verb(inv: Invocation) -> int:
 
     console = Console()
     cfg = to_run_config(inv.app)
-    if inv.app.record != "none":  # accepted by the schema for the ROS work, not built yet
-        raise ConfigError("record", "bag recording is not built yet; allowed none", inv.app.record)
     hook = None
     if inv.app.learning.online:  # agents of every episode share one online learner (docs/ONLINE.md)
         factory, hook = online_controller_factory(inv.app)
@@ -30,14 +28,24 @@ def run_verb(inv: Invocation) -> int:
     out = inv.out_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(inv.config, sort_keys=False))
+    recorder = None
+    if inv.app.record == "bag":  # episode 0 as a rosbag2 MCAP (agent/recording.py)
+        from agent.recording import BagRecorder, recording_factory
+
+        recorder = BagRecorder(out / "episode_0_bag", inv.app.ros)
+        factory = recording_factory(factory, recorder)
     try:
         result = run_episodes(cfg, factory, progress=True)
     finally:
         if hook is not None:
             hook.close()
+        if recorder is not None:
+            recorder.close()
     console.print(kpi_table([result]))
     report = build_report([result], inv.config, seeds=cfg.seeds)
     written = ["config.yaml", "report.json", "trajectories.png"]
+    if recorder is not None:
+        written.append(f"episode_0_bag/ ({recorder.count} messages, MCAP)")
     if hook is not None:
         report["online"] = hook.summary()
         saved = hook.save(out / "online")
