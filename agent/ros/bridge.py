@@ -308,7 +308,7 @@ class Bridge:
     # ---- publishing ----------------------------------------------------------------------
     def publish_pose(self, k: int, pose: Pose) -> None:
         self._health[k] = pose.health
-        t = self.now() or 0.0
+        t = float(pose.stamp) if pose.stamp is not None and np.isfinite(pose.stamp) else (self.now() or 0.0)
         msg = M.pose_cov_msg(self.tp, pose, t, self.ros.frames.map)
         self._pose_pub[k](msg)
         if self.rec is not None:

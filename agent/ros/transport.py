@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEBIAN_DIST_PACKAGES", "Ros1Transport", "Ros2Transport", "Transport", "make_transport"]
+__all__ = ["DEBIAN_DIST_PACKAGES", "Publisher", "Ros1Transport", "Ros2Transport", "Transport", "make_transport"]
 
 DEBIAN_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 
@@ -30,6 +30,29 @@ DEBIAN_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 def _msg_class(name: str) -> type:
     pkg, typ = name.split("/")
     return getattr(importlib.import_module(f"{pkg}.msg"), typ)
+
+
+class Publisher:
+    """A publish function that also tells how many subscribers are matched (discovery)."""
+
+    def __init__(self, publish: Callable[[Any], None], count: Callable[[], int]) -> None:
+        self._publish, self._count = publish, count
+
+    def __call__(self, msg: Any) -> None:
+        self._publish(msg)
+
+    def subscribers(self) -> int:
+        """Matched subscriptions now (0 until discovery has paired them)."""
+        return int(self._count())
+
+    def wait_for_subscribers(self, n: int = 1, timeout: float = 10.0) -> bool:
+        """Block until ``n`` subscriptions matched (True) or ``timeout`` wall s passed (False)."""
+        end = time.monotonic() + timeout
+        while self.subscribers() < n:
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.02)
+        return True
 
 
 def _plain(v: Any) -> Any:
@@ -60,8 +83,8 @@ class Transport(ABC):
 
     @abstractmethod
     def publisher(self, topic: str, type_name: str, *, reliable: bool = True, depth: int = 10,
-                  latched: bool = False) -> Callable[[Any], None]:
-        """A function publishing on ``topic``."""
+                  latched: bool = False) -> Publisher:
+        """A :class:`Publisher` (call it with a message) on ``topic``."""
 
     @abstractmethod
     def subscribe(self, topic: str, type_name: str, callback: Callable[[Any], None], *, reliable: bool = True,
@@ -123,9 +146,9 @@ class Ros2Transport(Transport):
                           durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
 
     def publisher(self, topic: str, type_name: str, *, reliable: bool = True, depth: int = 10,
-                  latched: bool = False) -> Callable[[Any], None]:
+                  latched: bool = False) -> Publisher:
         pub = self.node.create_publisher(_msg_class(type_name), topic, self._qos(reliable, depth, latched))
-        return pub.publish
+        return Publisher(pub.publish, pub.get_subscription_count)
 
     def subscribe(self, topic: str, type_name: str, callback: Callable[[Any], None], *, reliable: bool = True,
                   depth: int = 10, latched: bool = False) -> None:
@@ -182,10 +205,10 @@ class Ros1Transport(Transport):
         return self._rospy.Time(int(sec), min(int(round((t - sec) * 1e9)), 999_999_999))
 
     def publisher(self, topic: str, type_name: str, *, reliable: bool = True, depth: int = 10,
-                  latched: bool = False) -> Callable[[Any], None]:
+                  latched: bool = False) -> Publisher:
         pub = self._rospy.Publisher(topic, _msg_class(type_name), queue_size=depth, latch=latched)
         self._pubs.append(pub)
-        return pub.publish
+        return Publisher(pub.publish, pub.get_num_connections)
 
     def subscribe(self, topic: str, type_name: str, callback: Callable[[Any], None], *, reliable: bool = True,
                   depth: int = 10, latched: bool = False) -> None:
