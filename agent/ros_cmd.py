@@ -83,6 +83,9 @@ def bridge_verb(inv: Invocation) -> int:
         raise ConfigError("robot", f"must be in [0, n_robots={app.n_robots})", sec.robot)
     if sec.runtime_s is not None and not sec.runtime_s > 0:
         raise ConfigError("runtime_s", "must be > 0 (or null)", sec.runtime_s)
+    if app.record == "bag" and app.ros.backend != "ros2":
+        raise ConfigError("record", "the bridge records rosbag2 from ROS 2 messages; allowed none with "
+                          "ros.backend=ros1 (record on the sim-robot side instead)", app.record)
     factory = controller_factory(app)  # refuses a bad planner / checkpoint before any ROS work
     simcfg = to_sim_config(app)
     layout = generate_layout(simcfg.layout)

@@ -114,7 +114,8 @@ def ros_env(base: Mapping[str, str] | None = None, *, domain_id: int | None = No
     if localhost:
         env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(fastdds_profile_path())
-        env["ROS_IP"] = "127.0.0.1"
+        env["ROS_IP"] = "127.0.0.1"        # ROS 1: advertise and bind XML-RPC/TCPROS on loopback
+        env["ROS_HOSTNAME"] = "127.0.0.1"
     if ros1_master is not None:
         env["ROS_MASTER_URI"] = ros1_master
     env.setdefault("PYTHONUNBUFFERED", "1")

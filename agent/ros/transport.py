@@ -6,7 +6,13 @@ middleware runs is ``ros.backend``. Import this module only in a process started
 
 ROS 1 comes from Debian (``python3-rospy`` ...): its modules are reached by APPENDING
 ``/usr/lib/python3/dist-packages`` to ``sys.path`` in the ROS 1 process only, so Debian's
-numpy & co. never shadow the environment's.
+numpy & co. never shadow the environment's. The ROS 2 wheels install message packages of
+the same names (``std_msgs``, ``geometry_msgs``, ``rosgraph_msgs``, ...) into the
+environment, and those would win (``import rospy`` fails: ``cannot import name 'Log' from
+rosgraph_msgs.msg``). :func:`prefer_debian_ros1_messages` therefore installs a meta-path
+finder that resolves exactly Debian's ROS message packages (``*_msgs``, ``*_srvs``) from
+Debian's directory; it refuses to run in a process that already imported one of them (or
+rclpy) from the wheels, so a ROS 1 process never mixes the two.
 """
 
 from __future__ import annotations
@@ -22,9 +28,52 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEBIAN_DIST_PACKAGES", "Publisher", "Ros1Transport", "Ros2Transport", "Transport", "make_transport"]
+__all__ = ["DEBIAN_DIST_PACKAGES", "Publisher", "debian_ros1_message_packages", "prefer_debian_ros1_messages", "Ros1Transport", "Ros2Transport", "Transport", "make_transport"]
 
 DEBIAN_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
+
+
+class _DebianRos1Finder:
+    """Meta-path finder: top-level ``names`` are found in Debian's dist-packages only."""
+
+    def __init__(self, names: frozenset[str], root: str) -> None:
+        self.names, self.root = names, root
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname not in self.names:
+            return None  # submodules follow their package's __path__ (already Debian's)
+        from importlib.machinery import PathFinder
+
+        return PathFinder.find_spec(fullname, [self.root])
+
+
+def debian_ros1_message_packages(root: str = DEBIAN_DIST_PACKAGES) -> frozenset[str]:
+    """Debian's ROS 1 message/service packages (``*_msgs``, ``*_srvs`` directories in ``root``)."""
+    import os
+
+    if not os.path.isdir(root):
+        return frozenset()
+    return frozenset(n for n in os.listdir(root)
+                     if (n.endswith("_msgs") or n.endswith("_srvs")) and os.path.isdir(os.path.join(root, n)))
+
+
+def prefer_debian_ros1_messages(root: str = DEBIAN_DIST_PACKAGES) -> frozenset[str]:
+    """Make this process import ROS 1 message packages from Debian (before ``import rospy``).
+
+    Returns the package names redirected. Raises RuntimeError when rclpy or one of those
+    packages was already imported from elsewhere (a ROS 2 process cannot become ROS 1).
+    """
+    names = debian_ros1_message_packages(root)
+    clash = sorted(n for n in names | {"rclpy"} if n in sys.modules
+                   and not str(getattr(sys.modules[n], "__file__", "") or "").startswith(root))
+    if clash:
+        raise RuntimeError(f"ros.backend=ros1: this process already imported the ROS 2 {', '.join(clash)}; "
+                           "run ROS 1 in a process that never loads rclpy")
+    if not any(isinstance(f, _DebianRos1Finder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _DebianRos1Finder(names, root))
+    if root not in sys.path:
+        sys.path.append(root)  # append: the venv's numpy, yaml etc. stay first
+    return names
 
 
 def _msg_class(name: str) -> type:
@@ -184,8 +233,7 @@ class Ros1Transport(Transport):
     backend = "ros1"
 
     def __init__(self, node_name: str, master_uri: str | None = None) -> None:
-        if DEBIAN_DIST_PACKAGES not in sys.path:
-            sys.path.append(DEBIAN_DIST_PACKAGES)  # append: the venv's numpy etc. stay first
+        prefer_debian_ros1_messages()
         import os
 
         if master_uri:
