@@ -153,6 +153,24 @@ def test_ros2_e2e__watchdog_stops_within_its_timeout_when_scan_goes_silent(stack
     assert res["t_resume"] is not None, "no motion after the scans came back"
 
 
+@pytest.mark.timeout(30)
+def test_ros2_e2e__dds_discovery_and_data_sockets_bind_loopback(stack: Stack):
+    """With the loopback Fast DDS profile the RTPS ports (7400 + 250 * domain ...) are on
+    127.0.0.1; two sockets outside loopback remain per process (an ephemeral 0.0.0.0 one and
+    one on the primary interface, measured with and without the profile: docs/DEPLOY.md)."""
+    psutil = pytest.importorskip("psutil")
+    base = 7400 + 250 * stack.domain_id
+    for k, p in stack.procs.items():
+        udp = psutil.Process(p.pid).net_connections(kind="udp")
+        lo = [c.laddr for c in udp if c.laddr.ip.startswith("127.")]
+        off = [c.laddr for c in udp if not c.laddr.ip.startswith("127.")]
+        assert any(base <= a.port < base + 250 for a in lo), (k, lo)  # discovery is really on loopback
+        assert not [a for a in off if base <= a.port < base + 250], (k, off)
+        assert len(off) <= 2, (k, off)
+        tcp = [c.laddr for c in psutil.Process(p.pid).net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+        assert tcp == [], (k, tcp)
+
+
 @pytest.mark.timeout(120)
 def test_ros2_e2e__bridge_and_sim_robot_bags_read_back(stack: Stack):
     from agent.recording import read_bag
