@@ -92,6 +92,8 @@ def move(w: Watcher, a: dict) -> dict:
     """Wait for the agent's first real motion command and for an order the WMS assigned."""
     t_move = w.wait(w.moving, a.get("timeout", 90))
     t_order = w.wait(lambda: any(o["status"] in ("assigned", "picked", "delivered") for o in w.orders), 30)
+    since = time.monotonic()
+    w.wait(lambda: any(t > since for t, _ in w.status), 10)  # a status report after both
     return w.result(t_move=t_move, t_order=t_order)
 
 

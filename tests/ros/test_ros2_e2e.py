@@ -106,6 +106,7 @@ def test_ros2_e2e__bridge_drives_the_sim_robot_and_the_wms_accepts_an_order(stac
     assert res["t_order"] is not None, "no order assigned by the WMS"
     assigned = [o for o in res["orders"] if o["status"] in ("assigned", "picked", "delivered")]
     assert assigned and all(o["robot"] in range(N_ROBOTS) for o in assigned)
+    assert res["status"], "no /diagnostics received"
     st = res["status"][-1][1]
     bridge = st["forklift/forklift_bridge"]["values"]
     assert int(bridge["decisions"]) > 0 and bridge["planner"] == "mcts_rl" and bridge["backend"] == "ros2"
@@ -113,7 +114,7 @@ def test_ros2_e2e__bridge_drives_the_sim_robot_and_the_wms_accepts_an_order(stac
         v = st[f"forklift/robot_{i}"]["values"]
         assert int(v["accepted.scan"]) > 0 and int(v["accepted.odom"]) > 0 and v["health"] == "ok"
     # limits hold on the wire whatever the agent asked (ros.safety max_v 1.5 m/s, max_w 2 rad/s)
-    c = np.array([x[2:] for x in res["cmds"]])
+    c = np.array([x[2:] for x in res["cmds"]]).reshape(-1, 2)
     assert (np.abs(c[:, 0]) <= 1.5 + 1e-9).all() and (np.abs(c[:, 1]) <= 2.0 + 1e-9).all()
 
 
