@@ -5,7 +5,7 @@
 It talks to the bridge and the simulated robot only over the middleware (``backend`` in
 the args: ros2 or ros1), records what it sees with wall-clock (monotonic) times and
 prints one JSON line (the last line of stdout) for the test to judge. It asserts nothing
-itself. Scenarios: ``move``, ``malformed``, ``estop``, ``watchdog`` (see each function).
+itself. Scenarios: ``move``, ``deliver``, ``malformed``, ``estop``, ``watchdog`` (see each function).
 """
 
 from __future__ import annotations
@@ -97,6 +97,12 @@ def move(w: Watcher, a: dict) -> dict:
     return w.result(t_move=t_move, t_order=t_order)
 
 
+def deliver(w: Watcher, a: dict) -> dict:
+    """Wait for the WMS to report an order delivered (orders in, deliveries out)."""
+    t_done = w.wait(lambda: any(o["status"] == "delivered" for o in w.orders), a.get("timeout_s", 300))
+    return w.result(t_done=t_done, cmds=[], status=w.status[-3:])
+
+
 def _bad_scans(w: Watcher, t: float) -> list[tuple[str, Any]]:
     from agent.ros import messages as M
     from agent.ros.config import FramesConfig
@@ -173,7 +179,7 @@ def main() -> None:
     w = Watcher(args.get("backend", "ros2"), args.get("n_robots", 2), args.get("domain_id"))
     time.sleep(0.5)
     try:
-        res = {"move": move, "malformed": malformed, "estop": estop, "watchdog": watchdog}[scenario](w, args)
+        res = {"move": move, "deliver": deliver, "malformed": malformed, "estop": estop, "watchdog": watchdog}[scenario](w, args)
     finally:
         w.tp.shutdown()
     print(json.dumps(res), flush=True)

@@ -4,9 +4,9 @@ separate processes, an independent rclpy client process (tests/ros/ros_client.py
 One launch per module (startup of the full stack, torch + numba + rclpy, is ~15-25 s on the
 shared 2-core machine) on its own ``ROS_DOMAIN_ID`` with localhost discovery and the
 loopback Fast DDS profile; the tests run in file order against it: a commanded move and an
-order accepted by the WMS (a full delivery takes ~50 sim s, too slow for CI at the 0.5
-real-time factor this machine sustains), malformed scans rejected and counted, the latched
-e-stop, the watchdog on a silent scan, and the bags both processes recorded.
+order accepted by the WMS, an order delivered (~35 sim s at the 0.5 real-time factor this
+machine sustains), malformed scans rejected and counted, the latched e-stop, the watchdog
+on a silent scan, socket bindings, and the bags both processes recorded.
 """
 
 from __future__ import annotations
@@ -116,6 +116,16 @@ def test_ros2_e2e__bridge_drives_the_sim_robot_and_the_wms_accepts_an_order(stac
     # limits hold on the wire whatever the agent asked (ros.safety max_v 1.5 m/s, max_w 2 rad/s)
     c = np.array([x[2:] for x in res["cmds"]]).reshape(-1, 2)
     assert (np.abs(c[:, 0]) <= 1.5 + 1e-9).all() and (np.abs(c[:, 1]) <= 2.0 + 1e-9).all()
+
+
+@pytest.mark.timeout(260)
+def test_ros2_e2e__orders_in_deliveries_out(stack: Stack):
+    """The WMS's order book in, a delivery out (~35 sim s, ~80 s wall from launch here)."""
+    res = stack.client("deliver", timeout=250, timeout_s=220)
+    assert res["t_done"] is not None, f"no delivery within 220 s wall\n{stack.logs()}"
+    done = [o for o in res["orders"] if o["status"] == "delivered"]
+    assert done and all(o["robot"] in range(N_ROBOTS) and o["delivered_t"] > o["picked_t"] > o["assigned_t"]
+                        for o in done)
 
 
 @pytest.mark.timeout(90)
