@@ -151,6 +151,8 @@ class Bridge:
         self._req_ids = itertools.count()
         self._health = ["ok"] * n
         self.decisions = 0
+        self.agent_errors = 0  # controller.act raised (no decision that tick; watchdog applies)
+        self.last_error = ""
         self.latency_ms: list[float] = []
         self.fleet = RosFleet(self, layout, self.ids, start, dt)
         self._wire()
@@ -352,12 +354,18 @@ class Bridge:
             t = frames[0].stamp
             self.fleet.time = t
             t0 = time.perf_counter()
-            cmds = self.ctrl.act(frames, t)
-            self.latency_ms.append((time.perf_counter() - t0) * 1e3)
-            self.decisions += 1
-            now = time.monotonic()
-            for k, c in enumerate(cmds):
-                self.gates[k].decide(c, now, self._health[k])
+            try:
+                cmds = self.ctrl.act(frames, t)
+            except Exception as e:  # noqa: BLE001 - no decision: the watchdog stops the robots
+                self.agent_errors += 1
+                self.last_error = f"{type(e).__name__}: {e}"[:200]
+                cmds = None
+            if cmds is not None:
+                self.latency_ms.append((time.perf_counter() - t0) * 1e3)
+                self.decisions += 1
+                now = time.monotonic()
+                for k, c in enumerate(cmds):
+                    self.gates[k].decide(c, now, self._health[k])
         now = time.monotonic()
         for k, g in enumerate(self.gates):
             out = g.output(now)
@@ -380,8 +388,9 @@ class Bridge:
             entries.append((f"forklift/{self.ros.namespace.format(id=site)}", lvl,
                             "; ".join(g.reasons) if g.reasons else "ok", vals))
         lat = np.asarray(self.latency_ms[-200:] or [0.0])
-        entries.append((f"forklift/{self.ros.node_name}", "ok", "running",
-                        {"decisions": self.decisions, "planner": getattr(self.ctrl, "name", type(self.ctrl).__name__),
+        entries.append((f"forklift/{self.ros.node_name}", "error" if self.agent_errors else "ok",
+                        f"agent error: {self.last_error}" if self.agent_errors else "running",
+                        {"decisions": self.decisions, "agent_errors": self.agent_errors, "planner": getattr(self.ctrl, "name", type(self.ctrl).__name__),
                          "latency_p50_ms": f"{np.percentile(lat, 50):.2f}",
                          "latency_p99_ms": f"{np.percentile(lat, 99):.2f}", "backend": self.tp.backend}))
         return M.diagnostics_msg(self.tp, self.now() or 0.0, entries)

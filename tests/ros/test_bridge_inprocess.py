@@ -146,3 +146,20 @@ def test_bridge__stale_and_wrong_frame_odometry_rejected_and_counted(site):
     b._on_sensor(0, "odom", bad)
     assert b.counters[0].rejected["odom.stale"] == 1 and b.counters[0].rejected["odom.frame"] == 1
     assert b.gates[0].output(time.monotonic()) == TwistCmd(0.0, 0.0)
+
+
+def test_bridge__a_raising_agent_gives_no_decision_and_the_watchdog_stops(site):
+    _run(site, 60)
+    b = site.bridge
+
+    def boom(frames, t):
+        raise RuntimeError("planner exploded")
+
+    b.ctrl.act = boom
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < site.ros.safety.watchdog_s + 0.2:
+        _run(site, 1)
+    assert b.agent_errors > 0 and b.gates[0].last_out == TwistCmd(0.0, 0.0)
+    assert any("no decision" in r for r in b.gates[0].reasons)
+    st = {s.name: s for s in b.status().status}
+    assert "planner exploded" in st["forklift/forklift_bridge"].message
