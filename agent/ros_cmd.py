@@ -55,7 +55,14 @@ def _transport(inv: Invocation, suffix: str = ""):  # noqa: ANN202 - Transport, 
     torch.set_num_threads(1)
     from agent.ros.transport import make_transport
 
-    return make_transport(ros.backend, ros.node_name + suffix, domain_id=ros.domain_id, ros1_master=ros.ros1_master)
+    try:
+        return make_transport(ros.backend, ros.node_name + suffix, domain_id=ros.domain_id,
+                              ros1_master=ros.ros1_master)
+    except (ImportError, RuntimeError) as e:  # middleware not installed / ROS 2 already loaded
+        need = ("pip install -e '.[ros]'" if ros.backend == "ros2" else
+                "apt-get install ros-core python3-rospy python3-geometry-msgs python3-nav-msgs "
+                "python3-sensor-msgs python3-diagnostic-msgs")
+        raise ConfigError("ros.backend", f"{str(e).splitlines()[0]} (install: {need})", ros.backend) from None
 
 
 def _recorder(inv: Invocation, name: str):  # noqa: ANN202
