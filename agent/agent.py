@@ -494,7 +494,8 @@ class Agent:
             straight = float(np.hypot(*(tgt - pose[:2])))
             cap = min(guard.speed_cap(pose, float(self._v[i]), pts, t, straight_m=straight),
                       self._junction_cap(i, pose))
-        cmd = ex.command(pose, frame.lidar, speed_cap=cap)
+        v_now = None if frame.odom is None else float(frame.odom.v)
+        cmd = ex.command(pose, frame.lidar, speed_cap=cap, v_current=v_now)
         if abs(cmd.v) < 1e-6 and cmd.w != 0.0:
             cmd = guard.rotation(pose, pts, cmd)
         return cmd

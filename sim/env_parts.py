@@ -153,8 +153,14 @@ class MacroExecutor:
         self.follower.set_path(np.stack([start_xy, self.layout.cell_to_xy(np.array(target))]))
         self._ticks_left = int(np.ceil(self.cfg.move_timeout_s / self.dt - 1e-9))
 
-    def command(self, pose: np.ndarray, scan: LidarScan | None, speed_cap: float | None = None) -> TwistCmd:
+    def command(self, pose: np.ndarray, scan: LidarScan | None, speed_cap: float | None = None,
+                v_current: float | None = None) -> TwistCmd:
         """Command for this tick (call once per control tick while :attr:`busy`).
+
+        ``v_current`` (m/s): the measured forward speed (wheel odometry); None = the
+        follower's last command, which is stale when an outer layer overrode the command or
+        cancelled the macro (a robot stopped for a lidar outage would "continue" at its old
+        speed along its old heading).
 
         ``speed_cap`` (m/s): an outer safety layer's forward-speed limit (e.g. the agent's
         lidar guard); the follower brakes to it within its acceleration limits, and a cap
@@ -171,7 +177,7 @@ class MacroExecutor:
         to_goal = float(np.hypot(*(self.layout.cell_to_xy(np.array(self.target)) - pose[:2])))
         limit = min(self.cfg.stop_distance_m, to_goal + self.cfg.goal_margin_m)
         blocked = forward_clearance(scan, self.cfg.cone_rad) < limit or (speed_cap is not None and speed_cap <= 0.0)
-        cmd, prog = self.follower.step(pose, speed_cap=0.0 if blocked else speed_cap)
+        cmd, prog = self.follower.step(pose, v_current, speed_cap=0.0 if blocked else speed_cap)
         if prog.done:
             self.outcome = Outcome.ARRIVED
             return STOP

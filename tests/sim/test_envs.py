@@ -457,3 +457,29 @@ def test_reward_defaults__match_the_grid_model():
     g, r = grid_model.GridModelConfig(), RewardConfig()
     assert (r.time_cost, r.delivery, r.pick, -r.collision, -r.invalid_action) == (
         g.time_cost_per_s, g.delivery_reward, g.pick_reward, g.collision_reward, g.invalid_reward)
+
+
+def test_macro_executor__a_new_move_starts_from_the_measured_speed():
+    """A macro cancelled at speed leaves the follower's last command stale; given the measured
+    speed (odometry: standing still) a move in a new direction turns first instead of
+    "continuing" at the old speed along the old heading (seed 6 of scenario=exceptions: a
+    robot stopped by a lidar outage drove into the wall on the next move)."""
+    from sim.env_parts import MacroExecutor
+    from sim.types import ACTION_DELTAS, MacroAction
+
+    lay = generate_layout(LayoutConfig())
+    r, c = 1, 1
+    assert lay.free[r, c + 1] and lay.free[r + 1, c]
+    start = lay.cell_to_xy(np.array([r, c]))
+    pose = np.array([start[0], start[1], 0.0])  # facing east (+x)
+    for v_meas, expect_moving in ((None, True), (0.0, False)):
+        ex = MacroExecutor(lay, 0.05)
+        ex.start(MacroAction.EAST, pose)
+        for _ in range(12):  # accelerate east
+            cmd = ex.command(pose, None)
+        assert cmd.v > 0.4
+        ex.outcome = type(ex.outcome).DONE  # cancelled by an outer safety stop; the robot stood still
+        move = next(MacroAction(k) for k in range(4) if tuple(int(d) for d in ACTION_DELTAS[k]) == (1, 0))
+        ex.start(move, pose)
+        cmd = ex.command(pose, None, v_current=v_meas)
+        assert (cmd.v > 0.2) is expect_moving, (v_meas, cmd)
