@@ -228,7 +228,7 @@ class Agent:
             cmd = self._bumper(i, frames[i], cmd, t)
             self._v[i], self._w[i] = cmd.v, cmd.w
             cmds.append(cmd)
-        self._update_claims()
+        self._update_claims(pose_arr)
         return cmds
 
     # ---- perception and belief ---------------------------------------------------------
@@ -463,13 +463,23 @@ class Agent:
         ex._ticks_left = max(1, int(round(self.cfg.wait_s / float(self.fleet.dt))))
 
 
-    def _update_claims(self) -> None:
+    def _update_claims(self, pose_arr: np.ndarray) -> None:
+        """Each robot holds its cell, the cells its footprint overlaps (a robot straddling a
+        cell boundary holds both: rush seed 0 had a robot drive into a cell whose neighbour's
+        body stuck 0.49 m into it) and the rest of its straight run."""
+        h = self.cfg.nav.safety.footprint_m / 2 + 0.05
         for i, (rs, ex) in enumerate(zip(self.robots, self.execs)):
             if ex.busy and ex.action <= MacroAction.WEST:
                 self._claims[i] = {c for c in self._claims[i] if c == rs.cell or c in self._ahead(i)}
                 self._claims[i].add(rs.cell)
             else:
                 self._claims[i] = {rs.cell}
+            x, y = float(pose_arr[i, 0]), float(pose_arr[i, 1])
+            corners = self.layout.xy_to_cell(np.array([[x + dx, y + dy] for dx in (-h, h) for dy in (-h, h)]))
+            for r, c in corners:
+                cell = (int(r), int(c))
+                if 0 <= cell[0] < self._free.shape[0] and 0 <= cell[1] < self._free.shape[1] and self._free[cell]:
+                    self._claims[i].add(cell)
 
     def _ahead(self, i: int) -> set[Cell]:
         """Cells between robot ``i``'s cell and its move target (inclusive of the target)."""
