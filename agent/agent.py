@@ -504,8 +504,9 @@ class Agent:
             straight = float(np.hypot(*(tgt - pose[:2])))
             cap = min(guard.speed_cap(pose, float(self._v[i]), pts, t, straight_m=straight),
                       self._junction_cap(i, pose))
-        v_now = None if frame.odom is None else float(frame.odom.v)
-        cmd = ex.command(pose, frame.lidar, speed_cap=cap, v_current=v_now)
+        # the speed the robot was last told (after cancels and overrides), not the follower's
+        # own last command; not wheel odometry either, which reads high during wheel slip
+        cmd = ex.command(pose, frame.lidar, speed_cap=cap, v_current=float(self._v[i]))
         if abs(cmd.v) < 1e-6 and cmd.w != 0.0:
             cmd = guard.rotation(pose, pts, cmd)
         return cmd

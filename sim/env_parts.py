@@ -157,7 +157,7 @@ class MacroExecutor:
                 v_current: float | None = None) -> TwistCmd:
         """Command for this tick (call once per control tick while :attr:`busy`).
 
-        ``v_current`` (m/s): the measured forward speed (wheel odometry); None = the
+        ``v_current`` (m/s): the forward speed last sent to the wheels; None = the
         follower's last command, which is stale when an outer layer overrode the command or
         cancelled the macro (a robot stopped for a lidar outage would "continue" at its old
         speed along its old heading).
