@@ -99,8 +99,16 @@ def test_bridge__one_robot_of_two_gets_site_robot_1_orders_and_drives_only_it(si
     assert "/robot_0/cmd_vel" not in site.bus.log  # the other robot is not this bridge's
     v = [m.linear.x for m in site.bus.log["/robot_1/cmd_vel"]]
     assert max(v) > 0.1 and site.node.stats.cmd_rx == [0, len(v)]
-    # the sim drove robot 1 from those commands, robot 0 stood still
-    assert np.hypot(*(site.sim.ground_truth()[1, :2] - site.sim.initial_poses()[1, :2])) > 0.2
+    # the sim drove robot 1 from those commands, robot 0 stood still (the WMS answers on its
+    # own thread, so when the first move starts varies with the machine's load: up to 20 s more)
+    def moved() -> float:
+        return float(np.hypot(*(site.sim.ground_truth()[1, :2] - site.sim.initial_poses()[1, :2])))
+
+    for _ in range(20):
+        if moved() > 0.2:
+            break
+        _run(site, 20)
+    assert moved() > 0.2
     assert np.hypot(*(site.sim.ground_truth()[0, :2] - site.sim.initial_poses()[0, :2])) < 0.01
 
 
