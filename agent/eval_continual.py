@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from agent.config import ConfigError
+from agent.eval_fleet import finite_json
 
 __all__ = ["ContinualSection", "closed_layout", "eval_continual"]
 
@@ -203,16 +204,6 @@ def eval_continual(inv: Any, sec: Any, prepare_out: Callable[[], Path]) -> dict:
     return body
 
 
-def _clean(o: Any) -> Any:
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
-
-
 def summarize(app: Any, sec: Any, results: dict, online: dict, original: Any, changed: Any) -> dict:
     """The report body from the episodes of both arms (pure: tested on recorded results)."""
     from agent.report import fleet_summary
@@ -258,7 +249,7 @@ def summarize(app: Any, sec: Any, results: dict, online: dict, original: Any, ch
         "latency": {"rule": "decision latency p99 on <= 1.10 x off", "p99_ratio": p99_ratio,
                     "met": bool(p99_ratio is not None and p99_ratio <= 1.10)},
     }
-    return _clean({
+    return finite_json({
         "task": "continual", "scenario": app.scenario.name, "planner": app.planner.name,
         "n_robots": app.n_robots, "duration_s": app.duration_s,
         "episodes": {"before": csec.before, "after": csec.after, "retention": csec.before},

@@ -16,17 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["eval_fleet"]
+__all__ = ["eval_fleet", "finite_json"]
 
 
-def _clean(o: Any) -> Any:
+def finite_json(o: Any) -> Any:
     """NaN/inf -> None, recursively (report.json stays valid JSON)."""
     if isinstance(o, float):
         return o if math.isfinite(o) else None
     if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
+        return {k: finite_json(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
+        return [finite_json(v) for v in o]
     return o
 
 
@@ -66,7 +66,7 @@ def eval_fleet(inv: Any, sec: Any, prepare_out: Callable[[], Path]) -> dict:
                     wall_s=float(sum(x.wall_s for x in eps)),
                     per_episode=[{"episode": x.episode, "seed": x.seed, "kpis": x.kpis, "latency_ms": x.latency_ms,
                                   "ticks": x.ticks, "sim_s": x.sim_s, "wall_s": x.wall_s} for x in eps])
-        planners[e.label] = _clean(summ)
+        planners[e.label] = finite_json(summ)
         events0[e.label] = eps[0].kpis.get("events", []) if eps else []
         rr = RunResult(controller=e.label, episodes=tuple(eps), aggregate=aggregate_kpis([x.kpis for x in eps]),
                        layout=layout, wall_s=summ["wall_s"])
