@@ -20,7 +20,7 @@ from agent.control import (
 from sim.dispatch import Assignment, greedy_assign
 from agent.navigation import NavConfig, Navigator, NavStatus, RecoveryConfig, RoutePlannerConfig
 from agent.runner import EpisodeResult, RunConfig, RunResult, aggregate_kpis, run_episodes
-from agent.safety import SafetyConfig
+from sim.safety import SafetyConfig
 from agent.traffic import CellLocks
 
 __all__ = [

@@ -8,11 +8,13 @@ bridge can drive it unchanged). One control tick::
         --> belief per robot (cell, load sensor, order, blockages, other robots' plans)
         --> at decision points (a robot's macro finished): ONE batched search over the grid
             model for all deciding robots (``planning.MCTS`` + evaluator) -> macro action
-        --> safety filter (cell claims, lost pose, dead lidar) -> ``MacroExecutor`` -> twist
+        --> safety filter (cell claims, lost pose, dead lidar) -> ``GuardedExecutor`` (macro
+            driver under the lidar guard) -> twist
         --> bumper protective stop -> command
 
-Decision points and the driver are those of the RL envs (``sim.env_parts.MacroExecutor``:
-one cell per move macro), so a policy trained there runs here unchanged.
+Decision points and the driver are those of the RL envs (``sim.env_parts.GuardedExecutor``:
+one cell per move macro, under ``sim.safety.LidarGuard``), so a policy trained there runs
+here unchanged.
 
 Planners (:data:`PLANNERS`): ``mcts_rl`` (MCTS + policy/value network), ``mcts_rollout``
 (MCTS + random rollouts), ``policy`` (network greedy, no search). The classic stack
@@ -24,7 +26,7 @@ Safety rules every learned planner obeys (a planner cannot switch them off):
   claims; the grid model's move-conflict rule enforced in the physical world);
 - a robot whose localization is ``lost`` or whose lidar is dead stands still (protective
   stop, ISO 3691-4), its macro cancelled;
-- the contact bumper overrides everything (``agent.safety.bumper_command``).
+- the contact bumper overrides everything (``sim.safety.bumper_command``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import numpy as np
 from agent.control import LocalizationKind, PoseSource, make_pose_source
 from agent.monitor import ExceptionMonitor
 from agent.navigation import NavConfig
-from agent.safety import BumperGuard, LidarGuard, blind_junction
+from sim.safety import BumperGuard
 from sim.dispatch import dispatch_idle
 from sim.types import MacroAction, Pose, SensorFrame, TwistCmd
 
@@ -155,7 +157,7 @@ class Agent:
     def reset(self, fleet: Any) -> None:
         from perception.obstacles import BlockageConfig, BlockageDetector
         from planning import GridModel, GridModelConfig
-        from sim.env_parts import MacroConfig, MacroExecutor
+        from sim.env_parts import GuardedExecutor, MacroConfig
 
         self.fleet, self.layout = fleet, fleet.layout
         self.pose_source.reset(fleet)
@@ -164,7 +166,8 @@ class Agent:
         n = fleet.n_robots
         start = np.asarray(fleet.initial_poses(), dtype=np.float64)
         fcfg = self.cfg.nav.follower
-        self.execs = [MacroExecutor(self.layout, float(fleet.dt), MacroConfig(), follower=fcfg) for _ in range(n)]
+        self.execs = [GuardedExecutor(self.layout, float(fleet.dt), MacroConfig(), follower=fcfg,
+                                      safety=self.cfg.nav.safety) for _ in range(n)]
         homes = self.layout.xy_to_cell(start[:, :2])
         self.robots = [_Robot(home=(int(c[0]), int(c[1])), cell=(int(c[0]), int(c[1]))) for c in homes]
         self.detector = BlockageDetector(self.layout, BlockageConfig(
@@ -178,7 +181,6 @@ class Agent:
         self._down = np.zeros(n, bool)  # [N] suspected breakdown (until the wheels turn)
         self._handover: set[int] = set()  # orders handed back, waiting for another robot
         self._bumpers = BumperGuard(n, self.cfg.nav.safety)
-        self._guards = [LidarGuard(self.layout, self.cfg.nav.safety, float(fleet.dt)) for _ in range(n)]
         self._free = self.layout.free
         self._claims: list[set[Cell]] = [{r.cell} for r in self.robots]
         self._path_cache: dict[tuple, list[Cell]] = {}
@@ -491,52 +493,13 @@ class Agent:
         return {(r, c) for r in rr for c in cc}
 
     def _drive(self, i: int, pose: np.ndarray, frame: SensorFrame, t: float) -> TwistCmd:
-        """The executor's command under the lidar guard (agent.safety.LidarGuard, the classic
-        navigator's): stop short of anything in the swept corridor, remember what vanished
-        into the blind zone, slow into blind junctions, never turn in place into something."""
-        from agent.safety import scan_points
-
-        ex, guard = self.execs[i], self._guards[i]
-        pts = scan_points(frame.lidar)
-        cap = None
-        if ex.action <= MacroAction.WEST:
-            tgt = np.asarray(self.layout.cell_to_xy(np.array(ex.target)), dtype=np.float64)
-            straight = float(np.hypot(*(tgt - pose[:2])))
-            cap = min(guard.speed_cap(pose, float(self._v[i]), pts, t, straight_m=straight),
-                      self._junction_cap(i, pose))
-        # the speed the robot was last told (after cancels and overrides), not the follower's
-        # own last command; not wheel odometry either, which reads high during wheel slip
-        cmd = ex.command(pose, frame.lidar, speed_cap=cap, v_current=float(self._v[i]))
-        if abs(cmd.v) < 1e-6 and cmd.w != 0.0:
-            cmd = guard.rotation(pose, pts, cmd)
-        return cmd
-
-    def _junction_cap(self, i: int, pose: np.ndarray) -> float:
-        """Speed cap (m/s) for the next blind junction within 3 cells on the robot's claimed
-        straight (a lane joining behind a shelf corner); inf if there is none."""
-        from agent.safety import junction_cap
-
-        sc, rs, ex = self.cfg.nav.safety, self.robots[i], self.execs[i]
-        d = (int(np.sign(ex.target[0] - rs.cell[0])), int(np.sign(ex.target[1] - rs.cell[1])))
-        if d == (0, 0) or (d[0] and d[1]):
-            return float("inf")
-        cap, prev, half = float("inf"), rs.cell, self.layout.cell_size / 2
-        for _ in range(3):
-            cell = (prev[0] + d[0], prev[1] + d[1])
-            if not (0 <= cell[0] < self._free.shape[0] and 0 <= cell[1] < self._free.shape[1]) \
-                    or not self._free[cell]:
-                break
-            if blind_junction(self._free, prev, cell):
-                to_centre = float(np.hypot(*(np.asarray(self.layout.cell_to_xy(np.array(cell))) - pose[:2])))
-                cap = min(cap, junction_cap(to_centre - half - sc.footprint_m / 2, sc, float(self.fleet.dt)))
-                break
-            if cell == ex.target:
-                break
-            prev = cell
-        return cap
+        """The executor's command under the lidar guard (``sim.env_parts.GuardedExecutor``, the
+        driver the RL envs train with), from the localized pose and the speed the robot was
+        last told (after cancels and overrides), not the follower's own last command."""
+        return self.execs[i].drive(pose, self.robots[i].cell, frame.lidar, t, v_current=float(self._v[i]))
 
     def _bumper(self, i: int, frame: SensorFrame, cmd: TwistCmd, t: float) -> TwistCmd:
-        """Protective stop / back-off while the contact bumper is pressed (agent.safety)."""
+        """Protective stop / back-off while the contact bumper is pressed (sim.safety)."""
         return self._bumpers.filter(i, frame.bumper, cmd, t)
 
     # ---- introspection ------------------------------------------------------------------

@@ -30,7 +30,7 @@ import numpy as np
 from agent.control import LocalizationKind, PoseSource, make_pose_source
 from sim.dispatch import dispatch_idle
 from agent.navigation import NavConfig, Navigator, NavStatus
-from agent.safety import BumperGuard, scan_points
+from sim.safety import BumperGuard, scan_points
 from agent.traffic import CellLocks
 from planning import Reservations
 from sim.types import Pose, SensorFrame, TwistCmd
@@ -252,7 +252,7 @@ class BaselineController:
         return cmd
 
     def _bumper(self, i: int, frame: SensorFrame, cmd: TwistCmd, t: float) -> TwistCmd:
-        """Protective stop / back-off while the contact bumper is pressed (agent.safety)."""
+        """Protective stop / back-off while the contact bumper is pressed (sim.safety)."""
         return self._bumpers.filter(i, frame.bumper, cmd, t)
 
     def _check_goal(self, i: int, rs: RobotState, order: Any, frame: SensorFrame, p: np.ndarray, t: float) -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.safety import LidarGuard, SafetyConfig, blind_junction, forward_obstacle, junction_cap, to_world
+from sim.safety import LidarGuard, SafetyConfig, blind_junction, forward_obstacle, junction_cap, to_world
 from agent.traffic import CellLocks
 from planning import Reservations, astar, space_time_astar
 from sim.follower import FollowerConfig, PurePursuitFollower, stopping_speed

@@ -1,7 +1,7 @@
 """The shared engine of the simulator envs: a :class:`WarehouseSim` driven by macro actions.
 
-:class:`FleetCore` composes the world (``WarehouseSim``), one :class:`MacroExecutor` per
-robot, the scripted controller for every robot that does not learn (BFS over the free
+:class:`FleetCore` composes the world (``WarehouseSim``), one :class:`GuardedExecutor` per
+robot (the agent's driver: a macro executor under the lidar guard), the scripted controller for every robot that does not learn (BFS over the free
 cells minus known pallets, one cell per macro, re-planned around robots after a blocked
 move), the dispatch (:func:`sim.dispatch.dispatch_idle`, the task), the observation encoders (the
 sensors) and the sim's seeded fault injector. The gymnasium env (``sim.env_single``) and the multi-agent
@@ -22,8 +22,8 @@ from sim.dispatch import dispatch_idle
 from sim.env_obs import SensorEncoder
 from sim.env_parts import (
     STOP,
+    GuardedExecutor,
     MacroConfig,
-    MacroExecutor,
     Outcome,
     RewardConfig,
     bfs_path,
@@ -34,6 +34,7 @@ from sim.env_task import NOMINAL_SPEED_MPS, TaskEncoder, heading_index
 from sim.follower import FollowerConfig
 from sim.layout import Layout, LayoutConfig, generate_layout
 from sim.orders import Order
+from sim.safety import SafetyConfig
 from sim.types import ACTION_DELTAS, N_ACTIONS, CameraImage, MacroAction, TwistCmd
 
 ActionMode = Literal["macro", "twist"]
@@ -56,6 +57,9 @@ class EnvConfig:
         macro: macro-action execution (durations, timeouts, safety stop).
         reward: reward weights.
         follower: the built-in pure-pursuit follower's limits.
+        safety: the lidar guard over every macro-driven robot (``sim.safety``); the
+            defaults equal the agent's (``agent.nav.safety``), so a policy trains under
+            the driver it is deployed with.
         crop_size: side of the local occupancy crop (cells, odd).
     """
 
@@ -64,6 +68,7 @@ class EnvConfig:
     macro: MacroConfig = field(default_factory=MacroConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     follower: FollowerConfig = field(default_factory=FollowerConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
     crop_size: int = 11
 
 
@@ -169,7 +174,8 @@ class FleetCore:
             self.sim.reset(seed=seed)
         self._closed = False
         c = self.cfg
-        self.exec = [MacroExecutor(self.layout, self.dt, c.macro, c.follower) for _ in range(self.n)]
+        self.exec = [GuardedExecutor(self.layout, self.dt, c.macro, c.follower, c.safety) for _ in range(self.n)]
+        self._v_sent = np.zeros(self.n)  # [N] forward speed last sent (m/s): the guard's speed
         self._last_dispatch = -1e9
         self._twist = [STOP] * self.n
         self._camera: list[tuple[CameraImage | None, int]] = [(None, -10**9)] * self.n
@@ -242,7 +248,10 @@ class FleetCore:
                 continue
             if i not in self.learners and not self.exec[i].busy:
                 self._scripted_decision(i)
-            cmds.append(self.exec[i].command(self.poses[i], frames[i].lidar))
+            cmd = self.exec[i].drive(self.poses[i], self.cell_of(i), frames[i].lidar, float(self.sim.time),
+                                     v_current=float(self._v_sent[i]))
+            self._v_sent[i] = cmd.v
+            cmds.append(cmd)
         self.sim.step(cmds)
         self._tick += 1
         self._after_tick()

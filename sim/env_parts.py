@@ -1,6 +1,6 @@
 """Composable parts of the learning environments (no gymnasium, no PyBullet here).
 
-An env is a world (``WarehouseSim``) + robots (a :class:`MacroExecutor` per robot; the
+An env is a world (``WarehouseSim``) + robots (a :class:`GuardedExecutor` per robot; the
 scripted ones choose their macros by :func:`bfs_path`) + a task (dispatcher and
 :func:`macro_reward`) + sensors (``sim.env_obs``) + a fault injector (inside the sim,
 configured by ``SimConfig.faults``); ``sim.env_core`` composes them. Everything here is
@@ -20,6 +20,7 @@ import numpy as np
 
 from sim.follower import FollowerConfig, PurePursuitFollower
 from sim.layout import Layout, bfs_path
+from sim.safety import LidarGuard, SafetyConfig, blind_junction, junction_cap, scan_points
 from sim.types import ACTION_DELTAS, LidarScan, MacroAction, TwistCmd
 
 Cell = tuple[int, int]
@@ -189,6 +190,74 @@ class MacroExecutor:
             self.outcome = Outcome.TIMEOUT
             return STOP
         return cmd
+
+
+class GuardedExecutor(MacroExecutor):
+    """A :class:`MacroExecutor` under the lidar guard (:class:`sim.safety.LidarGuard`): the one
+    driving stack of the agent (``agent.Agent``) and the learning envs (``sim.env_core``), so
+    a policy trains under the driver it is deployed with.
+
+    :meth:`drive` stops short of anything in the swept corridor, remembers what vanished
+    into the blind zone at the hull, slows in the warning field and into blind junctions
+    (a side lane hidden behind a shelf corner, within 3 cells on the current straight),
+    and never turns in place into something (back-up or stop instead).
+
+    Args:
+        layout, dt, cfg, follower: as :class:`MacroExecutor`.
+        safety: footprint, stopping and warning-field parameters.
+    """
+
+    def __init__(self, layout: Layout, dt: float, cfg: MacroConfig | None = None,
+                 follower: FollowerConfig | None = None, safety: SafetyConfig | None = None) -> None:
+        super().__init__(layout, dt, cfg, follower)
+        self.safety = safety or SafetyConfig()
+        self.guard = LidarGuard(layout, self.safety, dt)
+        self._free = layout.free
+
+    def drive(self, pose: np.ndarray, cell: Cell, scan: LidarScan | None, t: float, *,
+              v_current: float) -> TwistCmd:
+        """This tick's command.
+
+        Args:
+            pose: (x, y, yaw) the driver believes (m, rad): the localized pose on the agent.
+            cell: the (row, col) cell of ``pose``.
+            scan: this tick's lidar scan (None = lidar absent: ``blind_speed_cap``).
+            t: time (s).
+            v_current: forward speed last sent to the wheels (m/s), after any outer override
+                (not wheel odometry, which reads high during wheel slip).
+        """
+        pts = scan_points(scan)
+        cap = None
+        if self.busy and self.action <= MacroAction.WEST:
+            tgt = np.asarray(self.layout.cell_to_xy(np.array(self.target)), dtype=np.float64)
+            straight = float(np.hypot(*(tgt - pose[:2])))
+            cap = min(self.guard.speed_cap(pose, v_current, pts, t, straight_m=straight),
+                      self.junction_cap(pose, cell))
+        cmd = self.command(pose, scan, speed_cap=cap, v_current=v_current)
+        if abs(cmd.v) < 1e-6 and cmd.w != 0.0:
+            cmd = self.guard.rotation(pose, pts, cmd)
+        return cmd
+
+    def junction_cap(self, pose: np.ndarray, cell: Cell) -> float:
+        """Speed cap (m/s) for the next blind junction within 3 cells on the straight from
+        ``cell`` towards the move target; inf if there is none."""
+        sc, free = self.safety, self._free
+        d = (int(np.sign(self.target[0] - cell[0])), int(np.sign(self.target[1] - cell[1])))
+        if d == (0, 0) or (d[0] and d[1]):
+            return float("inf")
+        cap, prev, half = float("inf"), cell, self.layout.cell_size / 2
+        for _ in range(3):
+            nxt = (prev[0] + d[0], prev[1] + d[1])
+            if not (0 <= nxt[0] < free.shape[0] and 0 <= nxt[1] < free.shape[1]) or not free[nxt]:
+                break
+            if blind_junction(free, prev, nxt):
+                to_centre = float(np.hypot(*(np.asarray(self.layout.cell_to_xy(np.array(nxt))) - pose[:2])))
+                cap = min(cap, junction_cap(to_centre - half - sc.footprint_m / 2, sc, self.dt))
+                break
+            if nxt == self.target:
+                break
+            prev = nxt
+        return cap
 
 
 # ---- task -----------------------------------------------------------------------------

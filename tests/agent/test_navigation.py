@@ -3,16 +3,18 @@ cell locks between robots. Kinematic unicycle world with synthetic lidar returns
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from agent.navigation import NavConfig, Navigator, NavStatus, RecoveryConfig, simple_route
-from agent.safety import SafetyConfig, rotation_clear, safe_speed, scan_points
 from agent.traffic import CellLocks
 from planning import Reservations
 from sim.follower import unicycle_step
 from sim.layout import Layout, load_movingai
-from sim.types import LidarScan
+from sim.safety import SafetyConfig, rotation_clear, safe_speed, scan_points
+from sim.types import LidarScan, MacroAction
 
 DT = 0.05
 PALLET_HALF = 0.42
@@ -201,7 +203,7 @@ def test_safety__stops_before_obstacle_in_corridor_only():
 
 def test_safety__warning_field_slows_for_what_is_not_a_shelf(tmp_path):
     """A person beside the corridor ahead (about to step in) caps the speed; a shelf there does not."""
-    from agent.safety import LidarGuard
+    from sim.safety import LidarGuard
 
     lay = make_layout(tmp_path, JUNCTION)
     cfg = SafetyConfig()
@@ -217,6 +219,46 @@ def test_safety__warning_field_slows_for_what_is_not_a_shelf(tmp_path):
     assert guard.warning_cap(pose, np.array([[2.5, 0.0]])) == float("inf")  # beyond the field
     off = LidarGuard(lay, SafetyConfig(warning_length_m=0.0), DT)
     assert off.warning_cap(pose, person) == float("inf")
+
+
+def test_safety__a_shelf_facing_the_goal_cell_is_not_an_obstacle(tmp_path):
+    """At the end of a straight into a cell that faces a wall, the wall (0.2 m from the body
+    at the cell centre, less than the stop margin) does not stop the robot short of the
+    centre; the same return from something unmapped in a free cell does."""
+    from sim.safety import LidarGuard
+
+    lay = make_layout(tmp_path, JUNCTION)
+    guard = LidarGuard(lay, SafetyConfig(), DT)
+    end = lay.cell_to_xy(np.array([2, 9]))  # the aisle's last cell, the border wall east of it
+    assert not lay.free[2, 10]
+    ahead = np.array([[0.5, 0.0]])  # robot frame: at the east edge of the robot's cell
+    assert guard.speed_cap(np.array([end[0], end[1], 0.0]), 0.3, ahead, 0.0, straight_m=0.0) == float("inf")
+    mid = lay.cell_to_xy(np.array([2, 7]))  # east of it is the free cell (2, 8): unmapped
+    assert guard.speed_cap(np.array([mid[0], mid[1], 0.0]), 0.3, ahead, 0.0, straight_m=0.0) == 0.0
+    assert guard.speed_cap(np.array([mid[0], mid[1], 0.0]), 0.3, ahead, 0.0, straight_m=1.0) == 0.0
+
+
+def test_guarded_executor__the_agent_and_the_envs_drive_under_the_lidar_guard(tmp_path):
+    """``sim.env_parts.GuardedExecutor`` (the agent's and the RL envs' driver) slows for a
+    person in the warning field, where the bare macro executor drives on."""
+    from sim.env_core import EnvConfig
+    from sim.env_parts import GuardedExecutor, MacroExecutor
+
+    lay = make_layout(tmp_path, ["........", "........", "........", "........", "........"])
+    start = lay.cell_to_xy(np.array([3, 2]))
+    pose = np.array([start[0], start[1], 0.0])  # heading +x = east = column + 1
+    person = np.array([1.0, 0.9])  # robot frame: ahead, left of the corridor, in free floor
+    ang = np.array([math.atan2(person[1], person[0])])
+    scan = LidarScan(angles=ang, ranges=np.array([float(np.hypot(*person))]), range_max=10.0)
+    guarded = GuardedExecutor(lay, DT, safety=SafetyConfig())
+    bare = MacroExecutor(lay, DT)
+    for ex in (guarded, bare):
+        ex.start(MacroAction.EAST, pose)
+        assert ex.target == (3, 3)
+    v_g = guarded.drive(pose, (3, 2), scan, 0.0, v_current=1.0).v
+    v_b = bare.command(pose, scan, v_current=1.0).v
+    assert v_g <= SafetyConfig().warning_speed + 1e-9 < v_b
+    assert EnvConfig().safety == SafetyConfig()  # the envs default to the agent's guard
 
 
 def test_safety__rotation_circle():
