@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from learning.checkpoint import load_policy_value, save_policy_value
-from learning.evaluator import DEFAULT_WEIGHTS
 from learning.rl_env import GridFleetMultiAgentEnv
 from learning.train import resolve_resume
+
+GRID_PV = Path(__file__).resolve().parents[1] / "learning" / "weights" / "grid_pv.safetensors"  # the BC warm start
 
 
 def greedy_grid_eval(policy, *, episodes: int, seed: int, n_robots: int = 4, horizon: int = 100) -> dict:
@@ -105,7 +106,7 @@ def main() -> None:
     torch.set_num_threads(1)
     point = resolve_resume(args.run)
     net, _ = load_policy_value(point.path / "network.safetensors")
-    base, _ = load_policy_value(DEFAULT_WEIGHTS)
+    base, _ = load_policy_value(GRID_PV)
     evals = {
         "rl": greedy_grid_eval(net_policy(net), episodes=args.episodes, seed=args.seed),
         "warm_start_grid_pv": greedy_grid_eval(net_policy(base), episodes=args.episodes, seed=args.seed),

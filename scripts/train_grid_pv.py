@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from learning.checkpoint import load_policy_value, save_policy_value
-from learning.evaluator import DEFAULT_WEIGHTS, NetworkEvaluator
+from learning.evaluator import NetworkEvaluator
 from learning.grid_data import GridDataConfig
 from learning.pretrain import PretrainConfig, action_agreement, pretrain
 from planning.evaluation import (
@@ -38,6 +38,9 @@ from planning.evaluation import (
 )
 from planning.situations import sample_situations
 from sim.layout import LayoutConfig, generate_layout
+
+# the behaviour-cloned weights this script writes (the RL warm start; not the shipped default)
+GRID_PV = Path(__file__).resolve().parents[1] / "learning" / "weights" / "grid_pv.safetensors"
 
 EVALUATORS = ("network", "rollout", "uniform", "distance")
 
@@ -133,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--steps", type=int, default=PretrainConfig().steps)
     tr.add_argument("--situations", type=int, default=GridDataConfig().n_situations)
-    tr.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
+    tr.add_argument("--out", type=Path, default=GRID_PV)
     tr.add_argument("--log-every", type=int, default=500)
     ev = sub.add_parser("eval", help="planning efficiency: return vs simulations")
-    ev.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    ev.add_argument("--weights", type=Path, default=GRID_PV)
     ev.add_argument("--evaluators", type=_names, default=EVALUATORS)
     ev.add_argument("--sims", type=_ints, default=DEFAULT_SIMS)
     ev.add_argument("--situations", type=int, default=24)
