@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from learning.network import PolicyValueConfig, PolicyValueNet
 from sim.types import MacroAction
@@ -74,6 +74,29 @@ def _atomic_write(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
+def _sorted_metadata(blob: bytes) -> bytes:
+    """``blob`` (a safetensors file) with its ``__metadata__`` keys in sorted order.
+
+    safetensors keeps the metadata in a Rust ``HashMap``, whose order is random per
+    process: the same weights saved twice gave files with different sha256. The header is
+    rewritten in place (same length); anything unexpected leaves the blob as it was.
+    """
+    n = int.from_bytes(blob[:8], "little")
+    raw = blob[8 : 8 + n]
+    try:
+        head = json.loads(raw)
+        meta = head.get("__metadata__")
+        if not isinstance(meta, dict):
+            return blob
+        head["__metadata__"] = dict(sorted(meta.items()))
+        text = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
+    except (ValueError, UnicodeDecodeError):
+        return blob
+    if len(text) > n or json.loads(text) != json.loads(raw):
+        return blob
+    return blob[:8] + text.ljust(n, b" ") + blob[8 + n :]
+
+
 def save_policy_value(
     net: PolicyValueNet, path: str | Path, *, training: dict[str, Any] | None = None
 ) -> Path:
@@ -95,10 +118,8 @@ def save_policy_value(
         raise _fail(f"path {str(path)!r} must end in '.safetensors'")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
-    _atomic_write(
-        path,
-        lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT, "version": str(VERSION)}),
-    )
+    blob = _sorted_metadata(save(tensors, metadata={"format": FORMAT, "version": str(VERSION)}))
+    _atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
     cfg = net.config
     meta = {
         "format": FORMAT,

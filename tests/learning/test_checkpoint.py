@@ -42,6 +42,16 @@ def test_checkpoint__round_trip_is_bit_exact(saved) -> None:
     assert metadata_path(path).name == "pv.json"
 
 
+def test_checkpoint__same_weights_give_the_same_bytes(tmp_path: Path) -> None:
+    # safetensors orders the header's metadata by a randomly seeded Rust HashMap: without
+    # sorting it, 8 saves of one net give at least two different files w.p. 1 - 2**-7
+    net = small_net(3)
+    blobs = {save_policy_value(net, tmp_path / f"pv{i}.safetensors").read_bytes() for i in range(8)}
+    assert len(blobs) == 1
+    head = json.loads(next(iter(blobs))[8:8 + int.from_bytes(next(iter(blobs))[:8], "little")])
+    assert list(head["__metadata__"]) == sorted(head["__metadata__"])
+
+
 def test_checkpoint__loaded_net_computes_the_same_outputs(saved) -> None:
     path, net = saved
     loaded, _ = load_policy_value(path)
