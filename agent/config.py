@@ -124,6 +124,10 @@ class PlannerSection:
     (MCTS + random rollouts), ``policy`` (network greedy, no search), ``classic`` (the
     classic stack, ``agent`` group). The search keys are ignored by ``policy`` and
     ``classic``. The network comes from ``learning.checkpoint`` (null = shipped weights).
+    ``runtime``: where the network runs: ``onnx`` (default; onnxruntime, one thread, the
+    graph exported and parity-checked from the safetensors weights and cached,
+    ``learning.onnx_evaluator``) or ``torch``; ``learning=online`` always uses torch (it
+    swaps torch weights while running).
     """
 
     name: Literal["mcts_rl", "mcts_rollout", "policy", "classic"] = "mcts_rl"
@@ -137,6 +141,7 @@ class PlannerSection:
     plan_horizon: int = 24
     max_blockages: int = 8
     wait_s: float = 0.25
+    runtime: Literal["onnx", "torch"] = "onnx"
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ def eval_continual(inv: Any, sec: Any, prepare_out: Callable[[], Path]) -> dict:
     app, csec = inv.app, sec.continual
     csec.check()
     original, changed, sim_after = _prepare(app)
-    off_factory = controller_factory(app)
+    off_factory = controller_factory(app, runtime="torch")  # same runtime as the online arm (torch)
     on_factory, hook = online_controller_factory(app, layout=original)
     out = prepare_out()
     console = Console(stderr=True)

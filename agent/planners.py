@@ -46,8 +46,10 @@ def agent_config(app: AppConfig, planner: str) -> Any:
                        blockage_subdivision=app.perception.blockage_subdivision)
 
 
-def controller_factory(app: AppConfig, planner: str | None = None) -> Callable[[], Any]:
-    """A factory of fresh controllers (one per episode) for ``planner`` (default ``app.planner.name``)."""
+def controller_factory(app: AppConfig, planner: str | None = None, *, runtime: str | None = None
+                       ) -> Callable[[], Any]:
+    """A factory of fresh controllers (one per episode) for ``planner`` (default
+    ``app.planner.name``); the network runs on ``runtime`` (default ``app.planner.runtime``)."""
     name = app.planner.name if planner is None else planner
     if name not in PLANNER_NAMES:
         raise ConfigError("planner", f"unknown planner; allowed {', '.join(PLANNER_NAMES)}", name)
@@ -61,10 +63,13 @@ def controller_factory(app: AppConfig, planner: str | None = None) -> Callable[[
         if cfg.checkpoint is not None and not Path(cfg.checkpoint).is_file():
             raise ConfigError("learning.checkpoint", "no such file; allowed a .safetensors weights file",
                               cfg.checkpoint)
-        from learning.evaluator import load_network_evaluator
+        if (runtime or app.planner.runtime) == "onnx":
+            from learning.onnx_evaluator import load_onnx_evaluator as load
+        else:
+            from learning.evaluator import load_network_evaluator as load
 
         try:
-            evaluator = load_network_evaluator(cfg.checkpoint)
+            evaluator = load(cfg.checkpoint)
         except (ValueError, OSError) as e:
             raise ConfigError("learning.checkpoint", str(e).splitlines()[0], cfg.checkpoint) from None
     from agent.agent import Agent
@@ -86,7 +91,7 @@ def online_controller_factory(app: AppConfig, planner: str | None = None, *, lay
     if name not in ONLINE_PLANNERS:
         raise ConfigError("learning.online", f"needs a network planner ({', '.join(ONLINE_PLANNERS)}); "
                           f"planner={name}", True)
-    factory = controller_factory(app, name)
+    factory = controller_factory(app, name, runtime="torch")  # the learner swaps torch weights
     from agent.online_hook import build_online_hook
 
     hook = build_online_hook(app, factory.keywords["evaluator"], layout)  # type: ignore[attr-defined]
