@@ -117,9 +117,16 @@ def load_onnx_evaluator(path: str | Path | None = None) -> OnnxEvaluator:
     weights = Path(DEFAULT_WEIGHTS if path is None else path)
     if not weights.is_file():
         raise ValueError(f"learning.checkpoint: {weights}: no such file; allowed a .safetensors weights file")
-    graph = cache_dir() / "onnx" / f"{_sha256(weights)}.onnx"
+    name = f"{_sha256(weights)}.onnx"
+    graph = cache_dir() / "onnx" / name
     if not graph.is_file():
-        graph.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            graph.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:  # an unwritable home: a per-user temp cache
+            import tempfile
+
+            graph = Path(tempfile.gettempdir()) / f"forklift-{os.getuid()}" / "onnx" / name
+            graph.parent.mkdir(parents=True, exist_ok=True)
         tmp = graph.with_name(f"{graph.stem}.{os.getpid()}.tmp.onnx")
         try:
             export_onnx(weights, tmp, batch=16)
