@@ -92,3 +92,18 @@ def test_cli__console_script_error_has_no_traceback():
                         "run", "episodes=-1"], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["forklift: error: episodes=-1: must be >= 1"]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("type octile\nheight 3\nwidth 5\nmap\n.....\n..\n", "layout.movingai_map: expected 3 rows of 5 cells"),
+    ("garbage\n", "layout.movingai_map: line 1: expected 'key value' header"),
+    ("type octile\nheight 1\nwidth 3\nmap\n@@@\n", "layout.movingai_map: map has no free cells"),
+], ids=["short-rows", "no-header", "no-free-cells"])
+def test_cli__malformed_map_file_is_one_line_and_exit_2(text, expected, capsys, tmp_path):
+    bad = tmp_path / "bad.map"
+    bad.write_text(text)
+    out_dir = tmp_path / "out"
+    code, out, err = run_main(["run", f"hydra.run.dir={out_dir}", "layout=movingai", f"layout.movingai_map={bad}"],
+                              capsys)
+    assert code == 2 and err.count("\n") == 1 and expected in err, err
+    assert "Traceback" not in err and not out_dir.exists()
