@@ -21,7 +21,6 @@ the torch evaluator (``agent.planners``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,14 +34,6 @@ __all__ = ["OnnxEvaluator", "cache_dir", "load_onnx_evaluator"]
 def cache_dir() -> Path:
     """Where exported graphs are cached: ``$FORKLIFT_CACHE_DIR`` or ``~/.cache/forklift``."""
     return Path(os.environ.get("FORKLIFT_CACHE_DIR") or Path.home() / ".cache" / "forklift")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class OnnxEvaluator:
@@ -111,6 +102,7 @@ def load_onnx_evaluator(path: str | Path | None = None) -> OnnxEvaluator:
     Raises:
         ValueError: a bad weights file, or an export that fails its parity check (one line).
     """
+    from learning.checkpoint import _sha256
     from learning.evaluator import DEFAULT_WEIGHTS
     from learning.export import export_onnx
 
