@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from learning.checkpoint import load_policy_value
-from learning.evaluator import DEFAULT_WEIGHTS
 from learning.network import PolicyValueConfig
 
-RL_WEIGHTS = Path(__file__).resolve().parents[2] / "learning" / "weights" / "rl_pv.safetensors"
+WEIGHTS = Path(__file__).resolve().parents[2] / "learning" / "weights"
+RL_WEIGHTS = WEIGHTS / "rl_pv.safetensors"
+GRID_PV = WEIGHTS / "grid_pv.safetensors"  # the behaviour-cloning warm start
 SHIP = Path(__file__).resolve().parents[2] / "scripts" / "ship_rl_pv.py"
 HELD_OUT = 777_000  # the shipped JSON's evaluation used seeds from 10000
 
@@ -42,7 +43,7 @@ def test_rl_weights__small_and_reproducible_from_the_json(rl):
 def test_rl_weights__greedy_beats_random_widely_on_held_out_seeds(rl):
     ship = _ship_module()
     net, _ = rl
-    base, _ = load_policy_value(DEFAULT_WEIGHTS)
+    base, _ = load_policy_value(GRID_PV)
     ours = ship.greedy_grid_eval(ship.net_policy(net), episodes=20, seed=HELD_OUT)
     rand = ship.greedy_grid_eval(ship.random_policy(0), episodes=20, seed=HELD_OUT)
     warm = ship.greedy_grid_eval(ship.net_policy(base), episodes=20, seed=HELD_OUT)
