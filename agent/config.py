@@ -192,6 +192,8 @@ class LearnerSection:
     gate_simulations: int = 0
     gate_margin: float = 0.02
     gate_value_margin: float = 0.02
+    gate_z: float = 2.0
+    gate_require_gain: bool = True
     gate_kinds: tuple[str, ...] = SITUATION_KINDS
     kpi_keys: tuple[str, ...] = ("completion_rate",)
     kpi_window: int = 3
@@ -252,6 +254,10 @@ class TrainSection:
         train_batch_size: env steps per iteration; minibatch_size / num_epochs: SGD.
         rollout_fragment_length: steps per runner per sample request ("auto" = derived).
         grid_n_robots / grid_horizon_steps: grid stage fleet size and episode length.
+        grid_clock: feed the grid stage the episode clock ``t / horizon`` (proprio[11]);
+            false (default) = 0, as the agent's search model sees it (its horizon is
+            10 000 steps, so the clock stays ~0): a critic that learned the clock ranks
+            states by time left instead of by progress (docs/TRAINING.md).
         fleet_n_robots / fleet_duration_s: PyBullet stage fleet size and episode length (s).
         warm_start: ``.safetensors`` weights to start from (behaviour cloning warm start,
             e.g. learning/weights/grid_pv.safetensors); null = from scratch.
@@ -282,6 +288,7 @@ class TrainSection:
     rollout_fragment_length: str = "auto"
     grid_n_robots: int = 4
     grid_horizon_steps: int = 100
+    grid_clock: bool = False
     fleet_n_robots: int = 2
     fleet_duration_s: float = 60.0
     warm_start: str | None = None

@@ -45,7 +45,9 @@ class GridFleetMultiAgentEnv(MultiAgentEnv):
     Args:
         config: RLlib ``env_config`` mapping: ``n_robots`` (4), ``n_blocks`` (2),
             ``horizon_steps`` (grid-model default), ``layout`` (a dict of
-            :class:`LayoutConfig` fields, default layout when absent).
+            :class:`LayoutConfig` fields, default layout when absent), ``clock`` (True:
+            proprio[11] is the episode clock ``t / horizon``; False: 0, as in the agent's
+            search model, whose horizon keeps it ~0).
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -58,6 +60,7 @@ class GridFleetMultiAgentEnv(MultiAgentEnv):
         self.fleet = GridFleetEnv(layout_config=layout, config=gm,
                                   n_robots=int(c.get("n_robots", 4)),
                                   n_blocks=int(c.get("n_blocks", 2)))
+        self.clock = bool(c.get("clock", True))
         n = self.fleet.n_robots
         s = gm.crop_size
         one = spaces.Dict({
@@ -72,6 +75,9 @@ class GridFleetMultiAgentEnv(MultiAgentEnv):
         self._delivered = 0
 
     def _split(self, obs: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+        if not self.clock:
+            obs = {**obs, "proprio": obs["proprio"].copy()}
+            obs["proprio"][:, 11] = 0.0
         return {a: {k: v[i] for k, v in obs.items()} for i, a in enumerate(self.possible_agents)}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None
