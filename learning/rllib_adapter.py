@@ -203,7 +203,8 @@ def _episode_callback_cls() -> type:
 def env_spec(sec: Any, stage: str) -> tuple[str, dict[str, Any]]:
     """(RLlib env name, env_config) of a curriculum stage (``grid`` or ``fleet``)."""
     if stage == "grid":
-        return GRID_ENV, {"n_robots": sec.grid_n_robots, "horizon_steps": sec.grid_horizon_steps}
+        return GRID_ENV, {"n_robots": sec.grid_n_robots, "horizon_steps": sec.grid_horizon_steps,
+                          "clock": bool(sec.grid_clock)}
     if stage == "fleet":
         return PYBULLET_ENV, {"n_robots": sec.fleet_n_robots, "duration_s": sec.fleet_duration_s,
                               "action_mode": "macro"}
