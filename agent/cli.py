@@ -277,6 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(yaml.safe_dump(inv.config, sort_keys=False), end="")
         return 0
+    if argv is None and name == "train":  # the console entry: a reproducible driver
+        from agent.train_cmd import reexec_with_fixed_hash_seed
+
+        reexec_with_fixed_hash_seed(args)
     try:
         return verb.handler(inv)
     except ConfigError as e:  # a check that needs the verb's resources (e.g. a checkpoint)

@@ -14,13 +14,37 @@ Outputs in the run dir (``hydra.run.dir``): ``config.yaml``, ``metrics.jsonl``, 
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import ConfigError
 from agent.verbs import Invocation, register_verb
 
-__all__ = ["TrainVerbSection", "train_section", "train_verb"]
+__all__ = ["HASH_SEED", "TrainVerbSection", "reexec_with_fixed_hash_seed", "train_section", "train_verb"]
+
+HASH_SEED = "0"  # = learning.rllib_adapter.HASH_SEED (not imported here: that module loads Ray)
+
+
+def reexec_with_fixed_hash_seed(args: Sequence[str]) -> None:
+    """Replaces this process by ``python -m agent.cli ARGS`` with ``PYTHONHASHSEED=0``,
+    unless it already runs with it (then returns).
+
+    ``forklift train``'s driver hosts the learner (``num_learners=0``), and RLlib orders
+    the rows of the learner's batch by iterating sets of agent ids: with Python's random
+    string hash every run shuffles its minibatches differently. The hash seed is fixed
+    when the interpreter starts, so the console entry (:func:`agent.cli.main` without
+    ``argv``) re-executes itself once; Ray workers get it from the runtime env
+    (:func:`learning.rllib_adapter.init_ray`). See docs/TRAINING.md, "Reproducibility".
+    """
+    if os.environ.get("PYTHONHASHSEED") == HASH_SEED:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "agent.cli", *args],
+              {**os.environ, "PYTHONHASHSEED": HASH_SEED})
 
 
 @dataclass(frozen=True)

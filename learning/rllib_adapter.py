@@ -36,6 +36,7 @@ from learning.rl_module import PolicyValueRLModule
 
 __all__ = [
     "ALGORITHMS",
+    "HASH_SEED",
     "MODULE_ID",
     "TrainConfigError",
     "build_algorithm",
@@ -56,6 +57,7 @@ __all__ = [
 
 ALGORITHMS = ("PPO", "APPO", "IMPALA")
 MODULE_ID = "shared"  # one policy shared by every robot of the fleet
+HASH_SEED = "0"  # PYTHONHASHSEED of every Ray worker (and of `forklift train`'s driver)
 
 
 class TrainConfigError(ValueError):
@@ -143,7 +145,11 @@ def init_ray(sec: Any) -> bool:
         return False
     env = {
         "env_vars": {"PYTHONPATH": os.pathsep.join(
-            [os.getcwd(), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]).strip(os.pathsep)},
+            [os.getcwd(), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]).strip(os.pathsep),
+            # RLlib iterates sets of agent ids (MultiAgentEpisode.agent_ids) to order the
+            # rows of every forward batch: with a random string hash the sampled actions
+            # land on different robots in every worker process (docs/TRAINING.md)
+            "PYTHONHASHSEED": HASH_SEED},
         "worker_process_setup_hook": "learning.rllib_adapter.worker_setup",
     }
     if sec.mode == "local":

@@ -19,8 +19,10 @@ env-runner restarts), one JSON line in ``metrics.jsonl`` and TensorBoard scalars
 * ``train_state.json``: iteration, stage, env steps, restarts, seed, config, metrics.
 
 ``resume=PATH`` (a checkpoint dir or a run dir: its latest checkpoint) continues the
-iteration and env-step counts. Everything is determined by (config, seed) up to RLlib's
-asynchronous sampling order.
+iteration and env-step counts. Everything is determined by (config, seed), bit for bit with
+one env runner, given ``PYTHONHASHSEED=0`` and one torch thread in the driver (what
+``forklift train`` runs with; Ray workers get the hash seed from
+:func:`learning.rllib_adapter.init_ray`): docs/TRAINING.md, "Reproducibility".
 
 All RLlib calls go through :mod:`learning.rllib_adapter`.
 """

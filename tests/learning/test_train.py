@@ -47,6 +47,9 @@ def ray_local():
 @pytest.fixture(scope="module")
 def trained(ray_local, tmp_path_factory):
     """A 2-iteration grid run from scratch: (TrainResult, progress lines)."""
+    # one torch thread in the driver's learner, as `forklift train` sets (module fixtures run
+    # before the autouse one-thread fixture; other thread counts give other float sums)
+    torch.set_num_threads(1)
     lines: list[str] = []
     out = tmp_path_factory.mktemp("train")
     res = train(SMALL, out_dir=out, seed=3, config={"seed": 3}, log=lines.append)
@@ -134,6 +137,60 @@ def test_train__exported_onnx_of_a_train_checkpoint_matches_torch(trained, tmp_p
     rep = export_onnx(res.checkpoint, tmp_path / "p.onnx", batch=32)
     assert rep.weights.endswith("iter_000002/network.safetensors")
     assert rep.max_abs_diff_logits <= 1e-4 and rep.max_abs_diff_value <= 1e-4
+
+
+_TIMINGS = ("steps_per_s", "sample_s", "learn_s", "wall_s")
+
+
+def _metrics(run_dir) -> list[dict]:
+    rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in _TIMINGS} for r in rows]
+
+
+def test_train__same_seed_gives_the_same_run_other_seed_differs(trained, ray_local, tmp_path):
+    # Without PYTHONHASHSEED in the workers' runtime env every env runner ordered the robots
+    # of its forward batches by its own string hash (RLlib iterates sets of agent ids), so
+    # the same seed sampled other actions (docs/TRAINING.md, "Reproducibility").
+    res, _ = trained
+    assert ray_local.get(ray_local.remote(lambda: os.environ.get("PYTHONHASHSEED")).remote()) == rl.HASH_SEED
+    again = train(SMALL, out_dir=tmp_path / "again", seed=3, config={"seed": 3}, log=lambda _: None)
+    assert _metrics(again.out_dir) == _metrics(res.out_dir)
+    for it in (1, 2):
+        name = f"checkpoints/iter_{it:06d}/network.safetensors"
+        assert (again.out_dir / name).read_bytes() == (res.out_dir / name).read_bytes(), name
+    other = train(dataclasses.replace(SMALL, iterations=1), out_dir=tmp_path / "other", seed=4,
+                  log=lambda _: None)
+    a, _ = load_policy_value(res.out_dir / "checkpoints/iter_000001/network.safetensors")
+    b, _ = load_policy_value(other.checkpoint / "network.safetensors")
+    assert any(not torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_train_cli__console_entry_reexecs_with_a_fixed_hash_seed(monkeypatch):
+    import sys
+
+    from agent import train_cmd
+
+    class Exec(Exception):
+        pass
+
+    def fake_execve(path, argv, env):
+        raise Exec(path, argv, env)
+
+    monkeypatch.setattr(os, "execve", fake_execve)
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    monkeypatch.setattr(sys, "argv", ["forklift", "train", "train.iterations=1", "seed=2"])
+    with pytest.raises(Exec) as e:
+        main()
+    path, argv, env = e.value.args
+    assert path == sys.executable and argv == [sys.executable, "-m", "agent.cli", "train",
+                                               "train.iterations=1", "seed=2"]
+    assert env["PYTHONHASHSEED"] == train_cmd.HASH_SEED == rl.HASH_SEED
+    # explicit argv (in-process callers, tests) never re-executes; bad input still exits 2
+    with pytest.raises(SystemExit) as bad:
+        main(["train", "train.algorithm=DQN"])
+    assert bad.value.code == 2
+    monkeypatch.setenv("PYTHONHASHSEED", train_cmd.HASH_SEED)
+    assert train_cmd.reexec_with_fixed_hash_seed(["train"]) is None
 
 
 def test_train_cli__one_iteration_end_to_end(ray_local, tmp_path, capsys):
