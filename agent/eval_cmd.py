@@ -31,7 +31,7 @@ from agent.verbs import Invocation, register_verb
 from agent.config import AppConfig, to_baseline_config, to_sim_config
 from agent.eval_continual import ContinualSection
 
-__all__ = ["EvalSection", "eval_verb", "record_localization_logs"]
+__all__ = ["EvalSection", "eval_verb", "planning_efficiency", "record_localization_logs"]
 
 DEFAULT_SIMS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -240,6 +240,66 @@ def _network_evaluator(checkpoint: str | None):
         raise ConfigError("checkpoint", str(e).splitlines()[0]) from None
 
 
+FEWER_TARGET = 0.40  # the product claim: >= 40 % fewer simulations with the network than rollouts
+AIM_RATIO = 4.0  # the aim: 4x fewer
+
+
+def _sims_to_reach(curve, sims, threshold: float) -> int | None:
+    hit = [s for s, r in zip(sims, curve) if float(r) >= threshold - 1e-12]
+    return int(hit[0]) if hit else None
+
+
+def planning_efficiency(result, *, network: str = "network", baseline: str = "rollout") -> dict:
+    """Simulations each evaluator needs for 95 % of the best return, and network vs baseline.
+
+    Two readings of "95 % of the best return" (best = the best mean return of any
+    evaluator at any budget of this run):
+
+    * ``span``: 95 % of the way from the worst to the best mean return (the planning
+      package's definition, :func:`planning.evaluation.run_planning_eval`; defined for any sign);
+    * ``of_best``: a mean return >= 0.95 x best (only when best > 0, else None).
+
+    For each reading: ``sims`` per evaluator (None = not within ``max_sims``) and, when both
+    ``network`` and ``baseline`` were run, ``ratio`` = baseline sims / network sims,
+    ``fewer`` = 1 - network / baseline and whether the claim (``fewer`` >= 40 %) and the aim
+    (ratio >= 4) are ``met`` / ``missed`` / ``undetermined``. A baseline that never reaches
+    the threshold needs more than ``max_sims``: ``ratio`` and ``fewer`` are then lower
+    bounds (``exact`` False).
+
+    Args:
+        result: a :class:`planning.evaluation.PlanningEvalResult`.
+        network, baseline: evaluator names to compare.
+    """
+    sims = tuple(int(s) for s in result.sims)
+    best, worst = float(result.best_return), float(result.worst_return)
+    thresholds = {"span": worst + 0.95 * (best - worst), "of_best": 0.95 * best if best > 0 else None}
+    out: dict = {"best_return": best, "worst_return": worst, "max_sims": max(sims)}
+    for reading, thr in thresholds.items():
+        need = {n: (None if thr is None else _sims_to_reach(c, sims, thr)) for n, c in result.mean_return.items()}
+        entry: dict = {"threshold_return": thr, "sims": need}
+        if network in need and baseline in need:
+            entry[f"{network}_vs_{baseline}"] = _compare(need[network], need[baseline], max(sims))
+        out[reading] = entry
+    return out
+
+
+def _compare(net: int | None, base: int | None, max_sims: int) -> dict:
+    if net is None:  # the network never got there: worse than a baseline that did
+        verdict = "missed" if base is not None else "undetermined"
+        return {"ratio": None, "fewer": None, "exact": False,
+                "claim_40pct_fewer": verdict, "aim_4x": verdict}
+    exact = base is not None
+    ratio = (base if exact else max_sims) / net  # a baseline that never got there needs > max_sims
+    fewer = 1.0 - 1.0 / ratio
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else ("missed" if exact else "undetermined")
+
+    return {"ratio": ratio, "fewer": fewer, "exact": exact,
+            "claim_40pct_fewer": verdict(fewer >= FEWER_TARGET - 1e-12),
+            "aim_4x": verdict(ratio >= AIM_RATIO - 1e-12)}
+
+
 def _eval_planning(inv: Invocation, sec: EvalSection, out: Path, network=None) -> dict:
     from rich.console import Console
     from rich.table import Table
@@ -259,9 +319,21 @@ def _eval_planning(inv: Invocation, sec: EvalSection, out: Path, network=None) -
         table.add_column(n, justify="right")
     for j, s in enumerate(result.sims):
         table.add_row(str(s), *[f"{result.mean_return[n][j]:.3f} ± {result.stderr[n][j]:.3f}" for n in names])
-    table.add_row("efficiency", *[str(result.efficiency.get(n)) for n in names])
+    eff = planning_efficiency(result)
+    fmt = lambda v: str(v) if v is not None else f">{eff['max_sims']}"
+    table.add_row("sims for 95%", *[fmt(eff["span"]["sims"][n]) for n in names])
     Console().print(table)
-    return {"task": "planning", "result": d}
+    for reading in ("span", "of_best"):
+        cmp = eff[reading].get("network_vs_rollout")
+        if cmp is not None and cmp["ratio"] is not None:
+            bound = "" if cmp["exact"] else ">= "
+            print(f"planning efficiency ({reading}): network needs {bound}{cmp['ratio']:.2f}x fewer simulations "
+                  f"than rollouts ({bound}{100 * cmp['fewer']:.1f}% fewer): 40% claim {cmp['claim_40pct_fewer']}, "
+                  f"4x aim {cmp['aim_4x']}")
+        elif cmp is not None:
+            print(f"planning efficiency ({reading}): the network never reached 95% of the best return "
+                  f"within {eff['max_sims']} simulations: 40% claim {cmp['claim_40pct_fewer']}")
+    return {"task": "planning", "result": d, "efficiency": eff}
 
 
 @register_verb("eval", "evaluate a part side by side: task=localization (EKF/UKF/dead reckoning) "
