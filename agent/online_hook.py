@@ -27,6 +27,7 @@ from online learning.
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from collections.abc import Sequence
@@ -208,9 +209,17 @@ def build_online_hook(app: Any, evaluator: Any, layout: Any = None) -> OnlineHoo
     from sim.layout import generate_layout
 
     torch.set_num_threads(1)  # the learner shares the machine with the control loop
+    # ... and the interpreter: a thread waiting for the GIL gets it after at most the switch
+    # interval; 1 ms instead of Python's 5 ms bounds what the learner thread's Python work
+    # (the gate's searches) adds to one control decision. Process-wide (both arms of eval
+    # task=continual run in this process, so they are compared under the same setting).
+    sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
     lc = app.learning
     cfg = OnlineConfig(**{**dataclasses.asdict(lc.learner), "seed": app.seed + lc.learner.seed})
+    p = app.planner  # the gate searches the way the agent plans (agent.agent's MCTSConfig)
+    search = {"rule": p.algorithm, "max_depth": p.max_depth, "gumbel_scale": p.gumbel_scale, "c1": p.c_puct,
+              "max_considered_actions": 5}
     learner = OnlineLearner(cfg, evaluator, layout=layout if layout is not None else generate_layout(app.layout),
-                            background=lc.background)
+                            background=lc.background, gate_search=search)
     return OnlineHook(learner, background=lc.background, kpi_period_s=lc.kpi_period_s, seed=cfg.seed)
 

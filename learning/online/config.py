@@ -64,9 +64,15 @@ class OnlineConfig:
         gate_horizon: steps per gate episode at most (episodes end at the first delivery).
         gate_simulations: MCTS simulations per gate decision (0 = greedy policy).
         gate_margin: a candidate is swapped in only if its mean return on each suite is
-            >= production's - margin (reward units).
+            >= production's - margin (reward units; the mean of the per-situation paired
+            differences).
         gate_value_margin: ... and only if its value RMSE on visited gate states is
             <= production's + this (reward units).
+        gate_z: ... and only if on the recent suite its mean return gain (or its value-MSE
+            reduction) exceeds this many standard errors of the per-situation paired
+            difference: a candidate that differs from production only by noise is not
+            swapped in.
+        gate_require_gain: False drops that last condition (not worse is enough).
         gate_kinds: situation kinds of the gate suites.
         kpi_keys: KPIs watched after a swap; a leading "-" means lower is better.
         kpi_window: KPI reports averaged before and after a swap.
@@ -102,6 +108,8 @@ class OnlineConfig:
     gate_simulations: int = 0
     gate_margin: float = 0.02
     gate_value_margin: float = 0.02
+    gate_z: float = 2.0
+    gate_require_gain: bool = True
     gate_kinds: tuple[str, ...] = SITUATION_KINDS
     kpi_keys: tuple[str, ...] = ("completion_rate",)
     kpi_window: int = 3
@@ -139,6 +147,7 @@ class OnlineConfig:
             ("gate_simulations", self.gate_simulations >= 0, "integer >= 0"),
             ("gate_margin", self.gate_margin >= 0, ">= 0"),
             ("gate_value_margin", self.gate_value_margin >= 0, ">= 0"),
+            ("gate_z", self.gate_z >= 0, ">= 0"),
             (
                 "gate_kinds",
                 len(self.gate_kinds) > 0 and set(self.gate_kinds) <= set(SITUATION_KINDS),

@@ -7,9 +7,13 @@ work in now) and *held-out* (situations of earlier layouts, sampled once and nev
 on). Per suite it measures the mean undiscounted return (what the policy achieves) and the
 value RMSE over the visited states against the discounted return that followed in the grid
 model (what the search trusts; the grid model's rewards are ground truth, so a network
-trained on corrupted rewards shows here even when its greedy policy has not moved yet). A
-candidate is promoted only if it is not worse on *both* suites by either criterion
-(``margin``, ``value_margin``); the evidence (all scores, margins) goes into the log.
+trained on corrupted rewards shows here even when its greedy policy has not moved yet).
+Common situations and draws make every situation one *paired* difference (candidate -
+production); a candidate is promoted only if it is not worse on *both* suites by either
+criterion (``margin``, ``value_margin``) **and** it is better on the recent suite by more
+than ``z`` standard errors of the paired difference (return, or per-situation value MSE):
+a candidate that differs from production by noise only is not swapped in. The evidence
+(all scores, paired differences and their standard errors, margins) goes into the log.
 
 **KPI monitor** (:class:`KpiMonitor`): after a swap, production KPIs (completion rate,
 ...) reported by the host are compared with the mean of the ``window`` reports before the
@@ -33,7 +37,7 @@ from planning.situations import sample_situations
 from sim.layout import Layout
 from sim.types import MacroAction
 
-__all__ = ["GateResult", "KpiMonitor", "ShadowGate", "SituationSuite"]
+__all__ = ["GateResult", "KpiMonitor", "ShadowGate", "SituationSuite", "SuiteScore", "paired"]
 
 
 @dataclass(frozen=True)
@@ -77,21 +81,53 @@ class SituationSuite:
         return cls(name, model, states, seed, horizon)
 
 
-def _rollout(
-    suite: SituationSuite, evaluator: Evaluator, simulations: int, discount: float
-) -> tuple[float, float]:
-    """Closed-loop play of every situation; (mean return, value RMSE over visited states).
+@dataclass(frozen=True)
+class SuiteScore:
+    """Per-situation outcome of one network on one suite (rows = situations).
+
+    Attributes:
+        returns: [N] undiscounted return of each situation's episode.
+        sq_err: [N] sum over the visited states of (value - discounted return that followed)**2.
+        n_states: [N] visited states per situation.
+    """
+
+    returns: np.ndarray
+    sq_err: np.ndarray
+    n_states: np.ndarray
+
+    @property
+    def mean_return(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def value_rmse(self) -> float:
+        n = float(self.n_states.sum())
+        return float(np.sqrt(self.sq_err.sum() / n)) if n else 0.0
+
+    @property
+    def value_mse(self) -> np.ndarray:
+        """[N] value MSE per situation (0 where nothing was visited)."""
+        return self.sq_err / np.maximum(self.n_states, 1)
+
+
+def _rollout_rows(
+    suite: SituationSuite, evaluator: Evaluator, simulations: int, discount: float,
+    search: Mapping[str, Any] | None = None,
+) -> SuiteScore:
+    """Closed-loop play of every situation; per-situation returns and value errors.
 
     Actions: the argmax of the network's logits (``simulations`` 0) or an MCTS search on
     the network. The world is re-seeded per step from ``(suite.seed, t)`` (common random
     numbers: every network sees the same draws). The value error compares the network's
     value of every visited state with the discounted return that followed it in the
     grid model (truncated at the horizon): poisoned rewards corrupt exactly this.
+    ``search``: further :class:`MCTSConfig` fields (the host planner's rule, depth, ...).
     """
     model, states = suite.model, suite.states
     b = len(states)
     mcts = (
-        MCTS(model, evaluator, MCTSConfig(num_simulations=simulations, discount=discount))
+        MCTS(model, evaluator, MCTSConfig(num_simulations=simulations, discount=discount,
+                                          **dict(search or {})))
         if simulations > 0
         else None
     )
@@ -114,19 +150,32 @@ def _rollout(
         states = tree_map(lambda a, n: np.where(keep.reshape(-1, *[1] * (a.ndim - 1)), n, a),
                           states, nxt)
         alive &= ~d
+    if not rewards:
+        z = np.zeros(b)
+        return SuiteScore(z, z.copy(), z.copy())
     rew, val, live = np.array(rewards), np.array(values), np.array(masks)  # [T, B]
     togo = np.zeros_like(rew)
     acc = np.zeros(b)
     for t in range(len(rew) - 1, -1, -1):
         acc = rew[t] + discount * acc
         togo[t] = acc
-    err = (val - togo)[live]
-    return float(rew.sum(0).mean()), float(np.sqrt(np.mean(err**2))) if err.size else 0.0
+    err2 = np.where(live, (val - togo) ** 2, 0.0)
+    return SuiteScore(rew.sum(0), err2.sum(0), live.sum(0).astype(np.float64))
 
 
-def suite_return(suite: SituationSuite, evaluator: Evaluator, simulations: int) -> float:
-    """Mean undiscounted return of ``evaluator`` on ``suite`` (greedy if ``simulations`` 0)."""
-    return _rollout(suite, evaluator, simulations, 0.99)[0]
+def _rollout(
+    suite: SituationSuite, evaluator: Evaluator, simulations: int, discount: float
+) -> tuple[float, float]:
+    """(mean return, value RMSE over visited states) of :func:`_rollout_rows`."""
+    sc = _rollout_rows(suite, evaluator, simulations, discount)
+    return sc.mean_return, sc.value_rmse
+
+
+def paired(diff: np.ndarray) -> tuple[float, float]:
+    """(mean, standard error) of per-situation paired differences (SE 0 for one row)."""
+    d = np.asarray(diff, np.float64)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    return float(d.mean()), se
 
 
 @dataclass(frozen=True)
@@ -135,10 +184,15 @@ class GateResult:
 
     Attributes:
         accepted: promote the candidate.
-        scores: suite -> {"production": mean return, "candidate": mean return}.
+        scores: suite -> {"production", "candidate": mean return; "production_value_rmse",
+            "candidate_value_rmse"; "diff", "diff_se": mean and standard error of the
+            per-situation paired return difference (candidate - production);
+            "value_gain", "value_gain_se": the same of the per-situation value-MSE
+            reduction (production - candidate)}.
         margin: tolerated mean-return loss per suite (reward units).
         n_situations: suite -> situations played.
-        reason: "not worse on every suite" or which suite was worse.
+        reason: "better on recent, not worse on every suite", or why not.
+        z: standard errors a gain must clear (``gate_z``).
     """
 
     accepted: bool
@@ -146,12 +200,14 @@ class GateResult:
     margin: float
     n_situations: dict[str, int]
     reason: str
+    z: float = 0.0
 
     def evidence(self) -> dict[str, Any]:
         """JSON-able summary for the log."""
         return {
             "scores": self.scores,
             "margin": self.margin,
+            "z": self.z,
             "n_situations": self.n_situations,
             "reason": self.reason,
         }
@@ -160,16 +216,30 @@ class GateResult:
 class ShadowGate:
     """Scores candidates against production on the recent and held-out suites.
 
-    Per suite, two criteria (both must hold): mean return ``cand >= prod - margin`` and
-    value RMSE ``cand <= prod + value_margin`` (see :func:`_rollout`).
+    Both networks play the same situations with the same world draws, so every situation
+    gives one *paired* difference; the decision uses their mean and standard error (SE):
+
+    - **not worse** on each suite (both must hold): mean return difference
+      ``>= -margin`` and value RMSE ``cand <= prod + value_margin``;
+    - **better** on the recent suite (``require_gain``): the mean return gain, or the mean
+      per-situation value-MSE reduction, exceeds ``z`` standard errors of its paired
+      difference (and 0). A candidate that only differs from production by noise (or not
+      at all) is not swapped in: a swap must buy something measurable.
 
     Args:
         recent: situations of the current layout.
         heldout: situations of earlier layouts (never replaced by :meth:`set_recent`).
         margin: tolerated mean-return loss per suite (reward units).
         value_margin: tolerated value-RMSE increase per suite (reward units).
-        simulations: MCTS simulations per decision (0 = greedy policy).
+        simulations: MCTS simulations per decision (0 = greedy policy). Production plans
+            with a search, so the gate should too: the greedy policy's outcomes flip on
+            tiny weight changes and are far noisier than the searched ones.
         discount: discount of the value targets (the search's).
+        z: standard errors of the paired difference a gain must clear.
+        require_gain: False = the old rule (not worse is enough; tests of what the
+            learner does without the gate).
+        search: further :class:`MCTSConfig` fields of the gate's search (the host
+            planner's ``rule``, ``max_depth``, ...; default MCTSConfig's).
     """
 
     def __init__(
@@ -181,11 +251,16 @@ class ShadowGate:
         value_margin: float,
         simulations: int,
         discount: float = 0.99,
+        z: float = 2.0,
+        require_gain: bool = True,
+        search: Mapping[str, Any] | None = None,
     ) -> None:
         self.recent, self.heldout = recent, heldout
         self.margin, self.value_margin = float(margin), float(value_margin)
         self.simulations, self.discount = int(simulations), float(discount)
-        self._prod_cache: dict[tuple[int, str], tuple[float, float]] = {}
+        self.z, self.require_gain = float(z), bool(require_gain)
+        self.search = dict(search or {})
+        self._prod_cache: dict[tuple[int, str], SuiteScore] = {}
 
     def set_recent(self, suite: SituationSuite) -> None:
         """New current-layout situations (the held-out suite stays)."""
@@ -198,36 +273,53 @@ class ShadowGate:
 
     def score(self, evaluator: Evaluator) -> dict[str, tuple[float, float]]:
         """Suite name -> (mean return, value RMSE) of ``evaluator``."""
-        return {
-            s.name: _rollout(s, evaluator, self.simulations, self.discount) for s in self.suites()
-        }
+        out = {}
+        for s in self.suites():
+            sc = _rollout_rows(s, evaluator, self.simulations, self.discount, self.search)
+            out[s.name] = (sc.mean_return, sc.value_rmse)
+        return out
 
     def compare(
         self, candidate: Evaluator, production: Evaluator, production_version: int
     ) -> GateResult:
-        """Gate decision: the candidate is not worse than production anywhere."""
-        cand = self.score(candidate)
-        scores, worse = {}, []
+        """Gate decision: better on the recent suite, not worse anywhere (class docstring)."""
+        scores, worse, gain = {}, [], []
         for s in self.suites():
             key = (production_version, s.name)
             if key not in self._prod_cache:
-                self._prod_cache[key] = _rollout(s, production, self.simulations, self.discount)
-            (pr, pv), (cr, cv) = self._prod_cache[key], cand[s.name]
+                self._prod_cache[key] = _rollout_rows(s, production, self.simulations, self.discount, self.search)
+            p = self._prod_cache[key]
+            c = _rollout_rows(s, candidate, self.simulations, self.discount, self.search)
+            d, d_se = paired(c.returns - p.returns)
+            g, g_se = paired(p.value_mse - c.value_mse)
             scores[s.name] = {
-                "production": pr, "candidate": cr,
-                "production_value_rmse": pv, "candidate_value_rmse": cv,
+                "production": p.mean_return, "candidate": c.mean_return,
+                "production_value_rmse": p.value_rmse, "candidate_value_rmse": c.value_rmse,
+                "diff": d, "diff_se": d_se, "value_gain": g, "value_gain_se": g_se,
             }
-            if cr < pr - self.margin:
+            if d < -self.margin:
                 worse.append(f"{s.name} return")
-            if cv > pv + self.value_margin:
+            if c.value_rmse > p.value_rmse + self.value_margin:
                 worse.append(f"{s.name} value error")
-        reason = f"worse on {', '.join(worse)}" if worse else "not worse on every suite"
+            if s is self.recent:
+                if d > 0 and d > self.z * d_se:
+                    gain.append("return")
+                if g > 0 and g > self.z * g_se:
+                    gain.append("value error")
+        if worse:
+            reason = f"worse on {', '.join(worse)}"
+        elif self.require_gain and not gain:
+            reason = f"no gain on recent beyond {self.z:g} standard errors (noise)"
+        else:
+            reason = ("better on recent " + " and ".join(gain) + ", not worse on every suite"
+                      if gain else "not worse on every suite")
         return GateResult(
-            accepted=not worse,
+            accepted=not worse and (bool(gain) or not self.require_gain),
             scores=scores,
             margin=self.margin,
             n_situations={s.name: len(s.states) for s in self.suites()},
             reason=reason,
+            z=self.z,
         )
 
 

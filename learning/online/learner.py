@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import os
 import threading
 import time
 import traceback
@@ -101,6 +102,9 @@ class OnlineLearner:
         model_config: grid-model settings of the gate (rewards, crop; episodes end at the
             first delivery, ``horizon_steps = cfg.gate_horizon``).
         background: start the learner thread (False: call :meth:`step` yourself).
+        gate_search: further ``MCTSConfig`` fields of the gate's search when
+            ``cfg.gate_simulations`` > 0 (the host planner's rule, depth, ...), so the gate
+            plays the way production plans.
 
     Example:
         >>> learner = OnlineLearner(OnlineConfig(), load_network_evaluator(), layout=layout)
@@ -118,6 +122,7 @@ class OnlineLearner:
         layout: Layout,
         model_config: GridModelConfig | None = None,
         background: bool = True,
+        gate_search: Mapping[str, Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self._device = str(evaluator.device)
@@ -138,6 +143,13 @@ class OnlineLearner:
             state0 = {k: v.clone() for k, v in base.state_dict().items()}
         self._prod = Version(0, evaluator, state0)
         self._last_good = self._prod
+        # the training branch: what the last candidate trained from ``_branch_base``
+        # reached. A rejected candidate's progress is kept (the next update continues
+        # from it) so learning accumulates across updates the gate does not yet accept;
+        # it is dropped on a swap (production is the branch then), a discard (too large,
+        # non-finite) and a rollback.
+        self._branch: dict[str, torch.Tensor] | None = None
+        self._branch_base = -1
         self._ewc: EWCState | None = None
         self._ewc_version = -1
         self.store = ReplayStore(
@@ -154,6 +166,7 @@ class OnlineLearner:
             mk("recent", layout, cfg.seed + 1), mk("heldout", layout, cfg.seed),
             margin=cfg.gate_margin, value_margin=cfg.gate_value_margin,
             simulations=cfg.gate_simulations, discount=cfg.discount,
+            z=cfg.gate_z, require_gain=cfg.gate_require_gain, search=gate_search,
         )
         self.monitor = KpiMonitor(cfg.kpi_keys, cfg.kpi_window, cfg.kpi_drop)
         self._queue: deque[Transition] = deque()
@@ -233,6 +246,7 @@ class OnlineLearner:
             evidence = self.monitor.report(kpis)
             if evidence is not None and self._prod is not self._last_good:
                 bad, self._prod = self._prod, self._last_good
+                self._branch = None
                 self.monitor.stop()
                 self.stats["rollbacks"] += 1
                 return self._log("rollback", from_version=bad.id, to_version=self._prod.id,
@@ -276,6 +290,10 @@ class OnlineLearner:
         return entry
 
     def _run(self) -> None:
+        try:  # the control loop comes first: the learner thread runs at a lower CPU priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):  # not Linux (per-thread nice), or not permitted
+            pass
         try:
             while not self._stop.wait(0.02):
                 if time.monotonic() - self._last_update_t < self.cfg.update_interval_s:
@@ -320,13 +338,16 @@ class OnlineLearner:
             base = self._prod
         cand, info = self._train_candidate(base)
         if cand is None:
+            self._branch = None
             self.stats["rejections"] += 1
             return self._log("discard", base_version=base.id, **info)
         rel = _rel_change(cand, base.net)
         info["rel_change"] = rel
         if rel > self.cfg.max_rel_change:
+            self._branch = None  # the branch drifted too far from production: start over
             self.stats["rejections"] += 1
             return self._log("discard", base_version=base.id, reason="update too large", **info)
+        self._branch, self._branch_base = self._candidate_state(), base.id
         cand_ev = NetworkEvaluator(cand.to(self._device), self._device)
         result = self.gate.compare(cand_ev, base.evaluator, base.id)
         with self._lock:
@@ -336,7 +357,8 @@ class OnlineLearner:
             if not result.accepted:
                 self.stats["rejections"] += 1
                 return self._log("reject", base_version=base.id, evidence=result.evidence(), **info)
-            self._prod = Version(base.id + 1, cand_ev, self._candidate_state())
+            self._prod = Version(base.id + 1, cand_ev, self._branch)
+            self._branch = None
             self.stats["swaps"] += 1
             self.monitor.on_swap()
             if not self.monitor.watching:  # no KPI baseline yet: the gate's evidence is all
@@ -373,10 +395,11 @@ class OnlineLearner:
     def _train_candidate(self, base: Version) -> tuple[PolicyValueNet | None, dict[str, Any]]:
         """Fine-tunes the training copy from ``base``; (candidate or None, info)."""
         c, net = self.cfg, self._train
+        start = self._branch if self._branch is not None and self._branch_base == base.id else base.state
         if c.mode == "lora":
-            load_adapter_state(net, base.state)
+            load_adapter_state(net, start)
         else:
-            net.load_state_dict(base.state)
+            net.load_state_dict(start)
         ewc = self._ewc_for(base) if c.mode == "full" and c.ewc_lambda > 0 else None
         params = [p for p in net.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=c.lr)
@@ -406,6 +429,7 @@ class OnlineLearner:
         self.stats["steps"] += taken
         self.stats["skipped_nonfinite"] += skipped
         info: dict[str, Any] = {"steps": taken, "skipped_nonfinite": skipped,
+                                "continued": start is not base.state,
                                 "loss": float(np.mean(losses)) if losses else None,
                                 "replay": {"recent": self.store.n_recent,
                                            "reservoir": self.store.n_reservoir}}

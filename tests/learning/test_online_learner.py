@@ -20,7 +20,7 @@ from sim.layout import LayoutConfig, generate_layout
 
 #: the gate lets everything through (tests of what the learner does without it)
 OPEN_GATE = {"gate_margin": 1e9, "gate_value_margin": 1e9, "max_rel_change": 1e9,
-             "gate_situations": 3, "gate_horizon": 10}
+             "gate_situations": 3, "gate_horizon": 10, "gate_require_gain": False}
 
 
 def _feed_targets(learner: OnlineLearner, data, rows=None) -> None:
@@ -104,9 +104,16 @@ def test_online__poisoned_rewards_are_rejected_by_the_gate(layout):
 
 
 def test_online__gate_swaps_in_a_candidate_trained_on_search_targets(layout):
-    """Control for the poisoning test: the same gate promotes good data."""
+    """Control for the poisoning test: the same gate promotes good data. Production is the
+    shipped net with its policy head zeroed (flat prior), so the expert targets make a gain
+    the gate can measure; the shipped net itself already plays these situations as well
+    as its targets, and the gate does not swap in a candidate that is only not worse."""
     ev = load_network_evaluator()
-    cfg = fast_config(steps_per_update=20, lr=1e-3, gate_situations=24, min_new_samples=200)
+    with torch.no_grad():
+        for p in ev.net.policy_head.parameters():
+            p.zero_()
+    cfg = fast_config(steps_per_update=40, lr=3e-3, gate_situations=24, min_new_samples=200,
+                      max_rel_change=1.0)
     learner = OnlineLearner(cfg, ev, layout=layout, background=False)
     data, _ = make_datasets(layout, GridDataConfig(n_situations=80, n_groups=0),
                             np.random.default_rng(3))
@@ -116,6 +123,7 @@ def test_online__gate_swaps_in_a_candidate_trained_on_search_targets(layout):
     assert learner.version == 1 and learner.evaluator is not ev
     s = entry["evidence"]["scores"]
     assert all(v["candidate"] >= v["production"] - cfg.gate_margin for v in s.values())
+    assert s["recent"]["diff"] > cfg.gate_z * s["recent"]["diff_se"]
 
 
 def _swapped_learner(layout, tasks, **kw) -> OnlineLearner:
