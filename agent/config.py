@@ -174,6 +174,8 @@ class LearnerSection:
     recent_size: int = 4096
     reservoir_size: int = 16384
     replay_fraction: float = 0.5
+    rehearsal_situations: int = 0
+    rehearsal_fraction: float = 0.25
     batch_size: int = 64
     steps_per_update: int = 50
     lr: float = 1e-3
@@ -398,7 +400,7 @@ RANGES: tuple[tuple[str, Range], ...] = (
         "min_samples", "min_new_samples", "queue_size", "gate_situations", "gate_horizon", "kpi_window")),
     *((f"learning.learner.{k}", POS) for k in (
         "lora_alpha", "lr", "grad_clip", "max_rel_change", "adv_temperature", "adv_weight_max", "kpi_drop")),
-    ("learning.learner.replay_fraction", Range(0, 1)), ("learning.learner.discount", Range(0, 1, lo_open=True)),
+    ("learning.learner.replay_fraction", Range(0, 1)), ("learning.learner.rehearsal_fraction", Range(0, 1)), ("learning.learner.discount", Range(0, 1, lo_open=True)),
     ("*", NONNEG),
 )
 

@@ -43,6 +43,13 @@ class OnlineConfig:
         reservoir_size: transitions in the reservoir of older data (uniform over all
             transitions evicted from the recent window, seeded).
         replay_fraction: share of every minibatch drawn from the reservoir (0 = no replay).
+        rehearsal_situations: grid-model situations of every layout the robots work on
+            (the starting one, and each one :meth:`OnlineLearner.set_layout` announces)
+            played by the shortest-path expert (``learning.grid_data``, the pre-training
+            targets) into a rehearsal store: the new map is rehearsed in the planner's own
+            world model, the earlier ones stay in the store's reservoir (0 = off).
+        rehearsal_fraction: share of every minibatch drawn from the rehearsal store (half
+            of it from the current layout, half from earlier ones once there are any).
         batch_size: transitions per optimiser step.
         steps_per_update: optimiser steps per candidate (bounds one update).
         lr: Adam learning rate.
@@ -90,6 +97,8 @@ class OnlineConfig:
     recent_size: int = 4096
     reservoir_size: int = 16384
     replay_fraction: float = 0.5
+    rehearsal_situations: int = 0
+    rehearsal_fraction: float = 0.25
     batch_size: int = 64
     steps_per_update: int = 50
     lr: float = 1e-3
@@ -129,6 +138,8 @@ class OnlineConfig:
             ("recent_size", self.recent_size >= 1, pos_int),
             ("reservoir_size", self.reservoir_size >= 0, "integer >= 0"),
             ("replay_fraction", 0.0 <= self.replay_fraction <= 1.0, "in [0, 1]"),
+            ("rehearsal_situations", self.rehearsal_situations >= 0, "integer >= 0"),
+            ("rehearsal_fraction", 0.0 <= self.rehearsal_fraction <= 1.0, "in [0, 1]"),
             ("batch_size", self.batch_size >= 1, pos_int),
             ("steps_per_update", self.steps_per_update >= 1, pos_int),
             ("lr", self.lr > 0, "> 0"),

@@ -220,7 +220,8 @@ class ShadowGate:
     gives one *paired* difference; the decision uses their mean and standard error (SE):
 
     - **not worse** on each suite (both must hold): mean return difference
-      ``>= -margin`` and value RMSE ``cand <= prod + value_margin``;
+      ``>= -margin`` and value RMSE ``cand <= prod + value_margin`` (point estimates: a
+      loss is never excused as noise; more situations make it less noisy);
     - **better** on the recent suite (``require_gain``): the mean return gain, or the mean
       per-situation value-MSE reduction, exceeds ``z`` standard errors of its paired
       difference (and 0). A candidate that only differs from production by noise (or not

@@ -36,6 +36,7 @@ import torch
 
 from learning.checkpoint import load_policy_value, save_policy_value
 from learning.evaluator import NetworkEvaluator
+from learning.grid_data import GridDataConfig, make_datasets
 from learning.network import PolicyValueNet
 from learning.online.config import OnlineConfig
 from learning.online.ewc import EWCState, diagonal_fisher, ewc_penalty, load_ewc, save_ewc
@@ -49,7 +50,7 @@ from learning.online.lora import (
     save_adapters,
 )
 from learning.online.loss import online_loss, to_torch_batch
-from learning.online.replay import ReplayStore, Transition
+from learning.online.replay import ReplayStore, Transition, concat_batches
 from planning.grid_model import GridModelConfig
 from sim.layout import Layout
 
@@ -156,6 +157,15 @@ class OnlineLearner:
             base.config.obs_spec(), base.config.num_actions, cfg.recent_size,
             cfg.reservoir_size, np.random.default_rng(cfg.seed),
         )
+        # rehearsal (cfg.rehearsal_situations > 0): expert situations of each layout in the
+        # grid model; the current layout's in the recent part, earlier ones in the reservoir
+        n_reh = cfg.rehearsal_situations * GridDataConfig().record_steps
+        self.rehearsal = (
+            ReplayStore(base.config.obs_spec(), base.config.num_actions, n_reh, n_reh,
+                        np.random.default_rng(cfg.seed + 3))
+            if n_reh else None
+        )
+        self._rehearse_pending: list[Layout] = [layout] if n_reh else []
         self._model_config = model_config
         mk = lambda name, lay, seed: SituationSuite.sample(  # noqa: E731
             name, lay, n=cfg.gate_situations, seed=seed, horizon=cfg.gate_horizon,
@@ -316,6 +326,20 @@ class OnlineLearner:
             except (ValueError, KeyError, TypeError):  # misshapen / missing keys
                 self.stats["bad_inputs"] += 1
 
+    def _rehearse(self, layout: Layout) -> None:
+        """Expert targets of ``layout``'s situations into the rehearsal store (seeded)."""
+        c = self.cfg
+        seed = c.seed + 2 + 1000 * self._n_layouts  # never the gate suites' seeds
+        data, _ = make_datasets(layout, GridDataConfig(n_situations=c.rehearsal_situations, n_groups=0),
+                                np.random.default_rng(seed))
+        assert self.rehearsal is not None
+        for i in range(len(data.policy)):
+            o = {k: v[i] for k, v in data.obs.items()}
+            self.rehearsal.add(Transition(o, int(data.policy[i].argmax()), 0.0, o, True,
+                                          data.policy[i], float(data.value[i])))
+        self._log("rehearsal", layout=str(getattr(layout, "name", "")), rows=len(data.policy),
+                  seed=seed)
+
     def step(self) -> dict[str, Any] | None:
         """One update cycle (see the module docstring). Returns its log entry, or None."""
         self._drain()
@@ -325,6 +349,10 @@ class OnlineLearner:
             self.gate.set_recent(
                 self._make_suite("recent", layout, self.cfg.seed + 1 + 1000 * self._n_layouts)
             )
+            if self.rehearsal is not None:
+                self._rehearse_pending.append(layout)
+        while self._rehearse_pending:
+            self._rehearse(self._rehearse_pending.pop(0))
         if (
             len(self.store) < self.cfg.min_samples
             or self._new_since_update < self.cfg.min_new_samples
@@ -365,6 +393,16 @@ class OnlineLearner:
                 self._last_good = self._prod
             return self._log("swap", from_version=base.id, to_version=self._prod.id,
                              evidence=result.evidence(), **info)
+
+    def _minibatch(self):
+        """``batch_size`` rows: live data (recent + reservoir) and the rehearsal share."""
+        c = self.cfg
+        n_reh = int(round(c.rehearsal_fraction * c.batch_size)) if self.rehearsal is not None and len(self.rehearsal) else 0
+        live = self.store.sample(c.batch_size - n_reh, replay_fraction=c.replay_fraction) if n_reh < c.batch_size else None
+        if not n_reh:
+            return live
+        reh = self.rehearsal.sample(n_reh, replay_fraction=0.5)
+        return reh if live is None else concat_batches(live, reh)
 
     def _candidate_state(self) -> dict[str, torch.Tensor]:
         if self.cfg.mode == "lora":
@@ -408,7 +446,7 @@ class OnlineLearner:
         losses = []
         net.train()
         for _ in range(c.steps_per_update):
-            tb = to_torch_batch(self.store.sample(c.batch_size, replay_fraction=c.replay_fraction))
+            tb = to_torch_batch(self._minibatch())
             loss = self._loss(net, teacher, tb)
             if ewc is not None:
                 loss = loss + ewc_penalty(net, ewc, c.ewc_lambda)
@@ -432,7 +470,8 @@ class OnlineLearner:
                                 "continued": start is not base.state,
                                 "loss": float(np.mean(losses)) if losses else None,
                                 "replay": {"recent": self.store.n_recent,
-                                           "reservoir": self.store.n_reservoir}}
+                                           "reservoir": self.store.n_reservoir,
+                                           "rehearsal": 0 if self.rehearsal is None else len(self.rehearsal)}}
         if not taken:
             info["reason"] = "every step non-finite"
             return None, info

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Batch", "ReplayStore", "Transition", "transition_spec"]
+__all__ = ["Batch", "ReplayStore", "Transition", "concat_batches", "transition_spec"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,19 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.action)
+
+
+def concat_batches(*batches: Batch) -> Batch:
+    """The rows of ``batches`` in order, one :class:`Batch`."""
+    def cat(get):
+        return np.concatenate([get(b) for b in batches])
+    keys = list(batches[0].obs)
+    return Batch(
+        obs={k: cat(lambda b: b.obs[k]) for k in keys},
+        next_obs={k: cat(lambda b: b.next_obs[k]) for k in keys},
+        **{f: cat(lambda b, f=f: getattr(b, f)) for f in (
+            "action", "reward", "done", "policy", "has_policy", "value", "has_value", "from_reservoir")},
+    )
 
 
 def transition_spec(obs_spec: Mapping[str, list[int]], num_actions: int) -> dict[str, tuple]:

@@ -97,3 +97,34 @@ def test_learner__a_rejected_candidates_progress_is_kept_and_a_discard_drops_it(
         learner.observe(*data[i])
     assert learner.step()["continued"] is False
     assert learner.version == 0
+
+
+def test_learner__rehearsal_keeps_every_layouts_expert_data_and_mixes_it_in(layout):
+    """rehearsal_situations > 0: the starting layout's expert data at the first update, a
+    new layout's on set_layout (the old one moves to the rehearsal reservoir), and the
+    configured share of every minibatch comes from it."""
+    from agent.eval_continual import closed_layout
+
+    cfg = fast_config(rehearsal_situations=20, rehearsal_fraction=0.25, min_samples=40,
+                      min_new_samples=40, batch_size=32, steps_per_update=2,
+                      gate_situations=3, gate_horizon=5)
+    learner = OnlineLearner(cfg, load_network_evaluator(), layout=layout, background=False)
+    data = expert_transitions(layout, 24, 30, seed=1)
+    for t in data[:40]:
+        learner.observe(*t)
+    assert learner.step() is not None
+    reh = learner.rehearsal
+    first = [e for e in learner.log if e["event"] == "rehearsal"]
+    assert len(first) == 1 and reh.n_recent == first[0]["rows"] > 0 and reh.n_reservoir == 0
+    b = learner._minibatch()
+    assert len(b) == 32 and b.has_policy[-8:].all() and b.has_value[-8:].all()
+    np.testing.assert_allclose(b.policy[-8:].sum(1), 1.0, atol=1e-5)
+    learner.set_layout(closed_layout(layout, [(5, 7), (6, 7)]))
+    for t in data[40:80]:
+        learner.observe(*t)
+    learner.step()
+    second = [e for e in learner.log if e["event"] == "rehearsal"]
+    assert len(second) == 2 and second[1]["seed"] != second[0]["seed"]
+    assert reh.n_recent == second[1]["rows"] and reh.n_reservoir > 0  # the old map kept
+    off = OnlineLearner(fast_config(), load_network_evaluator(), layout=layout, background=False)
+    assert off.rehearsal is None  # 0 = off (the default)
