@@ -295,8 +295,8 @@ class LidarGuard:
 
     * :meth:`speed_cap`: the forward speed that stops ``stop_margin_m`` short of the
       nearest obstacle in the swept corridor (:func:`safe_speed`), looking as far as the
-      stopping distance but not past the end of the straight being driven (a mapped shelf
-      or wall facing the end of a straight is not an obstacle), and 0 while an object seen in the near
+      stopping distance but not past the end of the straight being driven (a shelf facing
+      the end of a straight is not an obstacle), and 0 while an object seen in the near
       field has vanished into the lidar's blind zone at the hull (:meth:`near_field_cap`).
     * :meth:`rotation`: turning in place with a non-static return inside the rotation
       circle becomes a back-up (obstruction in front, free behind) or a stop.
@@ -319,17 +319,7 @@ class LidarGuard:
         current straight (m); ``points`` robot-frame scan points [N, 2] or None (lidar absent)."""
         sc = self.cfg
         stop_dist = v * v / (2 * sc.brake_decel)
-        straight = max(straight_m, 0.0)
-        check = min(stop_dist + sc.stop_margin_m + 0.1, straight + sc.stop_margin_m)
-        if points is not None and len(points):
-            # a mapped wall or shelf beyond the end of the straight is where the robot stops
-            # anyway (a cell facing a shelf leaves only cell/2 - body/2 = 0.2 m < stop_margin_m
-            # in front of the body at the centre): only unmapped returns keep the margin there
-            far = points[:, 0] > sc.footprint_m / 2 + straight
-            if far.any():
-                keep = ~far
-                keep[far] = ~self.static.near(to_world(points[far], pose))
-                points = points[keep]
+        check = min(stop_dist + sc.stop_margin_m + 0.1, max(straight_m, 0.0) + sc.stop_margin_m)
         return min(safe_speed(points, sc, check_len_m=check, dt=self.dt), self.near_field_cap(pose, points, t),
                    self.warning_cap(pose, points))
 

@@ -221,23 +221,6 @@ def test_safety__warning_field_slows_for_what_is_not_a_shelf(tmp_path):
     assert off.warning_cap(pose, person) == float("inf")
 
 
-def test_safety__a_shelf_facing_the_goal_cell_is_not_an_obstacle(tmp_path):
-    """At the end of a straight into a cell that faces a wall, the wall (0.2 m from the body
-    at the cell centre, less than the stop margin) does not stop the robot short of the
-    centre; the same return from something unmapped in a free cell does."""
-    from sim.safety import LidarGuard
-
-    lay = make_layout(tmp_path, JUNCTION)
-    guard = LidarGuard(lay, SafetyConfig(), DT)
-    end = lay.cell_to_xy(np.array([2, 9]))  # the aisle's last cell, the border wall east of it
-    assert not lay.free[2, 10]
-    ahead = np.array([[0.5, 0.0]])  # robot frame: at the east edge of the robot's cell
-    assert guard.speed_cap(np.array([end[0], end[1], 0.0]), 0.3, ahead, 0.0, straight_m=0.0) == float("inf")
-    mid = lay.cell_to_xy(np.array([2, 7]))  # east of it is the free cell (2, 8): unmapped
-    assert guard.speed_cap(np.array([mid[0], mid[1], 0.0]), 0.3, ahead, 0.0, straight_m=0.0) == 0.0
-    assert guard.speed_cap(np.array([mid[0], mid[1], 0.0]), 0.3, ahead, 0.0, straight_m=1.0) == 0.0
-
-
 def test_guarded_executor__the_agent_and_the_envs_drive_under_the_lidar_guard(tmp_path):
     """``sim.env_parts.GuardedExecutor`` (the agent's and the RL envs' driver) slows for a
     person in the warning field, where the bare macro executor drives on."""

@@ -207,6 +207,25 @@ def env():
     e.close()
 
 
+def test_warehouse_env__a_move_into_a_cell_facing_a_shelf_stops_at_the_stop_margin(env):
+    """The envs drive under the agent's lidar guard: a cell facing a shelf leaves 0.2 m
+    between the body and the shelf at its centre, less than the 0.25 m stop margin, so the
+    robot stops a few cm short (in the target cell) and the move ends blocked, as it does
+    for the agent."""
+    obs, _ = env.reset(seed=0)
+    r, c = env.core.cell_of(0)
+    facing = [int(a) for a in np.flatnonzero(obs["action_mask"][:4])
+              if not env.layout.is_free(np.array([[r + 2 * int(sim.ACTION_DELTAS[a, 0]),
+                                                    c + 2 * int(sim.ACTION_DELTAS[a, 1])]]))[0]]
+    assert facing, "seed 0's start cell has a move into a shelf-facing cell"
+    a = facing[0]
+    goal = (r + int(sim.ACTION_DELTAS[a, 0]), c + int(sim.ACTION_DELTAS[a, 1]))
+    obs, _, *_, info = env.step(a)
+    assert info["outcome"] == "blocked" and info["cell"] == goal
+    gap = np.hypot(*(env.core.sim.ground_truth()[0, :2] - env.layout.cell_to_xy(np.array(goal))))
+    assert 0.02 < gap < 0.1
+
+
 def test_warehouse_env__action_mask_matches_layout(env):
     obs, _ = env.reset(seed=0)
     core = env.core
@@ -217,10 +236,21 @@ def test_warehouse_env__action_mask_matches_layout(env):
     assert obs["action_mask"][MacroAction.DROP] == 0  # carries nothing
 
 
+def _open_move(env, obs) -> int:
+    """A legal move whose target cell does not face a wall/shelf straight ahead."""
+    r, c = env.core.cell_of(0)
+    for a in np.flatnonzero(obs["action_mask"][:4]):
+        d = sim.ACTION_DELTAS[a]
+        beyond = np.array([[r + 2 * int(d[0]), c + 2 * int(d[1])]])
+        if env.layout.in_bounds(beyond)[0] and env.layout.is_free(beyond)[0]:
+            return int(a)
+    raise AssertionError("no open move from the start cell")
+
+
 def test_warehouse_env__move_arrives_at_neighbour_centre(env):
     obs, _ = env.reset(seed=0)
     start = env.core.cell_of(0)
-    a = int(np.flatnonzero(obs["action_mask"][:4])[0])
+    a = _open_move(env, obs)
     obs, r, *_ , info = env.step(a)
     goal = (start[0] + int(sim.ACTION_DELTAS[a, 0]), start[1] + int(sim.ACTION_DELTAS[a, 1]))
     assert info["outcome"] == "arrived" and info["cell"] == goal
