@@ -1,9 +1,9 @@
 """The shared engine of the simulator envs: a :class:`WarehouseSim` driven by macro actions.
 
 :class:`FleetCore` composes the world (``WarehouseSim``), one :class:`GuardedExecutor` per
-robot (the agent's driver: a macro executor under the lidar guard), the scripted controller for every robot that does not learn (BFS over the free
-cells minus known pallets, one cell per macro, re-planned around robots after a blocked
-move), the dispatch (:func:`sim.dispatch.dispatch_idle`, the task), the observation encoders (the
+robot (the agent's driver: a macro executor under the lidar guard), the scripted
+controller for every robot that does not learn (BFS over the free cells minus known
+pallets, one cell per macro, re-planned around robots after a blocked move), the dispatch (:func:`sim.dispatch.dispatch_idle`, the task), the observation encoders (the
 sensors) and the sim's seeded fault injector. The gymnasium env (``sim.env_single``) and the multi-agent
 envs (``sim.env_fleet``) are thin views over it.
 """
