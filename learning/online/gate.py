@@ -163,14 +163,6 @@ def _rollout_rows(
     return SuiteScore(rew.sum(0), err2.sum(0), live.sum(0).astype(np.float64))
 
 
-def _rollout(
-    suite: SituationSuite, evaluator: Evaluator, simulations: int, discount: float
-) -> tuple[float, float]:
-    """(mean return, value RMSE over visited states) of :func:`_rollout_rows`."""
-    sc = _rollout_rows(suite, evaluator, simulations, discount)
-    return sc.mean_return, sc.value_rmse
-
-
 def paired(diff: np.ndarray) -> tuple[float, float]:
     """(mean, standard error) of per-situation paired differences (SE 0 for one row)."""
     d = np.asarray(diff, np.float64)
