@@ -14,7 +14,9 @@ lives through all phases):
 
 The arms alternate episode by episode (off, then on) so both see the same machine load;
 the learner is paused while the off arm runs and learns only while its own robots work
-(background thread, or one update per episode start with ``learning.background=false``).
+(background worker process or thread, or one update per episode start with
+``learning.background=false``). ``pause`` returns once the update under way (and, for a
+worker process, its start-up) has finished, so the off arm never runs beside learner work.
 
 Report (``report.json`` + a printed table): per arm and phase the pooled KPIs
 (:func:`agent.report.fleet_summary`: completion rate with a bootstrap 95% CI, orders per
@@ -258,7 +260,8 @@ def summarize(app: Any, sec: Any, results: dict, online: dict, original: Any, ch
                         "faults_after": dataclasses.asdict(app.scenario.shift.faults),
                         "layout_before": original.name, "layout_after": changed.name,
                         "pick_points": [int(len(original.pick_points)), int(len(changed.pick_points))]},
-        "learning": {"background": app.learning.background, "learner": dataclasses.asdict(app.learning.learner)},
+        "learning": {"background": app.learning.background, "worker": online.get("worker"),
+                     "learner": dataclasses.asdict(app.learning.learner)},
         "arms": arms,
         "adaptation": {"curve": {"on": [e["completion_rate"] for e in after_on],
                                  "off": [e["completion_rate"] for e in after_off]},

@@ -18,8 +18,13 @@ agent only for one episode:
   live KPIs of the window (completion rate = delivered / (delivered + expired) among the
   orders finished in it; orders per hour) go to ``learner.report_kpis`` (may roll back).
 
-Crash isolation: the learner thread catches its own exceptions (logged as ``crash``;
-production keeps its weights). Every hook method also catches everything: an error is
+Where the learner runs (``learning.background``, worker): in a worker process
+(:class:`learning.online.ProcessLearner`, the default: training and the shadow gate never
+hold this process's interpreter lock), on a daemon thread of this process
+(:class:`learning.online.OnlineLearner`), or, ``background=False``, in ``reset``.
+
+Crash isolation: the learner catches its own exceptions (logged as ``crash``; a worker
+process that dies is noticed and logged too; production keeps its weights). Every hook method also catches everything: an error is
 logged (``hook_error``), the hook stops feeding the learner, and ``evaluator`` keeps
 returning the last production evaluator it read. The control loop never sees an exception
 from online learning.
@@ -155,7 +160,8 @@ class OnlineHook:
     def summary(self) -> dict[str, Any]:
         """JSON-able: learner counters, version, swaps / rollbacks with evidence, hook errors."""
         log = [{k: v for k, v in e.items() if k != "traceback"} for e in self.learner.log]
-        return {"version": int(self.learner.version), "stats": dict(self.learner.stats),
+        return {"version": int(self.learner.version), "worker": str(getattr(self.learner, "worker", "")),
+                "stats": dict(self.learner.stats),
                 "crashed": bool(self.learner.crashed), "hook_failed": self.failed,
                 "hook_errors": self.errors, "kpi_reports": self.kpi_reports, "log": log,
                 "swaps": [e for e in log if e["event"] == "swap"],
@@ -205,21 +211,25 @@ def build_online_hook(app: Any, evaluator: Any, layout: Any = None) -> OnlineHoo
 
     import torch
 
-    from learning.online import OnlineConfig, OnlineLearner
+    from learning.online import OnlineConfig, check_worker, make_learner
     from sim.layout import generate_layout
 
     torch.set_num_threads(1)  # the learner shares the machine with the control loop
-    # ... and the interpreter: a thread waiting for the GIL gets it after at most the switch
-    # interval; 1 ms instead of Python's 5 ms bounds what the learner thread's Python work
-    # (the gate's searches) adds to one control decision. Process-wide (both arms of eval
-    # task=continual run in this process, so they are compared under the same setting).
-    sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
     lc = app.learning
+    # where the background learner runs: a worker process (default: its training and gate
+    # never hold this interpreter's lock) or a thread of this process. ``learning.worker``
+    # once the schema has the key (agent.config.LearningSection); until then the default.
+    worker = check_worker(getattr(lc, "worker", "process"), "learning.worker")
+    if lc.background and worker == "thread":
+        # a thread waiting for the GIL gets it after at most the switch interval; 1 ms
+        # instead of Python's 5 ms bounds what the learner thread's Python work (the gate's
+        # searches) adds to one control decision. Process-wide (both arms of eval
+        # task=continual run in this process, so they are compared under the same setting).
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
     cfg = OnlineConfig(**{**dataclasses.asdict(lc.learner), "seed": app.seed + lc.learner.seed})
     p = app.planner  # the gate searches the way the agent plans (agent.agent's MCTSConfig)
     search = {"rule": p.algorithm, "max_depth": p.max_depth, "gumbel_scale": p.gumbel_scale, "c1": p.c_puct,
               "max_considered_actions": 5}
-    learner = OnlineLearner(cfg, evaluator, layout=layout if layout is not None else generate_layout(app.layout),
-                            background=lc.background, gate_search=search)
+    learner = make_learner(cfg, evaluator, layout=layout if layout is not None else generate_layout(app.layout),
+                           background=lc.background, worker=worker, gate_search=search)
     return OnlineHook(learner, background=lc.background, kpi_period_s=lc.kpi_period_s, seed=cfg.seed)
-

@@ -28,7 +28,7 @@ Parts: :mod:`~learning.online.replay` (recent window + seeded reservoir),
 :mod:`~learning.online.learner` (the thread).
 """
 
-from learning.online.config import DEFAULT_LORA_TARGETS, OnlineConfig
+from learning.online.config import DEFAULT_LORA_TARGETS, WORKERS, OnlineConfig, check_worker
 from learning.online.ewc import EWCState, diagonal_fisher, ewc_penalty, load_ewc, save_ewc
 from learning.online.gate import GateResult, KpiMonitor, ShadowGate, SituationSuite
 from learning.online.learner import OnlineLearner, Version, weights_digest
@@ -43,6 +43,7 @@ from learning.online.lora import (
 )
 from learning.online.loss import online_loss, to_torch_batch
 from learning.online.replay import Batch, ReplayStore, Transition
+from learning.online.worker import ProcessLearner, make_learner
 
 __all__ = [
     "DEFAULT_LORA_TARGETS",
@@ -53,18 +54,22 @@ __all__ = [
     "LoRALinear",
     "OnlineConfig",
     "OnlineLearner",
+    "ProcessLearner",
     "ReplayStore",
     "ShadowGate",
     "SituationSuite",
     "Transition",
     "Version",
+    "WORKERS",
     "adapter_state",
     "apply_lora",
+    "check_worker",
     "diagonal_fisher",
     "ewc_penalty",
     "load_adapter_state",
     "load_adapters",
     "load_ewc",
+    "make_learner",
     "merged_copy",
     "online_loss",
     "save_adapters",

@@ -12,7 +12,20 @@ from typing import Literal
 
 from planning.situations import SITUATION_KINDS
 
-__all__ = ["DEFAULT_LORA_TARGETS", "OnlineConfig"]
+__all__ = ["DEFAULT_LORA_TARGETS", "WORKERS", "OnlineConfig", "check_worker"]
+
+#: where a background learner runs (:func:`learning.online.make_learner`): "process" = a
+#: spawned worker process (training and the shadow gate never share the control loop's
+#: interpreter lock), "thread" = a daemon thread of the host process.
+WORKERS: tuple[str, ...] = ("process", "thread")
+
+
+def check_worker(worker: object, field: str = "online.worker") -> str:
+    """``worker`` if it is one of :data:`WORKERS`; else a one-line ValueError naming ``field``."""
+    if worker not in WORKERS:
+        raise ValueError(f"{field}: {worker!r}; allowed {', '.join(WORKERS)}")
+    return str(worker)
+
 
 #: fnmatch patterns over ``PolicyValueNet.named_modules()``: the fusion blocks' attention
 #: and MLP projections and both heads (only ``nn.Linear`` modules are adapted).

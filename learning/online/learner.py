@@ -195,6 +195,8 @@ class OnlineLearner:
         self._paused = threading.Event()
         self._busy = threading.Lock()  # held by the thread during one update
         self._thread: threading.Thread | None = None
+        #: where updates run: "thread" (the daemon thread) or "inline" (:meth:`step`)
+        self.worker = "thread" if background else "inline"
         if background:
             self._thread = threading.Thread(target=self._run, name="online-learner", daemon=True)
             self._thread.start()
@@ -489,19 +491,9 @@ class OnlineLearner:
         "lora": ``adapters.safetensors`` (production adapters; base digest in the
         metadata); mode "full": ``ewc.safetensors`` (anchor + Fisher), when estimated.
         """
-        d = Path(directory)
         with self._lock:
             prod = self._prod
-        info = {"stage": "online", "mode": self.cfg.mode, "version": prod.id,
-                "base_digest": self._base_digest}
-        out = {"production": save_policy_value(prod.net.cpu(), d / "production.safetensors",
-                                               training=info)}
-        if self.cfg.mode == "lora":
-            load_adapter_state(self._train, prod.state)
-            out["adapters"] = save_adapters(self._train, d / "adapters.safetensors", info=info)
-        elif self._ewc is not None:
-            out["ewc"] = save_ewc(self._ewc, d / "ewc.safetensors", lam=self.cfg.ewc_lambda)
-        return out
+        return write_saved(self.cfg, prod, self._train, self._base_digest, self._ewc, Path(directory))
 
     def restore(self, directory: str | Path) -> None:
         """Resumes from :meth:`save`'s files: production weights, adapters / EWC state.
@@ -510,23 +502,54 @@ class OnlineLearner:
             ValueError: files of another base network or mode.
         """
         d = Path(directory)
-        if self.cfg.mode == "lora":
-            tensors, meta = load_adapters(d / "adapters.safetensors")
-            info = meta["info"]
-            if info.get("base_digest") != self._base_digest:  # type: ignore[union-attr]
-                raise ValueError("online: adapters were trained on another base network")
-            load_adapter_state(self._train, tensors)
-            net, state = merged_copy(self._train), adapter_state(self._train)
-            version = int(info.get("version", 0))  # type: ignore[union-attr]
-        else:
-            net, meta = load_policy_value(d / "production.safetensors")
-            state = {k: v.clone() for k, v in net.state_dict().items()}
-            version = int(meta["training"].get("version", 0))
-            if (d / "ewc.safetensors").exists():
-                self._ewc, _ = load_ewc(d / "ewc.safetensors")
-                self._ewc_version = version
+        version, net, state, ewc = read_saved(self.cfg, self._train, self._base_digest, d)
+        if ewc is not None:
+            self._ewc, self._ewc_version = ewc, version
         with self._lock:
             self._prod = Version(version, NetworkEvaluator(net.to(self._device), self._device), state)
             self._last_good = self._prod
+            self._branch = None
             self.monitor.stop()
         self._log("restore", directory=str(d), to_version=version)
+
+
+def read_saved(
+    cfg: OnlineConfig, train: PolicyValueNet, base_digest: str, directory: Path
+) -> tuple[int, PolicyValueNet, dict[str, torch.Tensor], EWCState | None]:
+    """Reads :meth:`OnlineLearner.save`'s files: (version, production net, training state,
+    EWC state or None). ``train`` is the learner's training copy (LoRA: its adapters are
+    loaded from the file). Raises ValueError for files of another base network."""
+    d = Path(directory)
+    ewc = None
+    if cfg.mode == "lora":
+        tensors, meta = load_adapters(d / "adapters.safetensors")
+        info = meta["info"]
+        if info.get("base_digest") != base_digest:  # type: ignore[union-attr]
+            raise ValueError("online: adapters were trained on another base network")
+        load_adapter_state(train, tensors)
+        net, state = merged_copy(train), adapter_state(train)
+        version = int(info.get("version", 0))  # type: ignore[union-attr]
+    else:
+        net, meta = load_policy_value(d / "production.safetensors")
+        state = {k: v.clone() for k, v in net.state_dict().items()}
+        version = int(meta["training"].get("version", 0))
+        if (d / "ewc.safetensors").exists():
+            ewc, _ = load_ewc(d / "ewc.safetensors")
+    return version, net, state, ewc
+
+
+def write_saved(
+    cfg: OnlineConfig, prod: Version, train: PolicyValueNet, base_digest: str,
+    ewc: EWCState | None, directory: Path,
+) -> dict[str, Path]:
+    """:meth:`OnlineLearner.save`'s files for production version ``prod`` (``train``: the
+    training copy, LoRA: its adapters are set to the production ones to be written)."""
+    d = Path(directory)
+    info = {"stage": "online", "mode": cfg.mode, "version": prod.id, "base_digest": base_digest}
+    out = {"production": save_policy_value(prod.net.cpu(), d / "production.safetensors", training=info)}
+    if cfg.mode == "lora":
+        load_adapter_state(train, prod.state)
+        out["adapters"] = save_adapters(train, d / "adapters.safetensors", info=info)
+    elif ewc is not None:
+        out["ewc"] = save_ewc(ewc, d / "ewc.safetensors", lam=cfg.ewc_lambda)
+    return out
