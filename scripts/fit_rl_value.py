@@ -56,8 +56,11 @@ def _t(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 def collect(net, *, episodes: int, seed: int, n_envs: int, n_robots: int = 4, horizon: int = 100,
-            n_blocks: int = 2) -> dict[str, np.ndarray]:
-    """Rollouts of ``net``'s sampled policy: obs [E, T, N, ...], rewards [E, T, N], final obs."""
+            n_blocks: int = 2, clock: bool = True) -> dict[str, np.ndarray]:
+    """Rollouts of ``net``'s sampled policy: obs [E, T, N, ...], rewards [E, T, N], final obs.
+
+    ``clock=False`` feeds proprio[11] = 0, as ``forklift train train.grid_clock=false`` and the
+    agent's search model do."""
     gen = torch.Generator().manual_seed(seed)
     cfg = GridModelConfig(horizon_steps=horizon)
     obs_l, rew_l, fin_l, logit_l = [], [], [], []
@@ -69,6 +72,8 @@ def collect(net, *, episodes: int, seed: int, n_envs: int, n_robots: int = 4, ho
         o_t, r_t, lg_t = [], [], []
         for _ in range(horizon):
             batch = {k: np.stack([o[k] for o in obs]) for k in KEYS}  # [m, N, ...]
+            if not clock:
+                batch["proprio"][..., CLOCK] = 0.0
             flat = {k: v.reshape(m * n_robots, *v.shape[2:]) for k, v in batch.items()}
             with torch.no_grad():
                 logits = net(_t(flat)).logits
@@ -87,7 +92,10 @@ def collect(net, *, episodes: int, seed: int, n_envs: int, n_robots: int = 4, ho
             obs = nxt
         obs_l.append({k: np.stack([b[k] for b in o_t], 1) for k in KEYS})  # [m, T, N, ...]
         rew_l.append(np.stack(r_t, 1))
-        fin_l.append({k: np.stack([o[k] for o in obs]) for k in KEYS})  # [m, N, ...]
+        fin = {k: np.stack([o[k] for o in obs]) for k in KEYS}  # [m, N, ...]
+        if not clock:
+            fin["proprio"][..., CLOCK] = 0.0
+        fin_l.append(fin)
         logit_l.append(np.stack(lg_t, 1))
         done_eps += m
         print(f"collected {done_eps}/{episodes} episodes", flush=True)
@@ -193,6 +201,8 @@ def main() -> None:
     ap.add_argument("--lam", type=float, default=1.0, help="TD(lambda) targets; 1 = Monte Carlo")
     ap.add_argument("--clock-aug", action="store_true",
                     help="draw proprio[11] (the episode clock) uniformly per sample while fitting")
+    ap.add_argument("--no-clock", action="store_true",
+                    help="feed proprio[11] = 0 (for a network trained with train.grid_clock=false)")
     ap.add_argument("--kl-weight", type=float, default=1.0)
     ap.add_argument("--value-weight", type=float, default=10.0)
     args = ap.parse_args()
@@ -201,8 +211,11 @@ def main() -> None:
     t0 = time.perf_counter()
     net, meta = load_policy_value(args.init)
     net.eval()
-    data = collect(net, episodes=args.episodes, seed=1_000_000 + args.seed, n_envs=args.n_envs)
-    val = collect(net, episodes=args.val_episodes, seed=2_000_000 + args.seed, n_envs=args.n_envs)
+    clock = not args.no_clock
+    data = collect(net, episodes=args.episodes, seed=1_000_000 + args.seed, n_envs=args.n_envs,
+                   clock=clock)
+    val = collect(net, episodes=args.val_episodes, seed=2_000_000 + args.seed, n_envs=args.n_envs,
+                  clock=clock)
     collect_s = time.perf_counter() - t0
 
     def val_mse() -> float:
@@ -230,7 +243,7 @@ def main() -> None:
         "env": "forklift/GridFleetMA-v0 (GridFleetEnv, 4 robots, 2 blockages, 100 steps)",
         "episodes": args.episodes, "val_episodes": args.val_episodes,
         "robot_samples": int(np.prod(data["rewards"].shape)), "epochs": args.epochs,
-        "batch": args.batch, "lr": args.lr, "gamma": args.gamma, "lambda": args.lam, "clock_aug": args.clock_aug, "kl_weight": args.kl_weight,
+        "batch": args.batch, "lr": args.lr, "gamma": args.gamma, "lambda": args.lam, "clock_aug": args.clock_aug, "clock": clock, "kl_weight": args.kl_weight,
         "value_weight": args.value_weight, "history": hist,
         "held_out_value_mse": {"before": before, "after": after},
         "greedy_agreement_with_ppo": agree, "collect_s": collect_s, "wall_s": wall,

@@ -54,3 +54,18 @@ def test_fit_rl_value__fits_the_value_and_the_kl_anchor_keeps_the_policy(fit_mod
                 value_weight=10.0, seed=0, clock_aug=True, log=lambda _: None)
     assert mse() < 0.5 * before, (before, mse())
     assert fit_mod.agreement(net, data) >= 0.9
+
+
+def test_fit_rl_value__no_clock_feeds_the_policy_a_zero_clock(fit_mod):
+    """``--no-clock`` rollouts: the clock input is 0 in every observation the policy and the
+    fit see (as ``train.grid_clock=false`` trained it); with the clock it advances."""
+    net = small_net(1)
+    clock = fit_mod.CLOCK
+    with_clock = fit_mod.collect(net, episodes=2, seed=0, n_envs=2, horizon=10)
+    without = fit_mod.collect(net, episodes=2, seed=0, n_envs=2, horizon=10, clock=False)
+    assert np.ptp(with_clock["obs"]["proprio"][..., clock]) > 0
+    assert not without["obs"]["proprio"][..., clock].any()
+    assert not without["final"]["proprio"][..., clock].any()
+    other = [i for i in range(12) if i != clock]  # the first step is the same situation
+    assert np.array_equal(with_clock["obs"]["proprio"][:, 0][..., other],
+                          without["obs"]["proprio"][:, 0][..., other])
