@@ -71,6 +71,9 @@ from sim.layout import Layout
 
 __all__ = ["ProcessLearner", "make_learner"]
 
+#: indices of the shared flags: stop, paused, pause requests (host), acknowledged (worker)
+_STOP, _PAUSED, _REQ, _ACK = range(4)
+
 #: counters the worker owns (the host takes them from the worker's reports)
 _WORKER_STATS = ("updates", "steps", "skipped_nonfinite", "bad_inputs")
 
@@ -145,8 +148,8 @@ class _HostMonitor:
         self.watching = False
 
 
-def _worker_main(init: dict[str, Any], samples: Any, control: Any, conn: Any, stop: Any,
-                 paused: Any, busy: Any) -> None:  # pragma: no cover - runs in the child
+def _worker_main(init: dict[str, Any], samples: Any, control: Any, conn: Any, flags: Any
+                 ) -> None:  # pragma: no cover - runs in the child
     try:  # the control loop comes first
         os.nice(10)
     except (AttributeError, OSError):
@@ -164,7 +167,7 @@ def _worker_main(init: dict[str, Any], samples: Any, control: Any, conn: Any, st
                                 model_config=init["model_config"], background=False,
                                 gate_search=init["gate_search"])
         learner.monitor = _HostMonitor()  # type: ignore[assignment]
-        _Worker(learner, samples, control, conn, stop, paused, busy).run()
+        _Worker(learner, samples, control, conn, flags).run()
     except Exception as e:  # noqa: BLE001 - reported to the host, then the worker ends
         try:
             _send(conn, {"kind": "crash", "error": f"{type(e).__name__}: {e}",
@@ -173,7 +176,6 @@ def _worker_main(init: dict[str, Any], samples: Any, control: Any, conn: Any, st
         except (OSError, ValueError):
             pass
     finally:
-        busy.clear()
         try:
             conn.close()
         except OSError:
@@ -181,9 +183,9 @@ def _worker_main(init: dict[str, Any], samples: Any, control: Any, conn: Any, st
 
 
 class _Worker:  # pragma: no cover - runs in the child (tested through ProcessLearner)
-    def __init__(self, learner: OnlineLearner, samples, control, conn, stop, paused, busy) -> None:
+    def __init__(self, learner: OnlineLearner, samples, control, conn, flags) -> None:
         self.learner, self.samples, self.control, self.conn = learner, samples, control, conn
-        self.stop, self.paused, self.busy = stop, paused, busy
+        self.flags = flags
         self.versions: dict[int, Version] = {0: learner._prod}
         self.sent_log = 0
         self.sent_ewc = -1
@@ -192,29 +194,25 @@ class _Worker:  # pragma: no cover - runs in the child (tested through ProcessLe
     def run(self) -> None:
         lr = self.learner
         _send(self.conn, {"kind": "ready", "stats": dict(lr.stats)})
-        while not self.stop.is_set():
+        f = self.flags
+        while not f[_STOP]:
             self._control()
-            if self.paused.is_set():
-                self.stop.wait(0.02)
+            if f[_PAUSED]:  # idle here, between updates: acknowledge the host's pause
+                f[_ACK] = f[_REQ]
+                time.sleep(0.02)
                 continue
             entry = None
-            self.busy.set()  # set before checking paused: pause() waits for it to clear
-            try:
-                if self.paused.is_set():
-                    continue
-                self._drain()
-                due = time.monotonic() - lr._last_update_t >= lr.cfg.update_interval_s
-                if lr.monitor.watching or not due:
-                    lr._drain()  # into the replay store, as the thread learner's step does
-                else:
-                    entry = lr.step()
-                    if entry is not None and entry["event"] == "swap":
-                        self._propose(entry)
-                    self._report()
-            finally:
-                self.busy.clear()
+            self._drain()
+            due = time.monotonic() - lr._last_update_t >= lr.cfg.update_interval_s
+            if lr.monitor.watching or not due:
+                lr._drain()  # into the replay store, as the thread learner's step does
+            else:
+                entry = lr.step()
+                if entry is not None and entry["event"] == "swap":
+                    self._propose(entry)
+                self._report()
             if entry is None:
-                self.stop.wait(0.02)
+                time.sleep(0.02)
         self._report()
         _send(self.conn, {"kind": "exit", "stats": dict(lr.stats)})
 
@@ -233,7 +231,7 @@ class _Worker:  # pragma: no cover - runs in the child (tested through ProcessLe
             try:
                 op, arg = self.control.get(timeout=1.0) if block_for_verdict else self.control.get_nowait()
             except queue.Empty:
-                if block_for_verdict and not self.stop.is_set():
+                if block_for_verdict and not self.flags[_STOP]:
                     continue
                 return None
             if op == "layout":
@@ -344,13 +342,14 @@ class ProcessLearner:
         ctx = mp.get_context(start_method)
         self._samples = ctx.Queue(cfg.queue_size)
         self._control = ctx.Queue()
-        self._stop, self._paused, self._busy = ctx.Event(), ctx.Event(), ctx.Event()
+        # lock-free shared flags (a worker killed inside a multiprocessing Event / Condition
+        # would leave its lock or sleeper count behind and hang the host's next set())
+        self._flags = ctx.RawArray("i", 4)
         recv, send = ctx.Pipe(duplex=False)
         init = {"cfg": cfg, "net_config": base.config, "weights": _tensors_bytes(base.state_dict()),
                 "layout": layout, "model_config": model_config, "gate_search": dict(gate_search or {})}
         self._proc = ctx.Process(target=_worker_main, name="online-learner", daemon=True,
-                                 args=(init, self._samples, self._control, send, self._stop,
-                                       self._paused, self._busy))
+                                 args=(init, self._samples, self._control, send, self._flags))
         self._proc.start()
         send.close()  # the worker holds the only write end: its exit closes the pipe
         self._conn = recv
@@ -444,22 +443,24 @@ class ProcessLearner:
     def pause(self, timeout_s: float = 600.0) -> None:
         """Stops updates until :meth:`resume`; returns once the worker is started and the
         update under way (if any) has finished. ``observe`` keeps queueing (bounded)."""
-        self._paused.set()
+        f = self._flags
+        f[_PAUSED] = 1
+        f[_REQ] += 1  # the worker acknowledges it only between updates
         self.wait_ready(timeout_s)
         deadline = time.monotonic() + timeout_s
-        while self._busy.is_set() and self.alive and time.monotonic() < deadline:
+        while f[_ACK] != f[_REQ] and self.alive and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def resume(self) -> None:
         """Updates continue (after :meth:`pause`)."""
-        self._paused.clear()
+        self._flags[_PAUSED] = 0
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stops the worker (idempotent); production keeps its current weights."""
         if self._closing:
             return
         self._closing = True
-        self._stop.set()
+        self._flags[_STOP] = 1
         self._receiver.join(timeout_s)
         self._proc.join(5.0 if not self._receiver.is_alive() else 0.1)
         if self._proc.is_alive():

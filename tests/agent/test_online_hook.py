@@ -1,12 +1,16 @@
 """The agent hosting the online learner (agent.online_hook): real PyBullet episodes, the
 real OnlineLearner; the learner observes the searches, the agent plans with the learner's
-production evaluator, and nothing the learner does (crash, raising observe) stops it."""
+production evaluator, and nothing the learner does (a raising thread, a killed worker
+process, a raising observe) stops it."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +20,7 @@ from agent.agent import Agent, AgentConfig
 from agent.online_hook import OnlineHook
 from agent.runner import RunConfig, run_episodes
 from learning.evaluator import load_network_evaluator
-from learning.online import OnlineConfig, OnlineLearner
+from learning.online import OnlineConfig, OnlineLearner, make_learner
 from sim.config import SimConfig
 from sim.layout import LayoutConfig, generate_layout
 
@@ -94,24 +98,60 @@ def test_online_hook__every_search_reads_the_learners_current_evaluator():
     assert first.calls > 0 and second.calls > 0  # before and after the swap
 
 
-def test_online_hook__agent_keeps_deciding_when_the_learner_thread_crashes():
+@pytest.mark.parametrize("worker", ["thread", "process"])
+def test_online_hook__agent_keeps_deciding_when_the_learner_crashes(worker):
+    """thread: the learner thread's next update raises; process: the worker process is
+    killed (SIGKILL) while the episode runs."""
     cfg = dataclasses.replace(SMALL, min_samples=4, min_new_samples=4)
-    hook = _hook(cfg, background=True)
+    torch.set_num_threads(1)
+    learner = make_learner(cfg, load_network_evaluator(), layout=generate_layout(LayoutConfig()),
+                           background=True, worker=worker)
+    hook = OnlineHook(learner, background=True, kpi_period_s=5.0, seed=0)
     before = hook.learner.evaluator
-
-    def boom():
-        raise RuntimeError("learner exploded")
-
-    hook.learner.step = boom  # the thread's next update raises
-    made = []
     make = _agents(hook)
+    made = []
+    if worker == "thread":
+        def boom():
+            raise RuntimeError("learner exploded")
+
+        hook.learner.step = boom  # the thread's next update raises
+
+        def factory():
+            return made.append(make()) or made[-1]
+    else:
+        assert learner.wait_ready(120) and learner.alive
+
+        class KillAt:  # kills the worker in the middle of the episode
+            name = "kill"
+
+            killed = False
+
+            def __init__(self) -> None:
+                self.agent = make()
+                made.append(self.agent)
+
+            def reset(self, fleet):
+                self.agent.reset(fleet)
+
+            def act(self, frames, t):
+                if t >= 5.0 and not KillAt.killed:
+                    KillAt.killed = True
+                    os.kill(learner.pid, signal.SIGKILL)
+                return self.agent.act(frames, t)
+
+        factory = KillAt
     run_episodes(dataclasses.replace(RUN, episodes=1, sim=dataclasses.replace(RUN.sim, duration_s=15.0)),
-                 lambda: made.append(make()) or made[-1], progress=False)
+                 factory, progress=False)
+    deadline = time.monotonic() + 10
+    while not hook.learner.crashed and time.monotonic() < deadline:
+        time.sleep(0.05)
     hook.close()
     assert hook.learner.crashed and hook.learner.log[-1]["event"] == "crash"
-    assert "learner exploded" in hook.learner.log[-1]["error"]
+    assert ("learner exploded" if worker == "thread" else "exit code -9") in hook.learner.log[-1]["error"]
     assert hook.learner.evaluator is before  # last good weights
     assert made[0].decisions > 5 and not hook.failed
+    if worker == "process":  # the decisions after the kill were still recorded, as drops
+        assert hook.learner.stats["dropped"] > 0 and hook.summary()["worker"] == "process"
 
 
 def test_online_hook__a_raising_learner_never_reaches_the_control_loop():

@@ -1,9 +1,13 @@
 """The online learner: forgetting with/without replay, poisoned data, rollback, NaN skips,
-crash isolation, background swaps, save/resume. Real grid-model data, small settings."""
+crash isolation, background swaps, save/resume; the same in a worker process (swaps as
+safetensors, host-side rollback, bounded queue, a raising or killed worker). Real grid-model
+data, small settings."""
 
 from __future__ import annotations
 
 import copy
+import os
+import signal
 import time
 
 import numpy as np
@@ -14,7 +18,7 @@ from online_helpers import expert_transitions, fast_config
 
 from learning.evaluator import NetworkEvaluator, load_network_evaluator
 from learning.grid_data import GridDataConfig, make_datasets
-from learning.online import OnlineLearner, load_ewc, weights_digest
+from learning.online import OnlineLearner, ProcessLearner, check_worker, load_ewc, make_learner, weights_digest
 from learning.pretrain import PretrainConfig, evaluate_dataset, train_policy_value
 from sim.layout import LayoutConfig, generate_layout
 
@@ -276,3 +280,121 @@ def test_online__state_is_saved_and_resumed_in_safetensors(layout, tasks, tmp_pa
                               background=False)
         with pytest.raises(ValueError, match="another base"):
             other.restore(tmp_path)
+
+
+# ---- the learner in a worker process (learning/online/worker.py) ---------------------------
+def _process_learner(net, layout, **kw) -> ProcessLearner:
+    learner = ProcessLearner(fast_config(lr=3e-3, **{**OPEN_GATE, **kw}),
+                             NetworkEvaluator(copy.deepcopy(net)), layout=layout)
+    assert learner.wait_ready(120) and learner.pid != os.getpid()
+    return learner
+
+
+def _wait(cond, timeout_s=60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_online__worker_process_swaps_safetensors_weights_and_rolls_back_on_the_host(layout, tasks, tmp_path):
+    net, a_train, _, _ = tasks
+    learner = _process_learner(net, layout)
+    try:
+        v0 = learner.evaluator
+        enc = {k: v[:8] for k, v in tasks[2].obs.items()}
+        for _ in range(2):
+            learner.report_kpis({"completion_rate": 0.9})
+        _feed_targets(learner, a_train, range(200))
+        _wait(lambda: learner.stats["swaps"] >= 1 or learner.crashed)
+        learner.pause()
+        assert learner.stats["swaps"] == 1 and learner.version == 1 and not learner.crashed
+        v1 = learner.evaluator
+        assert isinstance(v1, NetworkEvaluator) and v1 is not v0
+        assert weights_digest(v1.net) != weights_digest(v0.net)
+        logits, values = v1.evaluate(enc)
+        assert np.isfinite(values).all() and logits.shape == (8, 7)
+        swap = [e for e in learner.log if e["event"] == "swap"]
+        assert len(swap) == 1 and swap[0]["from_version"] == 0 and "evidence" in swap[0]
+        assert learner.stats["updates"] >= 1 and learner.stats["steps"] > 0  # the worker's counters
+        # what came back is what the files hold (safetensors), and a fresh learner resumes it
+        learner.save(tmp_path)
+        fresh = OnlineLearner(learner.cfg, NetworkEvaluator(copy.deepcopy(net)), layout=layout, background=False)
+        fresh.restore(tmp_path)
+        assert fresh.version == 1 and weights_digest(fresh.evaluator.net) == weights_digest(v1.net)
+        # the KPI monitor is the host's: a drop rolls back at once; the worker trains on from v0
+        learner.report_kpis({"completion_rate": 0.5})
+        entry = learner.report_kpis({"completion_rate": 0.5})
+        assert entry is not None and entry["event"] == "rollback" and learner.evaluator is v0
+        learner.resume()
+        _feed_targets(learner, a_train, range(200, 300))
+        _wait(lambda: learner.stats["swaps"] >= 2 or learner.crashed)
+        swaps = [e for e in learner.log if e["event"] == "swap"]
+        assert len(swaps) == 2 and swaps[1]["from_version"] == 0 and learner.version == 1
+    finally:
+        learner.close()
+    assert not learner.alive and not learner.crashed
+
+
+def test_online__worker_queue_is_bounded_and_pause_holds_updates(layout, tasks):
+    net, a_train, _, _ = tasks
+    learner = _process_learner(net, layout, queue_size=100)
+    try:
+        learner.pause()
+        _feed_targets(learner, a_train, range(130))  # nothing drains while paused
+        assert learner.stats["dropped"] == 30 and learner.stats["observed"] == 130
+        time.sleep(0.5)
+        assert learner.stats["updates"] == 0
+        learner.resume()
+        _wait(lambda: learner.stats["updates"] >= 1 or learner.crashed)
+        learner.pause()  # returns once the update under way has finished
+        n = learner.stats["updates"]
+        assert n >= 1 and not learner.crashed
+        time.sleep(0.3)
+        assert learner.stats["updates"] == n
+    finally:
+        learner.close()
+
+
+@pytest.mark.parametrize("how", ["raises", "killed"])
+def test_online__worker_crash_leaves_the_host_on_the_last_good_weights(layout, tasks, how):
+    net = tasks[0]
+    learner = _process_learner(net, layout)
+    v0 = learner.evaluator
+    enc = {k: v[:4] for k, v in tasks[2].obs.items()}
+    want = v0.evaluate(enc)
+    data = expert_transitions(layout, 12, 10, seed=0)
+    if how == "raises":
+        learner.set_layout(object())  # not a layout: the worker fails resampling the gate
+        for tr in data:
+            learner.observe(*tr)
+    else:
+        os.kill(learner.pid, signal.SIGKILL)
+    _wait(lambda: learner.crashed, 30)
+    assert learner.crashed and not learner.alive and learner.stats["crashes"] == 1
+    crash = learner.log[-1]
+    assert crash["event"] == "crash"
+    assert ("AttributeError" in crash["error"] and "traceback" in crash) if how == "raises" else \
+        "exit code -9" in crash["error"]
+    # the host keeps running: observing (dropped now), planning, reporting, closing
+    dropped = learner.stats["dropped"]
+    assert not learner.observe(*data[0]) and learner.stats["dropped"] == dropped + 1
+    assert learner.evaluator is v0
+    np.testing.assert_array_equal(learner.evaluator.evaluate(enc)[0], want[0])
+    assert learner.report_kpis({"completion_rate": 0.1}) is None
+    learner.pause()  # returns at once: no worker to wait for
+    learner.close()
+    learner.close()
+
+
+def test_online__worker_choice_and_its_one_line_error(layout, tasks):
+    net = tasks[0]
+    ev = NetworkEvaluator(copy.deepcopy(net))
+    with pytest.raises(ValueError, match=r"^online\.worker: 'fiber'; allowed process, thread$"):
+        make_learner(fast_config(), ev, layout=layout, worker="fiber")
+    with pytest.raises(ValueError, match=r"^learning\.worker: 3; allowed process, thread$"):
+        check_worker(3, "learning.worker")
+    inline = make_learner(fast_config(), ev, layout=layout, background=False, worker="process")
+    assert isinstance(inline, OnlineLearner) and inline.worker == "inline" and not inline.alive
+    thread = make_learner(fast_config(), ev, layout=layout, worker="thread")
+    assert isinstance(thread, OnlineLearner) and thread.worker == "thread" and thread.alive
+    thread.close()
