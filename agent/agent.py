@@ -185,6 +185,7 @@ class Agent:
         self._claims: list[set[Cell]] = [{r.cell} for r in self.robots]
         self._path_cache: dict[tuple, list[Cell]] = {}
         self._plans: list[list[Cell]] = [[r.cell] for r in self.robots]
+        self._goal_cells: list[Cell] | None = None  # last tick's goal cells
         self.decisions = 0
         self.search_ms = []
 
@@ -208,6 +209,7 @@ class Agent:
             self._last_dispatch = t
             self._dispatch(orders, blocked, t)
         goals = [self._goal(i, orders) for i in range(len(self.robots))]
+        self._retarget_on_goal_change(goals, pose_arr)
         self._goal_cells = [g[0] for g in goals]
         self._announce(goals, blocked)
         self.monitor.update(t, frames, poses, [r.cell for r in self.robots], self._plans, blocked,
@@ -232,6 +234,18 @@ class Agent:
             cmds.append(cmd)
         self._update_claims(pose_arr)
         return cmds
+
+    def _retarget_on_goal_change(self, goals: list, pose_arr: np.ndarray) -> None:
+        """A straight run chosen for a goal that is no longer the goal (a load dropped on the
+        way, an order assigned on the way home, a hand-over) ends at the first cell where the
+        robot can still stop, so the next decision plans for the new goal there instead of
+        after up to ``max_segment_cells`` cells the wrong way."""
+        prev = self._goal_cells
+        if prev is None:
+            return
+        for i, ex in enumerate(self.execs):
+            if ex.busy and goals[i][0] != prev[i] and ex.shorten(pose_arr[i], float(self._v[i])):
+                self._claims[i] = {c for c in self._claims[i] if c == self.robots[i].cell or c in self._ahead(i)}
 
     # ---- perception and belief ---------------------------------------------------------
     def _perceive(self, frames: Sequence[SensorFrame], poses: Sequence[Pose], xy: np.ndarray,

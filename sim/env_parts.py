@@ -143,6 +143,38 @@ class MacroExecutor:
         self.action = MacroAction.WAIT
         self._goto((int(cell[0]), int(cell[1])), np.asarray(pose, dtype=np.float64)[:2])
 
+    def shorten(self, pose: np.ndarray, v_current: float) -> bool:
+        """Cut a running straight move short at the first cell centre ahead at which the
+        robot can still stop (braking at the follower's ``max_accel`` from ``v_current``),
+        for when the reason for the move is gone (the goal changed: a dropped load lies
+        behind, a new order lies elsewhere). The path keeps its start, so the follower's
+        line does not move. Returns whether the target changed.
+
+        Args:
+            pose: (x, y, yaw) (m, rad).
+            v_current: forward speed last sent to the wheels (m/s).
+        """
+        if not self.busy or self.action > MacroAction.WEST or len(self.follower._path) != 2:
+            return False
+        start = self.follower._path[0]
+        end = np.asarray(self.layout.cell_to_xy(np.array(self.target)), dtype=np.float64)
+        length = float(np.hypot(*(end - start)))
+        cs = float(self.layout.cell_size)
+        n = int(round(length / cs))
+        if n < 2:
+            return False
+        u = (end - start) / length
+        along = float(np.dot(np.asarray(pose, dtype=np.float64)[:2] - start, u))
+        brake = max(float(v_current), 0.0) ** 2 / (2.0 * self.follower.cfg.max_accel)
+        k = next((k for k in range(1, n) if k * cs - along >= brake - 1e-9), n)
+        if k == n:
+            return False
+        centre = start + u * k * cs
+        cell = self.layout.xy_to_cell(centre)
+        self.target = (int(cell[0]), int(cell[1]))
+        self.follower.set_path(np.stack([start, centre]))
+        return True
+
     def _begin(self, target: Cell) -> None:
         self.outcome = Outcome.RUNNING
         self.elapsed_s = 0.0

@@ -244,6 +244,45 @@ def test_guarded_executor__the_agent_and_the_envs_drive_under_the_lidar_guard(tm
     assert EnvConfig().safety == SafetyConfig()  # the envs default to the agent's guard
 
 
+def test_macro_executor__shorten_ends_a_straight_run_at_the_first_cell_it_can_stop_at(tmp_path):
+    """A straight run cut short at speed (the goal changed under it) ends at the nearest cell
+    centre ahead that braking at the follower's max_accel reaches: it stops there, centred,
+    never overshooting it, and much earlier than the full run; a run that cannot be cut
+    (already braking into its last cell) keeps its target."""
+    from sim.env_parts import MacroExecutor
+
+    lay = make_layout(tmp_path, ["..........", "..........", ".........."])
+    ex = MacroExecutor(lay, DT)
+    start = lay.cell_to_xy(np.array([1, 1]))
+    pose = np.array([start[0], start[1], 0.0])
+    ex.start(MacroAction.EAST, pose)
+    ex._goto((1, 8), start)  # a long straight
+    ex._ticks_left = 400
+    v = 0.0
+    for _ in range(30):  # 1.5 s: at cruise speed
+        cmd = ex.command(pose, None, v_current=v)
+        pose, v = unicycle_step(pose, cmd, DT), cmd.v
+    assert v > 1.0 and ex.busy
+    brake = v**2 / (2 * ex.follower.cfg.max_accel)
+    x_cut = pose[0]
+    assert ex.shorten(pose, v)
+    new_x = lay.cell_to_xy(np.array(ex.target))[0]
+    assert ex.target[0] == 1 and 1 < ex.target[1] < 8
+    assert new_x - x_cut >= brake - 1e-9  # reachable with the brakes
+    assert new_x - x_cut < brake + lay.cell_size  # and the first such cell
+    x_max = pose[0]
+    while ex.busy:
+        cmd = ex.command(pose, None, v_current=v)
+        pose, v = unicycle_step(pose, cmd, DT), cmd.v
+        x_max = max(x_max, pose[0])
+    assert ex.outcome.name == "ARRIVED"
+    assert abs(pose[0] - new_x) < 0.1 and x_max < new_x + 0.1
+    assert not ex.shorten(pose, 0.0)  # nothing running
+
+    ex.start(MacroAction.EAST, np.array([start[0], start[1], 0.0]))  # a 1-cell move: nothing to cut
+    assert not ex.shorten(np.array([start[0] + 0.3, start[1], 0.0]), 1.0) and ex.target == (1, 2)
+
+
 def test_safety__rotation_circle():
     cfg = SafetyConfig()
     assert rotation_clear(np.array([[0.6, 0.0]]), cfg)
