@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from pathlib import Path
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
@@ -361,13 +362,16 @@ def iteration_metrics(result: Mapping[str, Any]) -> dict[str, float | None]:
 
 
 def save_algorithm(algo: Any, path: str | os.PathLike[str]) -> None:
-    """RLlib's own checkpoint of the whole algorithm (pickles: restore only your own)."""
-    algo.save_to_path(str(path))
+    """RLlib's own checkpoint of the whole algorithm (pickles: restore only your own).
+
+    The path is made absolute: RLlib 2.60 parses it as a pyarrow URI, and a relative one
+    (``hydra.run.dir=outputs/run``) fails with "URI has empty scheme" at the first checkpoint."""
+    algo.save_to_path(str(Path(path).resolve()))
 
 
 def restore_algorithm(algo: Any, path: str | os.PathLike[str]) -> None:
     """Loads :func:`save_algorithm`'s directory into ``algo`` (learner, optimizer, runners)."""
-    algo.restore_from_path(str(path))
+    algo.restore_from_path(str(Path(path).resolve()))
 
 
 def healthy_env_runners(algo: Any) -> int:
