@@ -18,9 +18,10 @@ import torch
 from learning.checkpoint import load_policy_value
 from learning.network import PolicyValueNet
 
-__all__ = ["DEFAULT_WEIGHTS", "NetworkEvaluator", "load_network_evaluator"]
+__all__ = ["DEFAULT_WEIGHTS", "GRID_PV_WEIGHTS", "NetworkEvaluator", "load_network_evaluator"]
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "grid_pv.safetensors"
+GRID_PV_WEIGHTS = Path(__file__).parent / "weights" / "grid_pv.safetensors"  # expert-trained warm start
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "rl_pv.safetensors"  # PPO + value fit (docs/TRAINING.md)
 
 
 class NetworkEvaluator:

@@ -12,9 +12,16 @@ Steps (all seeded):
    ``training`` holds the run's config, the last metrics, the grid evaluation and the
    exact command that reproduced it (``--command``).
 
+``--network PATH`` ships a network a later stage derived from the run's checkpoint (the
+value fit, ``scripts/fit_rl_value.py --init <run>/checkpoints/iter_N/network.safetensors``)
+instead of the checkpoint's own; its ``value_fit`` record (command, data, losses) is kept.
+A run trained with ``train.grid_clock=false`` is evaluated with the clock input at 0, as
+it trained.
+
 Run:
     python scripts/ship_rl_pv.py --run outputs/RUN --command "forklift train ..." \
-        [--out learning/weights/rl_pv.safetensors] [--png docs/assets/rl_learning_curve.png]
+        [--network fitted.safetensors] [--out learning/weights/rl_pv.safetensors] \
+        [--png docs/assets/rl_learning_curve.png]
 """
 
 from __future__ import annotations
@@ -33,12 +40,14 @@ from learning.train import resolve_resume
 GRID_PV = Path(__file__).resolve().parents[1] / "learning" / "weights" / "grid_pv.safetensors"  # the BC warm start
 
 
-def greedy_grid_eval(policy, *, episodes: int, seed: int, n_robots: int = 4, horizon: int = 100) -> dict:
+def greedy_grid_eval(policy, *, episodes: int, seed: int, n_robots: int = 4, horizon: int = 100,
+                     clock: bool = True) -> dict:
     """Mean / 95% half-width of fleet return, deliveries and completion over seeded episodes.
 
-    ``policy(obs: dict of [N, ...] arrays) -> actions [N]``.
+    ``policy(obs: dict of [N, ...] arrays) -> actions [N]``; ``clock=False``: proprio[11] = 0
+    (``train.grid_clock=false``).
     """
-    env = GridFleetMultiAgentEnv({"n_robots": n_robots, "horizon_steps": horizon})
+    env = GridFleetMultiAgentEnv({"n_robots": n_robots, "horizon_steps": horizon, "clock": clock})
     rows = []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)
@@ -74,13 +83,18 @@ def random_policy(seed: int):
     return act
 
 
-def plot_curve(metrics: Path, png: Path) -> None:
+def metric_rows(metrics: Path, last_iteration: int) -> list[dict]:
+    """The run's per-iteration records up to the shipped checkpoint's iteration."""
+    rows = [json.loads(ln) for ln in metrics.read_text().splitlines()]
+    return [r for r in rows if r["iteration"] <= last_iteration]
+
+
+def plot_curve(rows: list[dict], png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(ln) for ln in metrics.read_text().splitlines()]
     steps = np.array([r["env_steps"] for r in rows]) / 1e3
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     ax[0].plot(steps, [r["episode_return"] for r in rows])
@@ -98,6 +112,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="forklift train run dir or checkpoint dir")
     ap.add_argument("--command", required=True, help="the exact command that produced the run")
+    ap.add_argument("--network", type=Path, default=None,
+                    help="ship this network (derived from the run, e.g. by scripts/fit_rl_value.py) "
+                         "instead of the checkpoint's")
     ap.add_argument("--out", type=Path, default=Path("learning/weights/rl_pv.safetensors"))
     ap.add_argument("--png", type=Path, default=Path("docs/assets/rl_learning_curve.png"))
     ap.add_argument("--episodes", type=int, default=40)
@@ -105,25 +122,36 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     point = resolve_resume(args.run)
-    net, _ = load_policy_value(point.path / "network.safetensors")
+    net, meta = load_policy_value(args.network or point.path / "network.safetensors")
+    value_fit = (meta.get("training") or {}).get("value_fit") if args.network else None
+    if args.network and value_fit is None:
+        raise SystemExit(f"--network {args.network}: no value_fit record in its metadata "
+                         "(expected a scripts/fit_rl_value.py output)")
+    clock = bool((point.state.get("train") or {}).get("grid_clock", True))
     base, _ = load_policy_value(GRID_PV)
+    kw = {"episodes": args.episodes, "seed": args.seed, "clock": clock}
     evals = {
-        "rl": greedy_grid_eval(net_policy(net), episodes=args.episodes, seed=args.seed),
-        "warm_start_grid_pv": greedy_grid_eval(net_policy(base), episodes=args.episodes, seed=args.seed),
-        "random": greedy_grid_eval(random_policy(args.seed), episodes=args.episodes, seed=args.seed),
+        "rl": greedy_grid_eval(net_policy(net), **kw),
+        "warm_start_grid_pv": greedy_grid_eval(net_policy(base), **kw),
+        "random": greedy_grid_eval(random_policy(args.seed), **kw),
     }
     for name, e in evals.items():
         print(f"{name:20s} return {e['return']['mean']:6.2f} +- {e['return']['ci95']:.2f}, deliveries "
               f"{e['deliveries']['mean']:5.2f}, completion {100 * e['completion_rate']['mean']:5.1f}%")
     run_dir = point.path.parents[1]
-    plot_curve(run_dir / "metrics.jsonl", args.png)
+    rows = metric_rows(run_dir / "metrics.jsonl", point.iteration)
+    plot_curve(rows, args.png)
     training = {"command": args.command, "iteration": point.iteration, "env_steps": point.env_steps,
                 "env_runner_restarts": point.env_runner_restarts, "seed": point.state.get("seed"),
                 "train": point.state.get("train"), "last_iteration": point.state.get("metrics"),
-                "wall_s": sum(json.loads(ln)["wall_s"] for ln in (run_dir / "metrics.jsonl").read_text().splitlines()),
+                "wall_s": sum(r["wall_s"] for r in rows),
                 "grid_greedy_eval": evals | {"env": "forklift/GridFleetMA-v0", "n_robots": 4,
-                                             "horizon_steps": 100, "seeds_from": args.seed},
+                                             "horizon_steps": 100, "seeds_from": args.seed,
+                                             "clock": clock},
                 "warm_start": point.state.get("train", {}).get("warm_start")}
+    if value_fit is not None:
+        training["value_fit"] = value_fit
+        training["wall_s"] += value_fit["wall_s"]  # the whole pipeline: PPO + value fit
     save_policy_value(net, args.out, training=training)
     print(f"wrote {args.out} and {args.out.with_suffix('.json')}; curve {args.png}")
 

@@ -42,11 +42,12 @@ def test_rl_weights__small_and_reproducible_from_the_json(rl):
 
 def test_rl_weights__greedy_beats_random_widely_on_held_out_seeds(rl):
     ship = _ship_module()
-    net, _ = rl
+    net, meta = rl
     base, _ = load_policy_value(GRID_PV)
-    ours = ship.greedy_grid_eval(ship.net_policy(net), episodes=20, seed=HELD_OUT)
-    rand = ship.greedy_grid_eval(ship.random_policy(0), episodes=20, seed=HELD_OUT)
-    warm = ship.greedy_grid_eval(ship.net_policy(base), episodes=20, seed=HELD_OUT)
+    kw = {"episodes": 20, "seed": HELD_OUT, "clock": meta["training"]["grid_greedy_eval"]["clock"]}
+    ours = ship.greedy_grid_eval(ship.net_policy(net), **kw)
+    rand = ship.greedy_grid_eval(ship.random_policy(0), **kw)
+    warm = ship.greedy_grid_eval(ship.net_policy(base), **kw)
     assert ours["deliveries"]["mean"] >= 8 and rand["deliveries"]["mean"] <= 1, (ours, rand)
     assert ours["return"]["mean"] > rand["return"]["mean"] + 8
     assert ours["return"]["mean"] > warm["return"]["mean"]  # RL improved on its warm start

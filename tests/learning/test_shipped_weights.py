@@ -1,4 +1,5 @@
-"""The shipped grid weights: they load, are small, and act along shortest paths."""
+"""The shipped weights: the default (RL-trained ``rl_pv``) and its behaviour-cloning warm
+start (``grid_pv``) load, are small, act along shortest paths and value progress."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from learning_helpers import EVAL_MODEL, small_net
 
 from learning.checkpoint import load_policy_value, read_metadata
-from learning.evaluator import DEFAULT_WEIGHTS, NetworkEvaluator, load_network_evaluator
+from learning.evaluator import DEFAULT_WEIGHTS, GRID_PV_WEIGHTS, NetworkEvaluator
 from learning.expert import ShortestPathExpert
 from learning.network import PolicyValueConfig
 from planning import MCTS, MCTSConfig
@@ -16,20 +17,31 @@ from planning.situations import sample_situations
 HELD_OUT_SEED = 424242  # training draws its situations from seed 0 (and 10000 for its check)
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    if not DEFAULT_WEIGHTS.exists():
-        pytest.fail(
-            f"missing shipped weights {DEFAULT_WEIGHTS}; run scripts/train_grid_pv.py train"
-        )
-    return load_policy_value(DEFAULT_WEIGHTS, expected=PolicyValueConfig())
+@pytest.fixture(scope="module", params=[DEFAULT_WEIGHTS, GRID_PV_WEIGHTS], ids=["default", "grid_pv"])
+def shipped(request):
+    if not request.param.exists():
+        pytest.fail(f"missing shipped weights {request.param}")
+    return load_policy_value(request.param, expected=PolicyValueConfig())
 
 
-def test_shipped__load_small_and_documented(shipped) -> None:
-    _, meta = shipped
+def test_shipped__the_default_is_the_rl_network_and_documented() -> None:
+    _, meta = load_policy_value(DEFAULT_WEIGHTS)
+    t = meta["training"]
     assert DEFAULT_WEIGHTS.stat().st_size < 2_000_000
-    assert meta["training"]["config"]["data"]["terminate_on_delivery"] is True
+    assert DEFAULT_WEIGHTS != GRID_PV_WEIGHTS
+    assert t["train"]["algorithm"] == "PPO" and t["command"].startswith("forklift train ")
+    # trained clock-free, as the agent's search model encodes (proprio[11] ~ 0)
+    assert t["train"]["grid_clock"] is False
+    assert t["value_fit"]["command"].startswith("python scripts/fit_rl_value.py")
+    assert t["value_fit"]["clock"] is False
     assert read_metadata(DEFAULT_WEIGHTS)["sha256"] == meta["sha256"]
+
+
+def test_shipped__grid_pv_is_the_expert_trained_warm_start() -> None:
+    _, meta = load_policy_value(GRID_PV_WEIGHTS)
+    assert GRID_PV_WEIGHTS.stat().st_size < 2_000_000
+    assert meta["training"]["config"]["data"]["terminate_on_delivery"] is True
+    assert read_metadata(GRID_PV_WEIGHTS)["sha256"] == meta["sha256"]
 
 
 def _agreement(net, layout, kind: str, n: int) -> float:
@@ -69,7 +81,8 @@ def test_shipped__one_simulation_search_delivers_open_orders(shipped, layout) ->
     model, states = sample_situations(
         layout, ["open"] * 16, np.random.default_rng(HELD_OUT_SEED), config=EVAL_MODEL
     )
-    mcts = MCTS(model, load_network_evaluator(), MCTSConfig(num_simulations=1))
+    net, _ = shipped
+    mcts = MCTS(model, NetworkEvaluator(net), MCTSConfig(num_simulations=1))
     done = np.zeros(16, bool)
     for t in range(60):
         res = mcts.search(states, seed=t)
