@@ -18,10 +18,13 @@ import torch
 from learning.checkpoint import load_policy_value
 from learning.network import PolicyValueNet
 
-__all__ = ["DEFAULT_WEIGHTS", "GRID_PV_WEIGHTS", "NetworkEvaluator", "load_network_evaluator"]
+__all__ = ["DEFAULT_WEIGHTS", "GRID_PV_WEIGHTS", "RL_PV_WEIGHTS", "NetworkEvaluator", "load_network_evaluator"]
 
 GRID_PV_WEIGHTS = Path(__file__).parent / "weights" / "grid_pv.safetensors"  # expert-trained warm start
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "rl_pv.safetensors"  # PPO + value fit (docs/TRAINING.md)
+RL_PV_WEIGHTS = Path(__file__).parent / "weights" / "rl_pv.safetensors"  # PPO + value fit (docs/TRAINING.md)
+# Still grid_pv: with rl_pv the online gate's value check (terminate-on-delivery returns)
+# passes a poisoned update, and scenario=exceptions had a robot-person contact (TRAINING.md).
+DEFAULT_WEIGHTS = GRID_PV_WEIGHTS
 
 
 class NetworkEvaluator:

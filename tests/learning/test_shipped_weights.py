@@ -1,5 +1,5 @@
-"""The shipped weights: the default (RL-trained ``rl_pv``) and its behaviour-cloning warm
-start (``grid_pv``) load, are small, act along shortest paths and value progress."""
+"""The shipped weights: the RL-trained ``rl_pv`` and its behaviour-cloning warm start
+``grid_pv`` (today's ``DEFAULT_WEIGHTS``) load, are small, act along shortest paths and value progress."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from learning_helpers import EVAL_MODEL, small_net
 
 from learning.checkpoint import load_policy_value, read_metadata
-from learning.evaluator import DEFAULT_WEIGHTS, GRID_PV_WEIGHTS, NetworkEvaluator
+from learning.evaluator import DEFAULT_WEIGHTS, GRID_PV_WEIGHTS, RL_PV_WEIGHTS, NetworkEvaluator
 from learning.expert import ShortestPathExpert
 from learning.network import PolicyValueConfig
 from planning import MCTS, MCTSConfig
@@ -17,24 +17,24 @@ from planning.situations import sample_situations
 HELD_OUT_SEED = 424242  # training draws its situations from seed 0 (and 10000 for its check)
 
 
-@pytest.fixture(scope="module", params=[DEFAULT_WEIGHTS, GRID_PV_WEIGHTS], ids=["default", "grid_pv"])
+@pytest.fixture(scope="module", params=[RL_PV_WEIGHTS, GRID_PV_WEIGHTS], ids=["rl_pv", "grid_pv"])
 def shipped(request):
     if not request.param.exists():
         pytest.fail(f"missing shipped weights {request.param}")
     return load_policy_value(request.param, expected=PolicyValueConfig())
 
 
-def test_shipped__the_default_is_the_rl_network_and_documented() -> None:
-    _, meta = load_policy_value(DEFAULT_WEIGHTS)
+def test_shipped__rl_pv_is_the_rl_network_and_documented() -> None:
+    _, meta = load_policy_value(RL_PV_WEIGHTS)
     t = meta["training"]
-    assert DEFAULT_WEIGHTS.stat().st_size < 2_000_000
-    assert DEFAULT_WEIGHTS != GRID_PV_WEIGHTS
+    assert RL_PV_WEIGHTS.stat().st_size < 2_000_000
+    assert DEFAULT_WEIGHTS in (RL_PV_WEIGHTS, GRID_PV_WEIGHTS)
     assert t["train"]["algorithm"] == "PPO" and t["command"].startswith("forklift train ")
     # trained clock-free, as the agent's search model encodes (proprio[11] ~ 0)
     assert t["train"]["grid_clock"] is False
     assert t["value_fit"]["command"].startswith("python scripts/fit_rl_value.py")
     assert t["value_fit"]["clock"] is False
-    assert read_metadata(DEFAULT_WEIGHTS)["sha256"] == meta["sha256"]
+    assert read_metadata(RL_PV_WEIGHTS)["sha256"] == meta["sha256"]
 
 
 def test_shipped__grid_pv_is_the_expert_trained_warm_start() -> None:
