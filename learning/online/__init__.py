@@ -21,11 +21,17 @@ Host-facing API (``agent.Agent`` with ``learning=online``)::
 ``background=False`` runs no thread: call ``learner.step()`` for one update cycle
 (reproducible from ``(cfg, seed)``; tests and grid-model evals use it).
 
+``make_learner(cfg, evaluator, layout=..., background=True, worker="process")`` is what a
+host uses: ``worker="process"`` gives a :class:`ProcessLearner` (the same host API; training
+and the gate run in a spawned worker process, weights come back as safetensors bytes),
+``worker="thread"`` an ``OnlineLearner`` with its daemon thread.
+
 Parts: :mod:`~learning.online.replay` (recent window + seeded reservoir),
 :mod:`~learning.online.lora` (hand-written LoRA, exact merge), :mod:`~learning.online.ewc`
 (diagonal-Fisher EWC), :mod:`~learning.online.loss` (expert iteration + TD/AWR),
 :mod:`~learning.online.gate` (shadow gate on the grid model, KPI monitor),
-:mod:`~learning.online.learner` (the thread).
+:mod:`~learning.online.learner` (the learner, its thread), :mod:`~learning.online.worker`
+(the learner in a worker process).
 """
 
 from learning.online.config import DEFAULT_LORA_TARGETS, WORKERS, OnlineConfig, check_worker
