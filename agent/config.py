@@ -223,8 +223,10 @@ class LearningSection:
         online: the agent hosts the online learner (``agent.online_hook``; planners
             ``mcts_rl`` and ``policy``): it learns from its own searches while it runs.
         checkpoint: network weights (``.safetensors``); null = the shipped weights.
-        background: the learner runs on its own thread (production); false = it updates
+        background: the learner runs in the background (production); false = it updates
             only between episodes, in the host's thread (reproducible from (config, seed)).
+        worker: where the background learner runs: ``process`` (a spawned worker process:
+            its training and gate never hold the control loop's GIL) or ``thread``.
         kpi_period_s: sim seconds between two live KPI reports (completion rate, orders per
             hour from the WMS's orders) to the learner's rollback monitor.
         learner: the learner's settings (:class:`LearnerSection`).
@@ -233,6 +235,7 @@ class LearningSection:
     online: bool = False
     checkpoint: str | None = None
     background: bool = True
+    worker: Literal["process", "thread"] = "process"
     kpi_period_s: float = 30.0
     learner: LearnerSection = field(default_factory=LearnerSection)
 

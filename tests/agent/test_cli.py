@@ -34,6 +34,7 @@ BAD_OVERRIDES = [
     (["agent.localization=ekf"], "agent.localization: unknown key"),
     (["learning.learner.lr=0"], "learning.learner.lr=0: must be > 0"),
     (["learning.learner.gate_kinds=[x]"], "learning.learner.gate_kinds=[x]: must be a non-empty list of open"),
+    (["learning.worker=gpu"], "learning.worker=gpu: must be one of process, thread"),
     (["episodes"], "episodes: bad override; expected key=value"),
     (["--bogus"], "unknown option '--bogus'"),
 ]
