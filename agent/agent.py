@@ -243,9 +243,9 @@ class Agent:
         prev = self._goal_cells
         if prev is None:
             return
-        for i, ex in enumerate(self.execs):
-            if ex.busy and goals[i][0] != prev[i] and ex.shorten(pose_arr[i], float(self._v[i])):
-                self._claims[i] = {c for c in self._claims[i] if c == self.robots[i].cell or c in self._ahead(i)}
+        for i, ex in enumerate(self.execs):  # the claims shrink with the target (_update_claims)
+            if ex.busy and goals[i][0] != prev[i]:
+                ex.shorten(pose_arr[i], float(self._v[i]))
 
     # ---- perception and belief ---------------------------------------------------------
     def _perceive(self, frames: Sequence[SensorFrame], poses: Sequence[Pose], xy: np.ndarray,

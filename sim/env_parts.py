@@ -117,6 +117,7 @@ class MacroExecutor:
         self.elapsed_s = 0.0
         self._blocked_s = 0.0
         self._ticks_left = 0
+        self._start_xy: np.ndarray | None = None
 
     @property
     def busy(self) -> bool:
@@ -154,9 +155,9 @@ class MacroExecutor:
             pose: (x, y, yaw) (m, rad).
             v_current: forward speed last sent to the wheels (m/s).
         """
-        if not self.busy or self.action > MacroAction.WEST or len(self.follower._path) != 2:
+        if not self.busy or self.action > MacroAction.WEST or self._start_xy is None:
             return False
-        start = self.follower._path[0]
+        start = self._start_xy
         end = np.asarray(self.layout.cell_to_xy(np.array(self.target)), dtype=np.float64)
         length = float(np.hypot(*(end - start)))
         cs = float(self.layout.cell_size)
@@ -176,6 +177,7 @@ class MacroExecutor:
         return True
 
     def _begin(self, target: Cell) -> None:
+        self._start_xy = None
         self.outcome = Outcome.RUNNING
         self.elapsed_s = 0.0
         self._blocked_s = 0.0
@@ -183,6 +185,7 @@ class MacroExecutor:
 
     def _goto(self, target: Cell, start_xy: np.ndarray) -> None:
         self._begin(target)
+        self._start_xy = np.asarray(start_xy, dtype=np.float64)  # the straight's start (shorten)
         self.follower.set_path(np.stack([start_xy, self.layout.cell_to_xy(np.array(target))]))
         self._ticks_left = int(np.ceil(self.cfg.move_timeout_s / self.dt - 1e-9))
 

@@ -57,6 +57,29 @@ from sim.layout import Layout
 __all__ = ["OnlineLearner", "Version", "weights_digest"]
 
 
+def checked_transition(
+    stats: dict[str, int],
+    obs: Mapping[str, np.ndarray],
+    action: int,
+    reward: float,
+    next_obs: Mapping[str, np.ndarray],
+    done: bool,
+    search_policy: np.ndarray | None,
+    search_value: float | None,
+) -> Transition | None:
+    """``observe``'s input check and copy, shared by the thread and process learners: counts
+    ``observed``, and ``rejected_inputs`` (returning None) for a non-finite reward or value;
+    otherwise a float32 copy of the arrays as a :class:`Transition`."""
+    stats["observed"] += 1
+    if not math.isfinite(reward) or (search_value is not None and not math.isfinite(search_value)):
+        stats["rejected_inputs"] += 1
+        return None
+    cp = lambda d: {k: np.array(v, np.float32) for k, v in d.items()}  # noqa: E731
+    pol = None if search_policy is None else np.array(search_policy, np.float32)
+    val = None if search_value is None else float(search_value)
+    return Transition(cp(obs), int(action), float(reward), cp(next_obs), bool(done), pol, val)
+
+
 @dataclass(frozen=True)
 class Version:
     """One production version.
@@ -233,19 +256,13 @@ class OnlineLearner:
         Returns:
             False if it was dropped (queue full) or rejected (non-finite reward / value).
         """
-        self.stats["observed"] += 1
-        if not math.isfinite(reward) or (search_value is not None and not math.isfinite(search_value)):
-            self.stats["rejected_inputs"] += 1
+        tr = checked_transition(self.stats, obs, action, reward, next_obs, done, search_policy, search_value)
+        if tr is None:
             return False
         if len(self._queue) >= self.cfg.queue_size:
             self.stats["dropped"] += 1
             return False
-        cp = lambda d: {k: np.array(v, np.float32) for k, v in d.items()}  # noqa: E731
-        pol = None if search_policy is None else np.array(search_policy, np.float32)
-        val = None if search_value is None else float(search_value)
-        self._queue.append(
-            Transition(cp(obs), int(action), float(reward), cp(next_obs), bool(done), pol, val)
-        )
+        self._queue.append(tr)
         return True
 
     def report_kpis(self, kpis: Mapping[str, float]) -> dict[str, Any] | None:

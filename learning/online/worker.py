@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import multiprocessing as mp
 import os
 import queue
@@ -63,9 +62,15 @@ from learning.network import PolicyValueNet
 from learning.online.config import OnlineConfig
 from learning.online.ewc import EWCState
 from learning.online.gate import KpiMonitor
-from learning.online.learner import OnlineLearner, Version, read_saved, weights_digest, write_saved
+from learning.online.learner import (
+    OnlineLearner,
+    Version,
+    checked_transition,
+    read_saved,
+    weights_digest,
+    write_saved,
+)
 from learning.online.lora import adapter_state, apply_lora
-from learning.online.replay import Transition
 from planning.grid_model import GridModelConfig
 from sim.layout import Layout
 
@@ -220,10 +225,9 @@ class _Worker:  # pragma: no cover - runs in the child (tested through ProcessLe
         q = self.learner._queue
         for _ in range(self.learner.cfg.queue_size):
             try:
-                obs, a, r, nxt, d, pol, val = self.samples.get_nowait()
+                q.append(self.samples.get_nowait())
             except queue.Empty:
                 break
-            q.append(Transition(obs, a, r, nxt, d, pol, val))
 
     def _control(self, block_for_verdict: bool = False) -> dict[str, Any] | None:
         lr = self.learner
@@ -392,18 +396,14 @@ class ProcessLearner:
         Returns:
             False if it was dropped (queue full, worker gone) or rejected (non-finite).
         """
-        self.stats["observed"] += 1
-        if not math.isfinite(reward) or (search_value is not None and not math.isfinite(search_value)):
-            self.stats["rejected_inputs"] += 1
+        tr = checked_transition(self.stats, obs, action, reward, next_obs, done, search_policy, search_value)
+        if tr is None:
             return False
         if self.crashed or self._closing:
             self.stats["dropped"] += 1
             return False
-        cp = lambda d: {k: np.array(v, np.float32) for k, v in d.items()}  # noqa: E731
-        pol = None if search_policy is None else np.array(search_policy, np.float32)
-        val = None if search_value is None else float(search_value)
         try:
-            self._samples.put_nowait((cp(obs), int(action), float(reward), cp(next_obs), bool(done), pol, val))
+            self._samples.put_nowait(tr)
         except (queue.Full, ValueError, OSError):  # full, or closed under us
             self.stats["dropped"] += 1
             return False
