@@ -22,9 +22,9 @@ __all__ = ["DEFAULT_WEIGHTS", "GRID_PV_WEIGHTS", "RL_PV_WEIGHTS", "NetworkEvalua
 
 GRID_PV_WEIGHTS = Path(__file__).parent / "weights" / "grid_pv.safetensors"  # expert-trained warm start
 RL_PV_WEIGHTS = Path(__file__).parent / "weights" / "rl_pv.safetensors"  # PPO + value fit (docs/TRAINING.md)
-# Still grid_pv: with rl_pv the online gate's value check (terminate-on-delivery returns)
-# passes a poisoned update, and scenario=exceptions had a robot-person contact (TRAINING.md).
-DEFAULT_WEIGHTS = GRID_PV_WEIGHTS
+# rl_pv is the default since the online gate's value check became scale-free (its value is
+# the continuing fleet return, grid_pv's the return to the first delivery: docs/TRAINING.md).
+DEFAULT_WEIGHTS = RL_PV_WEIGHTS
 
 
 class NetworkEvaluator:
@@ -82,6 +82,6 @@ class NetworkEvaluator:
 
 
 def load_network_evaluator(path: str | Path | None = None, device: str = "cpu") -> NetworkEvaluator:
-    """A :class:`NetworkEvaluator` on checkpoint ``path`` (default: the shipped grid weights)."""
+    """A :class:`NetworkEvaluator` on checkpoint ``path`` (default: ``DEFAULT_WEIGHTS``, the shipped RL weights)."""
     net, _ = load_policy_value(DEFAULT_WEIGHTS if path is None else path)
     return NetworkEvaluator(net, device)

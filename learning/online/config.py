@@ -86,8 +86,9 @@ class OnlineConfig:
         gate_margin: a candidate is swapped in only if its mean return on each suite is
             >= production's - margin (reward units; the mean of the per-situation paired
             differences).
-        gate_value_margin: ... and only if its value RMSE on visited gate states is
-            <= production's + this (reward units).
+        gate_value_margin: ... and only if its calibrated value RMSE (both networks on the
+            same visited gate states, each value affinely fitted to the returns:
+            ``learning.online.gate.ValueCheck``) is <= production's + this (reward units).
         gate_z: ... and only if on the recent suite its mean return gain (or its value-MSE
             reduction) exceeds this many standard errors of the per-situation paired
             difference: a candidate that differs from production only by noise is not

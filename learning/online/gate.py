@@ -5,8 +5,9 @@ grid-model situations as the production network, closed loop, with common random
 (same world draws for both), on two suites: *recent* (situations of the layout the robots
 work in now) and *held-out* (situations of earlier layouts, sampled once and never trained
 on). Per suite it measures the mean undiscounted return (what the policy achieves) and the
-value RMSE over the visited states against the discounted return that followed in the grid
-model (what the search trusts; the grid model's rewards are ground truth, so a network
+value error over the visited states against the discounted return that followed in the grid
+model, calibrated by an affine fit so it is scale-free (:class:`SuiteScore`; what the search
+trusts; the grid model's rewards are ground truth, so a network
 trained on corrupted rewards shows here even when its greedy policy has not moved yet).
 Common situations and draws make every situation one *paired* difference (candidate -
 production); a candidate is promoted only if it is not worse on *both* suites by either
@@ -37,7 +38,10 @@ from planning.situations import sample_situations
 from sim.layout import Layout
 from sim.types import MacroAction
 
-__all__ = ["GateResult", "KpiMonitor", "ShadowGate", "SituationSuite", "SuiteScore", "paired"]
+__all__ = [
+    "GateResult", "KpiMonitor", "ShadowGate", "SituationSuite", "SuiteScore", "ValueCheck",
+    "calibrated_residual", "paired",
+]
 
 
 @dataclass(frozen=True)
@@ -81,33 +85,90 @@ class SituationSuite:
         return cls(name, model, states, seed, horizon)
 
 
+def calibrated_residual(values: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """[S] ``targets - (a * values + b)`` for the least-squares affine fit with ``a >= 0``.
+
+    A value that orders states the way their returns do leaves a small residual whatever
+    its scale and offset (the search normalises Q by its min-max range, so those are not
+    what it trusts); a flat or anti-correlated value leaves the returns' own spread.
+    """
+    v, g = np.asarray(values, np.float64), np.asarray(targets, np.float64)
+    if len(v) == 0:
+        return np.zeros(0)
+    vc = v - v.mean()
+    var = float(vc @ vc)
+    a = max(float(vc @ (g - g.mean())) / var, 0.0) if var > 1e-12 else 0.0
+    return g - (a * v + (g.mean() - a * v.mean()))
+
+
 @dataclass(frozen=True)
 class SuiteScore:
-    """Per-situation outcome of one network on one suite (rows = situations).
+    """Per-situation outcome of one network's closed-loop play of one suite.
 
     Attributes:
         returns: [N] undiscounted return of each situation's episode.
-        sq_err: [N] sum over the visited states of (value - discounted return that followed)**2.
-        n_states: [N] visited states per situation.
+        obs: encoded observations of every visited state (all situations pooled, [S, ...]).
+        values: [S] the network's value of those states.
+        targets: [S] the discounted return that followed each state (truncated at the
+            suite's horizon).
+        rows: [S] the situation each state belongs to.
     """
 
     returns: np.ndarray
-    sq_err: np.ndarray
-    n_states: np.ndarray
+    obs: dict[str, np.ndarray]
+    values: np.ndarray
+    targets: np.ndarray
+    rows: np.ndarray
 
     @property
     def mean_return(self) -> float:
         return float(self.returns.mean())
 
-    @property
-    def value_rmse(self) -> float:
-        n = float(self.n_states.sum())
-        return float(np.sqrt(self.sq_err.sum() / n)) if n else 0.0
 
-    @property
-    def value_mse(self) -> np.ndarray:
-        """[N] value MSE per situation (0 where nothing was visited)."""
-        return self.sq_err / np.maximum(self.n_states, 1)
+@dataclass(frozen=True)
+class ValueCheck:
+    """Both networks' value errors on the *same* states and targets (one suite).
+
+    The states are those either network visited in its closed-loop play, each with the
+    discounted return that followed it there; each network's values on all of them are
+    calibrated by :func:`calibrated_residual` (pooled over the suite). Common states make
+    the comparison paired (a network that wanders visits easy states and would otherwise
+    score a low error for it); calibration makes it scale-free, so networks with different
+    value semantics are gated by one rule: grid_pv's value is the return up to the first
+    delivery (the gate's suites end there), rl_pv's the continuing fleet return (every
+    later order included). Poisoned rewards turn the value against the returns: a large
+    residual.
+
+    Attributes:
+        production_rmse, candidate_rmse: calibrated RMSE over all the states (return units).
+        production_raw_rmse, candidate_raw_rmse: uncalibrated (for the log).
+        gain: [N] per-situation calibrated MSE reduction (production - candidate).
+    """
+
+    production_rmse: float
+    candidate_rmse: float
+    production_raw_rmse: float
+    candidate_raw_rmse: float
+    gain: np.ndarray
+
+    @classmethod
+    def of(cls, production: Evaluator, p: SuiteScore, candidate: Evaluator, c: SuiteScore) -> ValueCheck:
+        obs_p_on_c = production.evaluate(c.obs)[1] if len(c.values) else np.zeros(0)
+        obs_c_on_p = candidate.evaluate(p.obs)[1] if len(p.values) else np.zeros(0)
+        g = np.concatenate([p.targets, c.targets])
+        rows = np.concatenate([p.rows, c.rows])
+        vp = np.concatenate([p.values, np.asarray(obs_p_on_c, np.float64)])
+        vc = np.concatenate([np.asarray(obs_c_on_p, np.float64), c.values])
+        n = len(p.returns)
+
+        def per_row(res: np.ndarray) -> np.ndarray:
+            return np.bincount(rows, res**2, n) / np.maximum(np.bincount(rows, minlength=n), 1)
+
+        def rms(x: np.ndarray) -> float:
+            return float(np.sqrt(np.mean(x**2))) if len(x) else 0.0
+
+        rp, rc = calibrated_residual(vp, g), calibrated_residual(vc, g)
+        return cls(rms(rp), rms(rc), rms(vp - g), rms(vc - g), per_row(rp) - per_row(rc))
 
 
 def _rollout_rows(
@@ -132,11 +193,13 @@ def _rollout_rows(
         else None
     )
     alive = np.ones(b, bool)
-    rewards, values, masks = [], [], []
+    rewards, values, masks, seen = [], [], [], []
     for t in range(suite.horizon):
         if not alive.any():
             break
-        logits, v = evaluator.evaluate(model.encode(states))
+        enc = model.encode(states)
+        seen.append({k: np.asarray(x)[alive] for k, x in enc.items()})
+        logits, v = evaluator.evaluate(enc)
         if mcts is None:
             act = np.asarray(logits).argmax(-1)
         else:
@@ -151,16 +214,18 @@ def _rollout_rows(
                           states, nxt)
         alive &= ~d
     if not rewards:
-        z = np.zeros(b)
-        return SuiteScore(z, z.copy(), z.copy())
+        z = np.zeros(0)
+        return SuiteScore(np.zeros(b), {}, z, z.copy(), z.astype(np.int64))
     rew, val, live = np.array(rewards), np.array(values), np.array(masks)  # [T, B]
     togo = np.zeros_like(rew)
     acc = np.zeros(b)
     for t in range(len(rew) - 1, -1, -1):
         acc = rew[t] + discount * acc
         togo[t] = acc
-    err2 = np.where(live, (val - togo) ** 2, 0.0)
-    return SuiteScore(rew.sum(0), err2.sum(0), live.sum(0).astype(np.float64))
+    # time-major boolean selection matches the order ``seen`` was collected in
+    rows = np.broadcast_to(np.arange(b), live.shape)
+    obs = {k: np.concatenate([o[k] for o in seen]) for k in seen[0]}
+    return SuiteScore(rew.sum(0), obs, val[live], togo[live], rows[live].astype(np.int64))
 
 
 def paired(diff: np.ndarray) -> tuple[float, float]:
@@ -264,14 +329,6 @@ class ShadowGate:
         """(recent, heldout)."""
         return self.recent, self.heldout
 
-    def score(self, evaluator: Evaluator) -> dict[str, tuple[float, float]]:
-        """Suite name -> (mean return, value RMSE) of ``evaluator``."""
-        out = {}
-        for s in self.suites():
-            sc = _rollout_rows(s, evaluator, self.simulations, self.discount, self.search)
-            out[s.name] = (sc.mean_return, sc.value_rmse)
-        return out
-
     def compare(
         self, candidate: Evaluator, production: Evaluator, production_version: int
     ) -> GateResult:
@@ -284,15 +341,19 @@ class ShadowGate:
             p = self._prod_cache[key]
             c = _rollout_rows(s, candidate, self.simulations, self.discount, self.search)
             d, d_se = paired(c.returns - p.returns)
-            g, g_se = paired(p.value_mse - c.value_mse)
+            vc = ValueCheck.of(production, p, candidate, c)
+            g, g_se = paired(vc.gain)
             scores[s.name] = {
                 "production": p.mean_return, "candidate": c.mean_return,
-                "production_value_rmse": p.value_rmse, "candidate_value_rmse": c.value_rmse,
+                "production_value_rmse": vc.production_rmse,
+                "candidate_value_rmse": vc.candidate_rmse,
+                "production_raw_value_rmse": vc.production_raw_rmse,
+                "candidate_raw_value_rmse": vc.candidate_raw_rmse,
                 "diff": d, "diff_se": d_se, "value_gain": g, "value_gain_se": g_se,
             }
             if d < -self.margin:
                 worse.append(f"{s.name} return")
-            if c.value_rmse > p.value_rmse + self.value_margin:
+            if vc.candidate_rmse > vc.production_rmse + self.value_margin:
                 worse.append(f"{s.name} value error")
             if s is self.recent:
                 if d > 0 and d > self.z * d_se:

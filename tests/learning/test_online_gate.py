@@ -13,7 +13,7 @@ from online_helpers import expert_transitions, fast_config
 
 from learning.evaluator import NetworkEvaluator, load_network_evaluator
 from learning.online import OnlineLearner, ShadowGate, SituationSuite
-from learning.online.gate import paired
+from learning.online.gate import calibrated_residual, paired
 
 KINDS = ("open", "blocked", "congested")
 
@@ -40,6 +40,43 @@ def test_paired__mean_and_standard_error_of_the_differences():
     m, se = paired(d)
     assert m == pytest.approx(0.1) and se == pytest.approx(np.std(d, ddof=1) / 2)
     assert paired(np.array([0.5])) == (0.5, 0.0)
+
+
+def test_value_check__calibration_is_scale_free_and_an_inverted_value_scores_the_spread():
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=200)
+    v = g + 0.1 * rng.normal(size=200)
+    base = np.sqrt(np.mean(calibrated_residual(v, g) ** 2))
+    assert base < 0.11
+    # any positive scale and offset (another value semantics) scores the same
+    assert np.sqrt(np.mean(calibrated_residual(10 * v + 3, g) ** 2)) == pytest.approx(base)
+    # a value turned against the returns (poison) or flat gets the slope 0: the returns' spread
+    for bad in (-v, np.full_like(v, 2.0)):
+        assert np.sqrt(np.mean(calibrated_residual(bad, g) ** 2)) == pytest.approx(g.std())
+
+
+class _Shifted:
+    """An evaluator whose values are another's scaled and shifted (same policy)."""
+
+    def __init__(self, ev: NetworkEvaluator, scale: float, shift: float) -> None:
+        self.ev, self.scale, self.shift = ev, scale, shift
+
+    def evaluate(self, obs):
+        logits, v = self.ev.evaluate(obs)
+        return logits, np.asarray(v) * self.scale + self.shift
+
+
+def test_gate__value_check_compares_both_nets_on_the_same_states_and_is_scale_free(layout):
+    ev = load_network_evaluator()
+    gate = _gate(layout)
+    # a value on another scale (continuing returns vs first delivery) is not "worse"
+    res = gate.compare(_Shifted(ev, 3.0, 1.5), ev, production_version=0)
+    for s in res.scores.values():
+        assert s["candidate_value_rmse"] == pytest.approx(s["production_value_rmse"])
+        assert s["candidate_raw_value_rmse"] > s["production_raw_value_rmse"]
+    # the inverted value is, on every suite, though its policy is production's
+    res = gate.compare(_Shifted(ev, -1.0, 0.0), ev, production_version=0)
+    assert not res.accepted and "recent value error" in res.reason and "heldout value error" in res.reason
 
 
 def test_gate__a_candidate_equal_to_production_is_not_swapped_in(layout):

@@ -16,7 +16,7 @@ import torch
 from learning_helpers import small_net
 from online_helpers import expert_transitions, fast_config
 
-from learning.evaluator import NetworkEvaluator, load_network_evaluator
+from learning.evaluator import GRID_PV_WEIGHTS, RL_PV_WEIGHTS, NetworkEvaluator, load_network_evaluator
 from learning.grid_data import GridDataConfig, make_datasets
 from learning.online import OnlineLearner, ProcessLearner, check_worker, load_ewc, make_learner, weights_digest
 from learning.pretrain import PretrainConfig, evaluate_dataset, train_policy_value
@@ -81,12 +81,16 @@ def test_online__replay_keeps_forgetting_small_and_no_replay_forgets(tasks, layo
     assert without > MAX_FORGETTING, without  # the same check fails without replay
 
 
-def test_online__poisoned_rewards_are_rejected_by_the_gate(layout):
-    """Inverted rewards (AWR + TD on them) never reach production; the evidence says why."""
-    ev = load_network_evaluator()
+@pytest.mark.parametrize("weights", [GRID_PV_WEIGHTS, RL_PV_WEIGHTS], ids=["grid_pv", "rl_pv"])
+def test_online__poisoned_rewards_are_rejected_by_the_gate(layout, weights):
+    """Inverted rewards (AWR + TD on them) never reach production; the evidence says why.
+    Both shipped networks: their values mean different returns (grid_pv: up to the first
+    delivery, as the gate's suites; rl_pv: the continuing fleet return), and the gate's
+    calibrated value check must catch the poison in either."""
+    ev = load_network_evaluator(weights)
     digest = weights_digest(ev.net)
     # max_rel_change off: the gate, not the update-size bound, has to catch it
-    cfg = fast_config(steps_per_update=50, lr=1e-3, gate_situations=24, min_new_samples=200,
+    cfg = fast_config(steps_per_update=100, lr=3e-3, gate_situations=24, min_new_samples=200,
                       max_rel_change=1.0)
     learner = OnlineLearner(cfg, ev, layout=layout, background=False)
     data = expert_transitions(layout, 30, 40, seed=4, invert=True)

@@ -1,5 +1,5 @@
-"""The shipped weights: the RL-trained ``rl_pv`` and its behaviour-cloning warm start
-``grid_pv`` (today's ``DEFAULT_WEIGHTS``) load, are small, act along shortest paths and value progress."""
+"""The shipped weights: the RL-trained ``rl_pv`` (``DEFAULT_WEIGHTS``: what ``forklift run``
+and the planner load) and its behaviour-cloning warm start ``grid_pv`` load, are small, act along shortest paths and value progress."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_shipped__rl_pv_is_the_rl_network_and_documented() -> None:
     _, meta = load_policy_value(RL_PV_WEIGHTS)
     t = meta["training"]
     assert RL_PV_WEIGHTS.stat().st_size < 2_000_000
-    assert DEFAULT_WEIGHTS in (RL_PV_WEIGHTS, GRID_PV_WEIGHTS)
+    assert DEFAULT_WEIGHTS == RL_PV_WEIGHTS  # what forklift run and the planner load
     assert t["train"]["algorithm"] == "PPO" and t["command"].startswith("forklift train ")
     # trained clock-free, as the agent's search model encodes (proprio[11] ~ 0)
     assert t["train"]["grid_clock"] is False
