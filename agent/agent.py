@@ -45,6 +45,7 @@ from agent.monitor import ExceptionMonitor
 from agent.navigation import NavConfig
 from sim.safety import BumperGuard
 from sim.dispatch import dispatch_idle
+from sim.follower import ramped_speed
 from sim.types import MacroAction, Pose, SensorFrame, TwistCmd
 
 __all__ = ["PLANNERS", "Agent", "AgentConfig", "PlannerKind"]
@@ -230,7 +231,9 @@ class Agent:
             if ex.busy and not self._must_stop(frames[i], poses[i]):
                 cmd = self._drive(i, pose_arr[i], frames[i], t)
             cmd = self._bumper(i, frames[i], cmd, t)
-            self._v[i], self._w[i] = cmd.v, cmd.w
+            # the base's speed after this tick (braking is acceleration-limited), not the command
+            self._v[i] = ramped_speed(float(self._v[i]), cmd.v, self.cfg.nav.follower.max_accel, float(self.fleet.dt))
+            self._w[i] = cmd.w
             cmds.append(cmd)
         self._update_claims(pose_arr)
         return cmds
@@ -508,8 +511,9 @@ class Agent:
 
     def _drive(self, i: int, pose: np.ndarray, frame: SensorFrame, t: float) -> TwistCmd:
         """The executor's command under the lidar guard (``sim.env_parts.GuardedExecutor``, the
-        driver the RL envs train with), from the localized pose and the speed the robot was
-        last told (after cancels and overrides), not the follower's own last command."""
+        driver the RL envs train with), from the localized pose and the base's speed as the
+        commands sent (after cancels and overrides) ramp it (``sim.follower.ramped_speed``),
+        not the follower's own last command."""
         return self.execs[i].drive(pose, self.robots[i].cell, frame.lidar, t, v_current=float(self._v[i]))
 
     def _bumper(self, i: int, frame: SensorFrame, cmd: TwistCmd, t: float) -> TwistCmd:

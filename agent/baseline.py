@@ -29,6 +29,7 @@ import numpy as np
 
 from agent.control import LocalizationKind, PoseSource, make_pose_source
 from sim.dispatch import dispatch_idle
+from sim.follower import ramped_speed
 from agent.navigation import NavConfig, Navigator, NavStatus
 from sim.safety import BumperGuard, scan_points
 from agent.traffic import CellLocks
@@ -149,7 +150,9 @@ class BaselineController:
         cmds = []
         for i, (rs, fr) in enumerate(zip(self.robots, frames)):
             cmd = self._bumper(i, fr, self._step_robot(i, rs, fr, poses[i], pose_arr[i], orders, t), t)
-            self._v[i] = cmd.v
+            # the base's speed after this tick (braking is acceleration-limited), not the command
+            fc = self.navs[i].cfg.follower
+            self._v[i] = ramped_speed(float(self._v[i]), cmd.v, fc.max_accel, fc.dt)
             cmds.append(cmd)
         return cmds
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from sim.config import FaultsConfig, SimConfig
 from sim.dispatch import dispatch_idle
+from sim.follower import ramped_speed
 from sim.env_obs import SensorEncoder
 from sim.env_parts import (
     STOP,
@@ -250,7 +251,9 @@ class FleetCore:
                 self._scripted_decision(i)
             cmd = self.exec[i].drive(self.poses[i], self.cell_of(i), frames[i].lidar, float(self.sim.time),
                                      v_current=float(self._v_sent[i]))
-            self._v_sent[i] = cmd.v
+            # the base's speed after this tick (braking is acceleration-limited), as the agent
+            f = self.exec[i].follower.cfg
+            self._v_sent[i] = ramped_speed(float(self._v_sent[i]), cmd.v, f.max_accel, self.dt)
             cmds.append(cmd)
         self.sim.step(cmds)
         self._tick += 1

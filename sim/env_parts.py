@@ -153,7 +153,7 @@ class MacroExecutor:
 
         Args:
             pose: (x, y, yaw) (m, rad).
-            v_current: forward speed last sent to the wheels (m/s).
+            v_current: the base's forward speed (m/s, ``sim.follower.ramped_speed``).
         """
         if not self.busy or self.action > MacroAction.WEST or self._start_xy is None:
             return False
@@ -193,7 +193,8 @@ class MacroExecutor:
                 v_current: float | None = None) -> TwistCmd:
         """Command for this tick (call once per control tick while :attr:`busy`).
 
-        ``v_current`` (m/s): the forward speed last sent to the wheels; None = the
+        ``v_current`` (m/s): the base's forward speed (``sim.follower.ramped_speed`` of the
+        commands sent to the wheels: a cut command still brakes at the acceleration limit); None = the
         follower's last command, which is stale when an outer layer overrode the command or
         cancelled the macro (a robot stopped for a lidar outage would "continue" at its old
         speed along its old heading).
@@ -258,8 +259,9 @@ class GuardedExecutor(MacroExecutor):
             cell: the (row, col) cell of ``pose``.
             scan: this tick's lidar scan (None = lidar absent: ``blind_speed_cap``).
             t: time (s).
-            v_current: forward speed last sent to the wheels (m/s), after any outer override
-                (not wheel odometry, which reads high during wheel slip).
+            v_current: the base's forward speed (m/s): ``sim.follower.ramped_speed`` of the
+                commands sent, after any outer override (not wheel odometry, which reads
+                high during wheel slip).
         """
         pts = scan_points(scan)
         cap = None

@@ -420,6 +420,11 @@ class FaultInjector:
         slip_gain: (min, max) wheel spin fraction of odometry slip bursts.
         forbidden: cells never blocked by a pallet (stations, pick points).
         plans: explicit schedule instead of the seeded one (ignored when disabled).
+        spawn_clearance_m: a blocked-aisle pallet never appears in a cell whose centre is
+            this close (m) to a robot's centre. The simulator sets it to what a robot at top
+            speed needs to stop short of the new pallet (half the robot, half the pallet, the
+            braking distance, one control tick, 0.1 m): an obstacle that lands inside the
+            braking distance is a collision no planner can avoid, not an exception to handle.
     """
 
     def __init__(
@@ -433,7 +438,9 @@ class FaultInjector:
         slip_gain: tuple[float, float] = (0.2, 0.6),
         forbidden: Sequence[Cell] = (),
         plans: Sequence[PlannedFault] | None = None,
+        spawn_clearance_m: float = 1.2,
     ) -> None:
+        self.spawn_clearance_m = float(spawn_clearance_m)
         self.cfg, self.n, self.layout, self.rng, self.slip_gain = (
             cfg,
             n_robots,
@@ -483,7 +490,7 @@ class FaultInjector:
         t, order = view.t, [(f.robot + k) % self.n for k in range(self.n)]
         if f.kind == "blocked_aisle":
             taken = self.forbidden | set(self.pallets.values()) | set(view.load_cells)
-            taken |= self._cells_near(view.xy, 1.2)  # never spawn a pallet into a robot
+            taken |= self._cells_near(view.xy, self.spawn_clearance_m)  # nor inside braking distance
             for r in order:
                 cell = choose_block_cell(
                     view.routes[r], tuple(int(v) for v in view.cells[r]), taken

@@ -37,7 +37,9 @@ import numpy as np
 
 from sim.types import TwistCmd, wrap_angle
 
-__all__ = ["FollowerConfig", "FollowerProgress", "PurePursuitFollower", "stopping_speed", "unicycle_step"]
+__all__ = [
+    "FollowerConfig", "FollowerProgress", "PurePursuitFollower", "ramped_speed", "stopping_speed", "unicycle_step",
+]
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,20 @@ def stopping_speed(dist: float, max_accel: float, dt: float) -> float:
         return 0.0
     a_dt = max_accel * dt
     return float(a_dt * (np.sqrt(2.0 * dist / (a_dt * dt) + 0.25) - 0.5))
+
+
+def ramped_speed(v_now: float, v_cmd: float, max_accel: float, dt: float) -> float:
+    """Forward speed (m/s) the base reaches after one control tick of ``v_cmd`` from
+    ``v_now``, its speed changing by at most ``max_accel * dt`` per tick.
+
+    What a controller knows of its own drive: a safety cap can cut the *command* to 0 in
+    one tick, but the wheels brake at the acceleration limit, so the speed a guard must
+    stop from is this one, not the last command. Feeding the last command back as the
+    current speed made the lidar guard look only as far as the stopping distance of the
+    command (0.5 m at 0.6 m/s) while the robot still ran at 1.4 m/s.
+    """
+    dv = max_accel * dt
+    return float(v_now + np.clip(v_cmd - v_now, -dv, dv))
 
 
 def unicycle_step(pose: np.ndarray, cmd: TwistCmd, dt: float) -> np.ndarray:

@@ -43,12 +43,25 @@ _COLLISION_OF = {
 _STREAMS = ("sensors", "orders", "faults", "people")
 
 
+PALLET_HALF = 0.42  # a pallet's half side, in cells
+
+
 def _outages_of_enabled_sensors(cfg: SimConfig) -> FaultsConfig:
     """Outage faults only for sensors that are on (a camera outage with the camera off is no event)."""
     on = {k: getattr(cfg.sensors, k).enabled for k in ("lidar", "camera", "uwb", "fiducial")}
     kinds = tuple(k for k in cfg.faults.sensor_outage_kinds if on[k])
     rate = cfg.faults.sensor_outage_rate if kinds else 0.0
     return replace(cfg.faults, sensor_outage_kinds=kinds or ("lidar",), sensor_outage_rate=rate)
+
+
+def pallet_spawn_clearance(cfg: SimConfig, cell_size: float) -> float:
+    """Distance (m) from a robot's centre inside which no blocked-aisle pallet appears:
+    half the robot + half a pallet + the braking distance at top speed + one control tick
+    at top speed + 0.1 m (2.0 m at the defaults: 0.3 + 0.42 + 1.125 + 0.075 + 0.1)."""
+    r = cfg.robot
+    v = r.max_speed
+    return (r.size / 2 + PALLET_HALF * cell_size + v * v / (2 * r.max_accel)
+            + v / cfg.world.control_hz + 0.1)
 
 
 @dataclass(frozen=True)
@@ -199,6 +212,7 @@ class WarehouseSim:
             slip_gain=cfg.sensors.odom.slip_gain,
             forbidden=forbidden,
             plans=self._fault_plan,
+            spawn_clearance_m=pallet_spawn_clearance(cfg, lay.cell_size),
         )
         n_people = cfg.faults.n_people if cfg.faults.enabled else 0
         self._people = PeopleWalker(
@@ -517,7 +531,7 @@ class WarehouseSim:
         xy = self.layout.cell_to_xy(np.array(cell))
         self._world.add_box(
             name,
-            [0.42 * cs, 0.42 * cs, 0.6],
+            [PALLET_HALF * cs, PALLET_HALF * cs, 0.6],
             [xy[0], xy[1], 0.6],
             kind="pallet",
             rgba=(0.8, 0.2, 0.18, 1.0),

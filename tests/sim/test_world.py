@@ -329,3 +329,19 @@ def test_sim__sensors_config_defaults_match_issue() -> None:
     assert s.odom.sigma_rel == 0.02 and s.odom.scale_error == 0.01
     assert s.imu.gyro_sigma == 0.005 and s.imu.gyro_bias_walk == 1e-4
     assert not s.camera.enabled
+
+
+def test_drive__ramped_speed_is_what_the_drive_does_after_a_cut_command() -> None:
+    """A controller that feeds the last command back as the current speed believes the robot
+    stopped when the drive is still braking; ``ramped_speed`` follows the drive exactly."""
+    from sim.follower import ramped_speed
+
+    rc = SimConfig().robot
+    d = DiffDrive(rc, 1, 0.05)
+    est = 0.0
+    cmds = [1.5] * 40 + [0.6] * 3 + [0.0] * 10  # full speed, a warning cap, a stop
+    for c in cmds:
+        v, _ = d.update(np.array([c]), np.array([0.0]))
+        est = ramped_speed(est, c, rc.max_accel, 0.05)
+        assert est == pytest.approx(v[0])
+    assert ramped_speed(1.4, 0.0, 1.0, 0.05) == pytest.approx(1.35)  # brakes, does not jump
