@@ -422,13 +422,15 @@ class Agent:
 
     def _search(self, idx: list[int], goals: list, blocked: np.ndarray) -> np.ndarray:
         from planning import MCTS, MCTSConfig, RolloutEvaluator
+        from planning.grid_model import HandlingOutsideSearch
 
         cfg = self.cfg
         model, states = self._roots(idx, goals, blocked)
         t0 = time.perf_counter()
-        legal = model.legal_actions(states)
-        legal[:, _PICK] = False  # handling is done at the goal cell, outside the search
-        legal[:, _DROP] = False
+        # handling is done at the goal cell, outside the search: the tree never picks or
+        # drops (it values the goal cell itself); random rollouts still do, for the reward
+        tree_model = HandlingOutsideSearch(model)
+        legal = tree_model.legal_actions(states)
         net = self._network if self._online is None else self._online.evaluator  # one read per decision
         res = None
         if cfg.planner == "policy":
@@ -441,7 +443,7 @@ class Agent:
             mcfg = MCTSConfig(num_simulations=cfg.num_simulations, rule=cfg.rule, discount=cfg.discount,
                               max_depth=cfg.max_depth, gumbel_scale=cfg.gumbel_scale, c1=cfg.c_puct,
                               max_considered_actions=5)
-            res = MCTS(model, ev, mcfg).search(states, seed=cfg.seed + self.decisions)
+            res = MCTS(tree_model, ev, mcfg).search(states, seed=cfg.seed + self.decisions)
             q = np.where(legal[:, :5], np.nan_to_num(res.q_values[:, :5], nan=-np.inf), -np.inf)
             actions = np.where(legal[np.arange(len(idx)), res.action], res.action, np.argmax(q, axis=1))
         self.decisions += 1

@@ -54,6 +54,7 @@ __all__ = [
     "GridModel",
     "GridModelConfig",
     "GridState",
+    "HandlingOutsideSearch",
 ]
 
 PROPRIO_DIM = 12
@@ -443,3 +444,34 @@ class GridModel:
     def replace(self, states: GridState, **changes: np.ndarray) -> GridState:
         """``dataclasses.replace`` for states (convenience)."""
         return replace(states, **changes)
+
+
+class HandlingOutsideSearch:
+    """A :class:`GridModel` as seen by a search whose caller does the handling itself: PICK
+    and DROP are never legal for the search (``agent.Agent`` picks and drops on arrival at
+    the goal cell, outside the search), so a path through the goal cell is valued by the
+    evaluator's value *at* the goal cell, before the handling, not by the value after it.
+
+    Why: a learned value need not be consistent across the pick (rl_pv at a load dropped
+    one cell away: V(at the pick cell) = 2.40, but pick reward + V(loaded, next to it) =
+    2.27), and a search that expands the pick ranks the step onto the load below waiting
+    beside it: the robot hovered for 2 s, then drove away from its dropped load
+    (``scenario=exceptions`` seed 0). Everything else, ``encode`` (the network's true
+    action mask) and ``step`` included, is the wrapped model's.
+
+    Args:
+        model: the grid model to wrap.
+    """
+
+    def __init__(self, model: GridModel) -> None:
+        self.inner = model
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def legal_actions(self, states: GridState) -> np.ndarray:
+        """[B, 7] the wrapped model's legal actions without PICK and DROP."""
+        out = self.inner.legal_actions(states)
+        out[:, _PICK] = False
+        out[:, _DROP] = False
+        return out
