@@ -76,6 +76,9 @@ class AgentConfig:
         dispatch_period_s: how often idle robots are matched with open orders (s).
         urgency_m_per_s: dispatcher ageing weight (m of detour per s an order waited).
         handling_retries: ticks a pick/drop is retried at its cell before re-approaching.
+        handling_centre_m: a pick/drop that fails with the robot farther than this from its
+            goal cell's centre (m; left off-centre by a protective stop, say) drives onto the
+            centre first instead of retrying where it stands.
         handover_after_s: a robot whose wheels do not turn although it is told to drive
             (breakdown: odometry reads still for this long, s) hands its not-yet-carried
             order back to the dispatcher for another robot, and gets none until it moves.
@@ -102,6 +105,7 @@ class AgentConfig:
     dispatch_period_s: float = 1.0
     urgency_m_per_s: float = 0.05
     handling_retries: int = 40
+    handling_centre_m: float = 0.1
     handover_after_s: float = 1.0
     wait_s: float = 0.25
     max_segment_cells: int = 4
@@ -224,6 +228,7 @@ class Agent:
                 continue
             if not ex.busy:
                 deciding.append(i)
+        self._pose_arr = pose_arr  # the localized poses this tick's decisions start from
         self._decide(deciding, goals, orders, blocked, frames, t)
         cmds = []
         for i, ex in enumerate(self.execs):
@@ -374,6 +379,12 @@ class Agent:
                     if carrying:
                         rs.order_id = None
                     continue
+                pose = self._pose_arr[i]
+                centre = np.asarray(self.layout.cell_to_xy(np.array(goal)), dtype=np.float64)
+                if float(np.hypot(*(pose[:2] - centre))) > self.cfg.handling_centre_m:
+                    self.execs[i].recentre(pose)  # onto the centre, then handle (seed 3: 7 s of retries)
+                    rs.attempts = 0
+                    continue
                 rs.attempts += 1
                 if rs.attempts <= self.cfg.handling_retries:
                     continue  # retry next tick (robot standing still)
@@ -476,7 +487,11 @@ class Agent:
             if seg:
                 self._claims[i] = {rs.cell, *seg}
                 ex.action = MacroAction(action)
-                ex._goto(seg[-1], centre)
+                # rear first (if short and behind) only onto the goal cell: a dropped load or a
+                # pick cell the robot stopped past; after the handling it drives on the way it
+                # faces. Elsewhere backing up at 0.5 m/s cell by cell is slower than one turn.
+                rear_ok = seg[-1] == self._goal_cells[i]
+                ex._goto(seg[-1], centre, yaw=float(self._pose_arr[i, 2]) if rear_ok else None)
                 ex._ticks_left = int(np.ceil((2.0 + 1.5 * len(seg)) / float(self.fleet.dt)))
                 return
         ex.start(MacroAction.WAIT, np.array([centre[0], centre[1], 0.0]))

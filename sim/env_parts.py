@@ -68,6 +68,11 @@ class MacroConfig:
         goal_margin_m: ... unless it lies beyond the target cell centre plus this margin
             (a wall behind the target cell does not stop the robot) (m).
         cone_rad: half angle of the forward cone (rad).
+        reverse_max_m: a move whose straight (at most this long, m) lies behind the robot
+            (heading within ``reverse_align_rad`` of the opposite direction) is driven rear
+            first instead of turning round (and, often, back again after a re-pick or a
+            give-way); 0 disables.
+        reverse_align_rad: see ``reverse_max_m`` (rad).
     """
 
     wait_s: float = 1.0
@@ -77,6 +82,8 @@ class MacroConfig:
     stop_distance_m: float = 0.6
     goal_margin_m: float = 0.4
     cone_rad: float = 0.45
+    reverse_max_m: float = 2.0
+    reverse_align_rad: float = 0.35
 
 
 class Outcome(str, enum.Enum):
@@ -131,7 +138,8 @@ class MacroExecutor:
         here = (int(cell[0]), int(cell[1]))
         if self.action <= MacroAction.WEST:
             d = ACTION_DELTAS[int(self.action)]
-            self._goto((here[0] + int(d[0]), here[1] + int(d[1])), self.layout.cell_to_xy(np.array(here)))
+            self._goto((here[0] + int(d[0]), here[1] + int(d[1])), self.layout.cell_to_xy(np.array(here)),
+                       yaw=float(np.asarray(pose)[2]))
             return
         self._begin(here)
         self.follower.clear()
@@ -142,7 +150,8 @@ class MacroExecutor:
         """Drive back to the centre of the robot's current cell (a move macro, action WAIT)."""
         cell = self.layout.xy_to_cell(np.asarray(pose)[:2])
         self.action = MacroAction.WAIT
-        self._goto((int(cell[0]), int(cell[1])), np.asarray(pose, dtype=np.float64)[:2])
+        pose = np.asarray(pose, dtype=np.float64)
+        self._goto((int(cell[0]), int(cell[1])), pose[:2], yaw=float(pose[2]))
 
     def shorten(self, pose: np.ndarray, v_current: float) -> bool:
         """Cut a running straight move short at the first cell centre ahead at which the
@@ -166,14 +175,14 @@ class MacroExecutor:
             return False
         u = (end - start) / length
         along = float(np.dot(np.asarray(pose, dtype=np.float64)[:2] - start, u))
-        brake = max(float(v_current), 0.0) ** 2 / (2.0 * self.follower.cfg.max_accel)
+        brake = float(v_current) ** 2 / (2.0 * self.follower.cfg.max_accel)
         k = next((k for k in range(1, n) if k * cs - along >= brake - 1e-9), n)
         if k == n:
             return False
         centre = start + u * k * cs
         cell = self.layout.xy_to_cell(centre)
         self.target = (int(cell[0]), int(cell[1]))
-        self.follower.set_path(np.stack([start, centre]))
+        self.follower.set_path(np.stack([start, centre]), reverse=self.follower.reversing)
         return True
 
     def _begin(self, target: Cell) -> None:
@@ -183,11 +192,23 @@ class MacroExecutor:
         self._blocked_s = 0.0
         self.target = target
 
-    def _goto(self, target: Cell, start_xy: np.ndarray) -> None:
+    def _goto(self, target: Cell, start_xy: np.ndarray, yaw: float | None = None) -> None:
+        """Drive the straight from ``start_xy`` to ``target``'s centre; rear first if it is
+        short and lies behind ``yaw`` (rad; None = forward), see ``MacroConfig.reverse_max_m``."""
         self._begin(target)
         self._start_xy = np.asarray(start_xy, dtype=np.float64)  # the straight's start (shorten)
-        self.follower.set_path(np.stack([start_xy, self.layout.cell_to_xy(np.array(target))]))
+        end = np.asarray(self.layout.cell_to_xy(np.array(target)), dtype=np.float64)
+        self.follower.set_path(np.stack([start_xy, end]), reverse=self._behind(self._start_xy, end, yaw))
         self._ticks_left = int(np.ceil(self.cfg.move_timeout_s / self.dt - 1e-9))
+
+    def _behind(self, start: np.ndarray, end: np.ndarray, yaw: float | None) -> bool:
+        c = self.cfg
+        d = end - start
+        length = float(np.hypot(*d))
+        if yaw is None or c.reverse_max_m <= 0 or not 1e-6 < length <= c.reverse_max_m + 1e-9:
+            return False
+        err = float(np.angle(np.exp(1j * (np.arctan2(d[1], d[0]) - yaw - np.pi))))
+        return abs(err) <= c.reverse_align_rad
 
     def command(self, pose: np.ndarray, scan: LidarScan | None, speed_cap: float | None = None,
                 v_current: float | None = None) -> TwistCmd:
@@ -213,12 +234,14 @@ class MacroExecutor:
             return STOP
         to_goal = float(np.hypot(*(self.layout.cell_to_xy(np.array(self.target)) - pose[:2])))
         limit = min(self.cfg.stop_distance_m, to_goal + self.cfg.goal_margin_m)
-        blocked = forward_clearance(scan, self.cfg.cone_rad) < limit or (speed_cap is not None and speed_cap <= 0.0)
+        rev = self.follower.reversing
+        blocked = forward_clearance(scan, self.cfg.cone_rad, reverse=rev) < limit or (
+            speed_cap is not None and speed_cap <= 0.0)
         cmd, prog = self.follower.step(pose, v_current, speed_cap=0.0 if blocked else speed_cap)
         if prog.done:
             self.outcome = Outcome.ARRIVED
             return STOP
-        self._blocked_s = self._blocked_s + self.dt if (blocked and cmd.v <= 1e-6 and not prog.rotating) else 0.0
+        self._blocked_s = self._blocked_s + self.dt if (blocked and abs(cmd.v) <= 1e-6 and not prog.rotating) else 0.0
         if self._blocked_s >= self.cfg.blocked_patience_s - 1e-9:
             self.outcome = Outcome.BLOCKED
             return STOP
@@ -268,7 +291,11 @@ class GuardedExecutor(MacroExecutor):
         if self.busy and self.action <= MacroAction.WEST:
             tgt = np.asarray(self.layout.cell_to_xy(np.array(self.target)), dtype=np.float64)
             straight = float(np.hypot(*(tgt - pose[:2])))
-            cap = min(self.guard.speed_cap(pose, v_current, pts, t, straight_m=straight),
+            g_pose, g_pts = pose, pts
+            if self.follower.reversing:  # the guard looks the way the robot drives: rear first
+                g_pose = np.array([pose[0], pose[1], pose[2] + np.pi])
+                g_pts = None if pts is None else -pts
+            cap = min(self.guard.speed_cap(g_pose, abs(v_current), g_pts, t, straight_m=straight),
                       self.junction_cap(pose, cell))
         cmd = self.command(pose, scan, speed_cap=cap, v_current=v_current)
         if abs(cmd.v) < 1e-6 and cmd.w != 0.0:

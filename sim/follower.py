@@ -18,6 +18,10 @@ Behaviour, in the spirit of Nav2's Regulated Pure Pursuit:
 * Final approach: once the along-track distance is within tolerance but the robot is
   still laterally off (or overshot), it backs up straight onto a goal just behind it, or
   rotates to face the goal and drives straight at it.
+* **Reverse**: ``set_path(path, reverse=True)`` drives the path rear first, at most
+  ``reverse_drive_speed``: the same controller on the robot turned by pi (pose yaw + pi,
+  speed negated), its command's speed negated back. A caller uses it for a short straight
+  that lies behind the robot (back up one or two cells instead of turning twice).
 
 Example:
     >>> import numpy as np
@@ -69,6 +73,8 @@ class FollowerConfig:
         min_approach_speed: creep speed floor while approaching the goal, so discrete
             control does not stall just outside the tolerance (m/s).
         max_reverse_speed: speed limit when backing up onto an overshot goal (m/s).
+        reverse_drive_speed: speed limit (m/s) when a whole path is driven in reverse
+            (``set_path(..., reverse=True)``).
         dt: default control period (s).
     """
 
@@ -86,11 +92,12 @@ class FollowerConfig:
     max_lateral_accel: float = 1.0
     min_approach_speed: float = 0.05
     max_reverse_speed: float = 0.2
+    reverse_drive_speed: float = 0.5
     dt: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("lookahead_m", "min_lookahead_m", "lookahead_time_s", "corner_speed", "max_speed", "max_accel", "max_yaw_rate", "goal_tolerance_m",
-                     "yaw_align_threshold", "yaw_gain", "max_lateral_accel", "dt"):
+                     "yaw_align_threshold", "yaw_gain", "max_lateral_accel", "reverse_drive_speed", "dt"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FollowerConfig.{name}={getattr(self, name)}: must be > 0")
         if self.min_lookahead_m > self.lookahead_m:
@@ -179,6 +186,8 @@ class PurePursuitFollower:
         self._rotating = False
         self._final = False  # final go-to-point approach
         self._last_v = 0.0
+        self._reverse = False  # drive the path rear first
+        self._vmax = self.cfg.max_speed
 
     # ---- path -----------------------------------------------------------------
     @property
@@ -190,8 +199,16 @@ class PurePursuitFollower:
     def has_path(self) -> bool:
         return len(self._path) > 0
 
-    def set_path(self, path_xy: np.ndarray) -> None:
-        """Follow ``path_xy`` [K, 2] (m) from its start; consecutive duplicates are dropped."""
+    @property
+    def reversing(self) -> bool:
+        """The current path is driven rear first."""
+        return self._reverse and self.has_path
+
+    def set_path(self, path_xy: np.ndarray, *, reverse: bool = False) -> None:
+        """Follow ``path_xy`` [K, 2] (m) from its start; consecutive duplicates are dropped.
+        ``reverse``: drive it rear first, at most ``reverse_drive_speed``."""
+        self._reverse = bool(reverse)
+        self._vmax = self.cfg.reverse_drive_speed if reverse else self.cfg.max_speed
         p = np.asarray(path_xy, dtype=np.float64).reshape(-1, 2)
         if len(p) > 1:
             keep = np.r_[True, np.linalg.norm(np.diff(p, axis=0), axis=1) > 1e-9]
@@ -245,9 +262,18 @@ class PurePursuitFollower:
         Returns:
             The twist command and the progress along the path.
         """
-        dt = self.cfg.dt if dt is None else dt
         v0 = self._last_v if v_current is None else float(v_current)
         pose = np.asarray(pose, dtype=np.float64)
+        if not self._reverse:
+            return self._step(pose, v0, dt, speed_cap)
+        # rear first: the same controller on the robot turned by pi, its speed negated
+        turned = np.array([pose[0], pose[1], float(wrap_angle(pose[2] + np.pi))])
+        cmd, prog = self._step(turned, -v0, dt, speed_cap)
+        return self._emit(TwistCmd(-cmd.v, cmd.w), prog)
+
+    def _step(self, pose: np.ndarray, v0: float, dt: float | None, speed_cap: float | None
+              ) -> tuple[TwistCmd, FollowerProgress]:
+        dt = self.cfg.dt if dt is None else dt
         if not self.has_path:
             return self._emit(STOP, FollowerProgress(-1, True, 0.0))
         seg, t, remaining = self._project(pose[:2])
@@ -384,7 +410,7 @@ class PurePursuitFollower:
         c = self.cfg
         l2 = float(local @ local)
         kappa = 2.0 * local[1] / max(l2, 1e-9)  # pure-pursuit curvature (1/m)
-        v_lim = c.max_speed
+        v_lim = self._vmax
         if abs(kappa) > 1e-6:
             v_lim = min(v_lim, np.sqrt(c.max_lateral_accel / abs(kappa)), c.max_yaw_rate / abs(kappa))
         v_goal = stopping_speed(remaining, c.max_accel, dt)
@@ -417,7 +443,7 @@ class PurePursuitFollower:
         if self._update_rotating(err):
             return self._rotate_cmd(err, v0, dt), True
         v = min(max(stopping_speed(d, c.max_accel, dt), c.min_approach_speed), v0 + c.max_accel * dt,
-                c.max_speed, d / dt)
+                self._vmax, d / dt)
         v = max(min(v, float(speed_cap)) if speed_cap is not None else v, 0.0)
         w = _clip(c.yaw_gain * err, -c.max_yaw_rate, c.max_yaw_rate)
         return TwistCmd(float(v), w), False

@@ -342,13 +342,17 @@ class LidarGuard:
         return sc.warning_speed if bool(dyn.any()) else float("inf")
 
     def near_field_cap(self, pose: np.ndarray, points: np.ndarray | None, t: float) -> float:
-        """The lidar cannot see what touches the body (its rays start at the hull): an object
-        seen within ``near_field_m`` of the front is remembered for ``near_memory_s``
-        (returns 0 = stay stopped, or inf = no constraint)."""
+        """The lidar cannot see what touches the body (its rays start at the hull): a
+        non-static object (not a wall or shelf of the map) seen within ``near_field_m`` of the
+        front is remembered for ``near_memory_s`` (returns 0 = stay stopped, or inf = no
+        constraint)."""
         sc = self.cfg
         if points is not None and len(points):
-            gap, _ = forward_obstacle(points, sc, sc.near_field_m)
-            if gap <= sc.near_field_m:
+            gap, hits = forward_obstacle(points, sc, sc.near_field_m)
+            # a shelf face does not walk into the blind zone: only non-static returns are
+            # remembered (a robot turning in place in an aisle swept its front past a shelf
+            # corner and then stood 2.5 s in front of an empty aisle: exceptions seed 7)
+            if gap <= sc.near_field_m and bool((~self.static.near(to_world(hits, pose))).any()):
                 self._near = (t, np.asarray(pose[:2], dtype=float).copy())
                 return float("inf")  # visible: the corridor check handles it
         if self._near is None or t - self._near[0] > sc.near_memory_s:
