@@ -15,8 +15,11 @@ Per scan (:meth:`BlockageDetector.update`):
    (ray-traced free space); log-odds are clamped to [l_min, l_max];
 3. a layout cell is *occupied* while any of its fine cells is above ``l_occ``; it
    becomes a reported :class:`Blockage` once continuously occupied for ``dwell_s``
-   seconds (``first_seen`` = when it became occupied), and is cleared (dropped, its
-   timer reset) as soon as free-space observations pull it back below ``l_occ``.
+   seconds (``first_seen`` = when it became occupied), or for ``wide_dwell_s`` once one
+   scan's obstacle returns in it span ``wide_extent_m`` along x or y (a pallet's face is
+   0.84 m; a person 0.5 m; other robots' returns are excluded), and is
+   cleared (dropped, its timer reset) as soon as free-space observations pull it back
+   below ``l_occ``.
    Cells out of view keep their state: a blockage persists until seen free; its
    ``last_seen`` tells the planner how fresh it is.
 
@@ -65,6 +68,8 @@ class BlockageConfig:
     l_max: float = 3.5
     l_occ: float = 0.6  # occupied above this
     dwell_s: float = 1.0  # s occupied before a blockage is reported
+    wide_extent_m: float = 0.7  # m spanned by one scan's returns in a cell: pallet-sized, reported sooner
+    wide_dwell_s: float = 0.2  # s occupied (while that wide) before it is reported
     exclude_radius: float = 0.45  # m around ``exclude_xy`` robots
     lidar_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # lidar pose in robot frame
     field_resolution: float = 0.02  # m, shared with the localizer's field
@@ -76,6 +81,10 @@ class BlockageConfig:
             raise ValueError("blockage.l_occ: must lie strictly between l_min and l_max")
         if self.dwell_s < 0:
             raise ValueError(f"blockage.dwell_s: {self.dwell_s}; allowed >= 0")
+        if not 0 <= self.wide_dwell_s <= self.dwell_s:
+            raise ValueError(f"blockage.wide_dwell_s: {self.wide_dwell_s}; allowed in [0, dwell_s]")
+        if not self.wide_extent_m > 0:
+            raise ValueError(f"blockage.wide_extent_m: {self.wide_extent_m}; allowed > 0 (inf disables)")
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,7 @@ class BlockageDetector:
         self._logodds = np.zeros(self._fine_shape)
         self._first = np.full((h, w), np.nan)  # occupied since (s), nan = not occupied
         self._last = np.full((h, w), np.nan)  # last obstacle return (s)
+        self._wide = np.zeros((h, w), bool)  # occupied and seen pallet-wide since
         self._stamp = -math.inf
 
     # ---- public API ----------------------------------------------------------------------
@@ -149,7 +159,7 @@ class BlockageDetector:
 
     def blockages(self) -> list[Blockage]:
         """Cells occupied for at least ``dwell_s`` (as of the latest scan)."""
-        ok = ~np.isnan(self._first) & (self._stamp - self._first >= self.cfg.dwell_s - 1e-9)
+        ok = self._reported()
         return [
             Blockage(
                 cell=(int(r), int(c)),
@@ -162,8 +172,13 @@ class BlockageDetector:
     @property
     def transient_cells(self) -> np.ndarray:
         """[K, 2] (row, col) cells occupied now but not (yet) for ``dwell_s``."""
-        occ = ~np.isnan(self._first)
-        return np.argwhere(occ & (self._stamp - self._first < self.cfg.dwell_s - 1e-9))
+        return np.argwhere(~np.isnan(self._first) & ~self._reported())
+
+    def _reported(self) -> np.ndarray:
+        """[H, W] bool: occupied for ``dwell_s``, or for ``wide_dwell_s`` while pallet-wide."""
+        with np.errstate(invalid="ignore"):
+            age = self._stamp - self._first  # nan where not occupied
+            return (age >= self.cfg.dwell_s - 1e-9) | (self._wide & (age >= self.cfg.wide_dwell_s - 1e-9))
 
     @property
     def occupancy(self) -> np.ndarray:
@@ -175,6 +190,7 @@ class BlockageDetector:
         self._logodds[:] = 0.0
         self._first[:] = np.nan
         self._last[:] = np.nan
+        self._wide[:] = False
         self._stamp = -math.inf
 
     # ---- internals ----------------------------------------------------------------------
@@ -241,6 +257,7 @@ class BlockageDetector:
         inb = (hr >= 0) & (hr < shape[0]) & (hc >= 0) & (hc < shape[1])
         hit_mask = np.zeros(shape, dtype=bool)
         hit_mask[hr[inb], hc[inb]] = True
+        self._mark_wide(pts)
         free_mask &= ~hit_mask
         L = self._logodds
         L[free_mask & self._drivable_fine] += cfg.l_miss
@@ -248,12 +265,33 @@ class BlockageDetector:
         np.clip(L, cfg.l_min, cfg.l_max, out=L)
         self._update_cells(hit_mask & self._drivable_fine, stamp)
 
+    def _mark_wide(self, pts: np.ndarray) -> None:
+        """Latch ``_wide`` for layout cells where the obstacle points [K, 2] (world xy, m)
+        of one scan span ``wide_extent_m`` along x or y."""
+        if len(pts) < 2 or not math.isfinite(self.cfg.wide_extent_m):
+            return
+        cs = self.layout.cell_size
+        rc = np.floor(pts[:, ::-1] / cs).astype(np.int64)  # (row, col) per point
+        h, w = self.layout.shape
+        ok = (rc[:, 0] >= 0) & (rc[:, 0] < h) & (rc[:, 1] >= 0) & (rc[:, 1] < w)
+        rc, pts = rc[ok], pts[ok]
+        key = rc[:, 0] * w + rc[:, 1]
+        order = np.argsort(key, kind="stable")
+        key, pts = key[order], pts[order]
+        starts = np.r_[0, np.nonzero(np.diff(key))[0] + 1]
+        lo = np.minimum.reduceat(pts, starts, axis=0)
+        hi = np.maximum.reduceat(pts, starts, axis=0)
+        wide = (hi - lo).max(axis=1) >= self.cfg.wide_extent_m - 1e-9
+        cells = key[starts][wide]
+        self._wide[cells // w, cells % w] = True
+
     def _update_cells(self, hit_fine: np.ndarray, stamp: float) -> None:
         sub = self.cfg.subdivision
         h, w = self.layout.shape
         occ = (self._logodds > self.cfg.l_occ).reshape(h, sub, w, sub).any(
             axis=(1, 3)
         ) & self.layout.free
+        self._wide &= occ
         hit = hit_fine.reshape(h, sub, w, sub).any(axis=(1, 3))
         newly = occ & np.isnan(self._first)
         self._first[newly] = stamp

@@ -129,3 +129,22 @@ def test_blockage_evaluation__precision_recall_latency(layout):
     assert b is not None and b.injected == 1
     assert b.recall == 1.0 and b.precision == 1.0
     assert 1.0 <= b.latency_s[0] <= 10.0
+
+
+def test_blockage__a_pallet_wide_obstacle_is_reported_sooner_a_person_sized_one_is_not(layout):
+    """A pallet (0.84 m face, sim.warehouse.PALLET_HALF) is reported after ``wide_dwell_s``;
+    a person-sized box (0.5 m) still waits the full ``dwell_s``."""
+    cfg = BlockageConfig(dwell_s=1.0, wide_dwell_s=0.2)
+    pallet = (7.08, 4.08, 7.92, 4.92)
+    person = (7.25, 4.25, 7.75, 4.75)
+    firsts = {}
+    for name, box in (("pallet", pallet), ("person", person)):
+        det = BlockageDetector(layout, cfg)
+        out = _replay(layout, det, ROBOT, box, 1.0, 4.0, 4.5, np.random.default_rng(5))
+        firsts[name] = min(t for t, b, _ in out if b)
+        assert [b.cell for b in det.blockages()] == [] and all(
+            [b.cell for b in bl] == [(4, 7)] for t, bl, _ in out if bl)
+    assert 1.2 - 1e-9 <= firsts["pallet"] <= 1.4
+    assert 2.0 - 1e-9 <= firsts["person"] <= 2.3
+    with pytest.raises(ValueError, match="wide_dwell_s"):
+        BlockageConfig(dwell_s=1.0, wide_dwell_s=2.0)
