@@ -135,6 +135,7 @@ class PlannerSection:
     num_simulations: int = 16
     max_depth: int = 24
     c_puct: float = 1.25
+    c_scale: float = 0.1
     gumbel_scale: float = 0.0
     discount: float = 0.99
     rollout_depth: int = 20

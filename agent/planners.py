@@ -38,7 +38,7 @@ def agent_config(app: AppConfig, planner: str) -> Any:
     p, base = app.planner, app.agent.baseline
     return AgentConfig(planner=planner, rule=p.algorithm, num_simulations=p.num_simulations,
                        max_depth=p.max_depth, discount=p.discount, gumbel_scale=p.gumbel_scale,
-                       c_puct=p.c_puct, rollout_depth=p.rollout_depth, checkpoint=app.learning.checkpoint,
+                       c_puct=p.c_puct, c_scale=p.c_scale, rollout_depth=p.rollout_depth, checkpoint=app.learning.checkpoint,
                        plan_horizon=p.plan_horizon, max_blockages=p.max_blockages, wait_s=p.wait_s,
                        dispatch_period_s=base.dispatch_period_s, urgency_m_per_s=base.urgency_m_per_s,
                        handling_retries=base.pick_attempts, localization=app.localization.kind,
