@@ -232,8 +232,7 @@ class Agent:
                 continue
             if not ex.busy:
                 deciding.append(i)
-        self._pose_arr = pose_arr  # the localized poses this tick's decisions start from
-        self._decide(deciding, goals, orders, blocked, frames, t)
+        self._decide(deciding, goals, orders, blocked, pose_arr)
         cmds = []
         for i, ex in enumerate(self.execs):
             cmd = STOP
@@ -387,7 +386,7 @@ class Agent:
                 self.monitor.mark(i, "breakdown", False, t)
 
     def _decide(self, deciding: list[int], goals: list, orders: dict, blocked: np.ndarray,
-                frames: Sequence[SensorFrame], t: float) -> None:
+                pose_arr: np.ndarray) -> None:
         """Pick/drop at the goal cell; everyone else at a decision point: one batched search."""
         search = []
         for i in deciding:
@@ -400,7 +399,7 @@ class Agent:
                     if carrying:
                         rs.order_id = None
                     continue
-                pose = self._pose_arr[i]
+                pose = pose_arr[i]
                 centre = np.asarray(self.layout.cell_to_xy(np.array(goal)), dtype=np.float64)
                 if float(np.hypot(*(pose[:2] - centre))) > self.cfg.handling_centre_m:
                     self.execs[i].recentre(pose)  # onto the centre, then handle (seed 3: 7 s of retries)
@@ -417,7 +416,7 @@ class Agent:
             return
         actions = self._search(search, goals, blocked)
         for i, a in zip(search, actions):
-            self._start(i, int(a), frames)
+            self._start(i, int(a), pose_arr[i])
 
     def _roots(self, idx: list[int], goals: list, blocked: np.ndarray) -> tuple[Any, Any]:
         """Grid-model roots for robots ``idx`` and the model with the other robots' plans."""
@@ -485,7 +484,7 @@ class Agent:
             self._online.record(model, states, actions, res)
         return actions
 
-    def _start(self, i: int, action: int, frames: Sequence[SensorFrame]) -> None:
+    def _start(self, i: int, action: int, pose: np.ndarray) -> None:
         """Start ``action``: a move runs straight on along the robot's plan (up to
         ``max_segment_cells``) over cells no other robot holds; into a held cell it is a WAIT."""
         from sim.types import ACTION_DELTAS
@@ -513,7 +512,7 @@ class Agent:
                 # pick cell the robot stopped past; after the handling it drives on the way it
                 # faces. Elsewhere backing up at 0.5 m/s cell by cell is slower than one turn.
                 rear_ok = seg[-1] == self._goal_cells[i]
-                ex._goto(seg[-1], centre, yaw=float(self._pose_arr[i, 2]) if rear_ok else None)
+                ex._goto(seg[-1], centre, yaw=float(pose[2]) if rear_ok else None)
                 ex._ticks_left = int(np.ceil((2.0 + 1.5 * len(seg)) / float(self.fleet.dt)))
                 return
         ex.start(MacroAction.WAIT, np.array([centre[0], centre[1], 0.0]))

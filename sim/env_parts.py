@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sim.follower import FollowerConfig, PurePursuitFollower
+from sim.follower import FollowerConfig, PurePursuitFollower, rear_first
 from sim.layout import Layout, bfs_path
 from sim.safety import LidarGuard, SafetyConfig, blind_junction, junction_cap, scan_points
-from sim.types import ACTION_DELTAS, LidarScan, MacroAction, TwistCmd
+from sim.types import ACTION_DELTAS, LidarScan, MacroAction, TwistCmd, wrap_angle
 
 Cell = tuple[int, int]
 STOP = TwistCmd(0.0, 0.0)
@@ -207,7 +207,7 @@ class MacroExecutor:
         length = float(np.hypot(*d))
         if yaw is None or c.reverse_max_m <= 0 or not 1e-6 < length <= c.reverse_max_m + 1e-9:
             return False
-        err = float(np.angle(np.exp(1j * (np.arctan2(d[1], d[0]) - yaw - np.pi))))
+        err = float(wrap_angle(np.arctan2(d[1], d[0]) - yaw - np.pi))
         return abs(err) <= c.reverse_align_rad
 
     def command(self, pose: np.ndarray, scan: LidarScan | None, speed_cap: float | None = None,
@@ -293,8 +293,7 @@ class GuardedExecutor(MacroExecutor):
             straight = float(np.hypot(*(tgt - pose[:2])))
             g_pose, g_pts = pose, pts
             if self.follower.reversing:  # the guard looks the way the robot drives: rear first
-                g_pose = np.array([pose[0], pose[1], pose[2] + np.pi])
-                g_pts = None if pts is None else -pts
+                g_pose, g_pts = rear_first(pose), None if pts is None else -pts
             cap = min(self.guard.speed_cap(g_pose, abs(v_current), g_pts, t, straight_m=straight),
                       self.junction_cap(pose, cell))
         cmd = self.command(pose, scan, speed_cap=cap, v_current=v_current)

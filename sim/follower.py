@@ -42,7 +42,7 @@ import numpy as np
 from sim.types import TwistCmd, wrap_angle
 
 __all__ = [
-    "FollowerConfig", "FollowerProgress", "PurePursuitFollower", "ramped_speed", "stopping_speed", "unicycle_step",
+    "FollowerConfig", "FollowerProgress", "PurePursuitFollower", "ramped_speed", "rear_first", "stopping_speed", "unicycle_step",
 ]
 
 
@@ -153,6 +153,11 @@ def ramped_speed(v_now: float, v_cmd: float, max_accel: float, dt: float) -> flo
     """
     dv = max_accel * dt
     return float(v_now + np.clip(v_cmd - v_now, -dv, dv))
+
+
+def rear_first(pose: np.ndarray) -> np.ndarray:
+    """(x, y, yaw + pi) [3]: the pose of a robot driving rear first, seen as driving forward."""
+    return np.array([pose[0], pose[1], float(wrap_angle(float(pose[2]) + np.pi))])
 
 
 def unicycle_step(pose: np.ndarray, cmd: TwistCmd, dt: float) -> np.ndarray:
@@ -267,8 +272,7 @@ class PurePursuitFollower:
         if not self._reverse:
             return self._step(pose, v0, dt, speed_cap)
         # rear first: the same controller on the robot turned by pi, its speed negated
-        turned = np.array([pose[0], pose[1], float(wrap_angle(pose[2] + np.pi))])
-        cmd, prog = self._step(turned, -v0, dt, speed_cap)
+        cmd, prog = self._step(rear_first(pose), -v0, dt, speed_cap)
         return self._emit(TwistCmd(-cmd.v, cmd.w), prog)
 
     def _step(self, pose: np.ndarray, v0: float, dt: float | None, speed_cap: float | None
