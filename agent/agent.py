@@ -256,7 +256,23 @@ class Agent:
             return
         for i, ex in enumerate(self.execs):  # the claims shrink with the target (_update_claims)
             if ex.busy and goals[i][0] != prev[i]:
-                ex.shorten(pose_arr[i], float(self._v[i]))
+                ex.shorten(pose_arr[i], float(self._v[i]), at_brake_point=self._behind_on_line(i, goals[i][0], pose_arr[i]))
+
+    def _behind_on_line(self, i: int, goal: Cell, pose: np.ndarray) -> bool:
+        """Whether ``goal``'s centre lies behind robot ``i`` on its running straight's line
+        (within 0.25 m of it): a load dropped on the way. The robot then stops where its
+        braking ends and comes back along the line (``MacroExecutor.shorten``)."""
+        ex = self.execs[i]
+        if ex._start_xy is None or ex.action > MacroAction.WEST:
+            return False
+        end = np.asarray(self.layout.cell_to_xy(np.array(ex.target)), dtype=np.float64)
+        d = end - ex._start_xy
+        length = float(np.hypot(*d))
+        if length < 1e-6:
+            return False
+        u = d / length
+        g = np.asarray(self.layout.cell_to_xy(np.array(goal)), dtype=np.float64) - pose[:2]
+        return float(np.dot(g, u)) <= 0.0 and abs(float(u[0] * g[1] - u[1] * g[0])) <= 0.25
 
     def _stop_before_blockage(self, blocked: np.ndarray, pose_arr: np.ndarray) -> None:
         """A straight run whose cells ahead are now perceived blocked (a pallet seen after the

@@ -153,12 +153,18 @@ class MacroExecutor:
         pose = np.asarray(pose, dtype=np.float64)
         self._goto((int(cell[0]), int(cell[1])), pose[:2], yaw=float(pose[2]))
 
-    def shorten(self, pose: np.ndarray, v_current: float) -> bool:
+    def shorten(self, pose: np.ndarray, v_current: float, *, at_brake_point: bool = False) -> bool:
         """Cut a running straight move short at the first cell centre ahead at which the
         robot can still stop (braking at the follower's ``max_accel`` from ``v_current``),
         for when the reason for the move is gone (the goal changed: a dropped load lies
         behind, a new order lies elsewhere). The path keeps its start, so the follower's
         line does not move. Returns whether the target changed.
+
+        ``at_brake_point``: stop where braking now ends, off a cell centre if need be (the
+        target becomes the cell holding that point), for a new goal that lies behind on
+        this straight's line: the robot comes back along the line, so a centre stop only
+        adds distance both ways (exceptions seed 5: a load dropped at 1.5 m/s, the run went
+        on 2 cells to its target and backed up 2 cells: 6.7 s to the re-pick).
 
         Args:
             pose: (x, y, yaw) (m, rad).
@@ -171,11 +177,20 @@ class MacroExecutor:
         length = float(np.hypot(*(end - start)))
         cs = float(self.layout.cell_size)
         n = int(round(length / cs))
-        if n < 2:
+        if n < 2 and not (at_brake_point and length > 1e-6):
             return False
         u = (end - start) / length
         along = float(np.dot(np.asarray(pose, dtype=np.float64)[:2] - start, u))
         brake = float(v_current) ** 2 / (2.0 * self.follower.cfg.max_accel)
+        if at_brake_point:
+            stop = max(along, 0.0) + brake + 0.02  # 2 cm slack for the follower's last tick
+            if stop >= length - 0.05:
+                return False
+            point = start + u * stop
+            cell = self.layout.xy_to_cell(point)
+            self.target = (int(cell[0]), int(cell[1]))
+            self.follower.set_path(np.stack([start, point]), reverse=self.follower.reversing)
+            return True
         k = next((k for k in range(1, n) if k * cs - along >= brake - 1e-9), n)
         if k == n:
             return False

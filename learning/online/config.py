@@ -12,12 +12,14 @@ from typing import Literal
 
 from planning.situations import SITUATION_KINDS
 
-__all__ = ["DEFAULT_LORA_TARGETS", "WORKERS", "OnlineConfig", "check_worker"]
+__all__ = ["DEFAULT_LORA_TARGETS", "REHEARSAL_VALUES", "WORKERS", "OnlineConfig", "check_worker"]
 
 #: where a background learner runs (:func:`learning.online.make_learner`): "process" = a
 #: spawned worker process (training and the shadow gate never share the control loop's
 #: interpreter lock), "thread" = a daemon thread of the host process.
 WORKERS: tuple[str, ...] = ("process", "thread")
+#: where the rehearsal rows' value targets come from (``OnlineConfig.rehearsal_value``)
+REHEARSAL_VALUES: tuple[str, ...] = ("production", "expert")
 
 
 def check_worker(worker: object, field: str = "online.worker") -> str:
@@ -63,6 +65,12 @@ class OnlineConfig:
             world model, the earlier ones stay in the store's reservoir (0 = off).
         rehearsal_fraction: share of every minibatch drawn from the rehearsal store (half
             of it from the current layout, half from earlier ones once there are any).
+        rehearsal_value: the value target of the rehearsal rows: ``production`` (the
+            production network's own value of each state when the layout is rehearsed: an
+            anchor that keeps the value head's meaning) or ``expert`` (the expert's return
+            to the first delivery, the pre-training target: right only for a network trained
+            on it, e.g. grid_pv; rl_pv's value is the continuing fleet return, ~2.5x larger,
+            and the expert's targets made every candidate worse on the gate, see docs/ONLINE.md).
         batch_size: transitions per optimiser step.
         steps_per_update: optimiser steps per candidate (bounds one update).
         lr: Adam learning rate.
@@ -113,6 +121,7 @@ class OnlineConfig:
     replay_fraction: float = 0.5
     rehearsal_situations: int = 0
     rehearsal_fraction: float = 0.25
+    rehearsal_value: str = "production"
     batch_size: int = 64
     steps_per_update: int = 50
     lr: float = 1e-3
@@ -154,6 +163,7 @@ class OnlineConfig:
             ("replay_fraction", 0.0 <= self.replay_fraction <= 1.0, "in [0, 1]"),
             ("rehearsal_situations", self.rehearsal_situations >= 0, "integer >= 0"),
             ("rehearsal_fraction", 0.0 <= self.rehearsal_fraction <= 1.0, "in [0, 1]"),
+            ("rehearsal_value", self.rehearsal_value in REHEARSAL_VALUES, ", ".join(REHEARSAL_VALUES)),
             ("batch_size", self.batch_size >= 1, pos_int),
             ("steps_per_update", self.steps_per_update >= 1, pos_int),
             ("lr", self.lr > 0, "> 0"),

@@ -352,12 +352,21 @@ class OnlineLearner:
         data, _ = make_datasets(layout, GridDataConfig(n_situations=c.rehearsal_situations, n_groups=0),
                                 np.random.default_rng(seed))
         assert self.rehearsal is not None
+        values = np.asarray(data.value, np.float64)
+        if c.rehearsal_value == "production":
+            # the expert's value is the return to the first delivery (grid_pv's target); a
+            # network whose value means something else (rl_pv: the continuing fleet return)
+            # keeps its own values on these states, so rehearsal teaches the map's policy only
+            with self._lock:
+                prod = self._prod
+            values = np.asarray(prod.evaluator.evaluate(data.obs)[1], np.float64)
         for i in range(len(data.policy)):
             o = {k: v[i] for k, v in data.obs.items()}
             self.rehearsal.add(Transition(o, int(data.policy[i].argmax()), 0.0, o, True,
-                                          data.policy[i], float(data.value[i])))
+                                          data.policy[i], float(values[i])))
         self._log("rehearsal", layout=str(getattr(layout, "name", "")), rows=len(data.policy),
-                  seed=seed)
+                  seed=seed, value=c.rehearsal_value, value_mean=float(values.mean()) if len(values) else 0.0,
+                  expert_value_mean=float(np.mean(data.value)) if len(values) else 0.0)
 
     def step(self) -> dict[str, Any] | None:
         """One update cycle (see the module docstring). Returns its log entry, or None."""

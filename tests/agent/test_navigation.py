@@ -283,6 +283,45 @@ def test_macro_executor__shorten_ends_a_straight_run_at_the_first_cell_it_can_st
     assert not ex.shorten(np.array([start[0] + 0.3, start[1], 0.0]), 1.0) and ex.target == (1, 2)
 
 
+def test_macro_executor__shorten_at_brake_point_stops_where_braking_ends_off_centre(tmp_path):
+    """``at_brake_point`` (a new goal behind on the line: a load dropped on the way): the run
+    ends where braking from the current speed ends, before the next cell centre the
+    centre-stop rule would pick, and the robot stands still there; a run that braking can
+    no longer cut keeps its target."""
+    from sim.env_parts import MacroExecutor
+
+    lay = make_layout(tmp_path, ["..........", "..........", ".........."])
+    ex = MacroExecutor(lay, DT)
+    start = lay.cell_to_xy(np.array([1, 1]))
+    pose = np.array([start[0], start[1], 0.0])
+    ex.start(MacroAction.EAST, pose)
+    ex._goto((1, 8), start)
+    ex._ticks_left = 400
+    v = 0.0
+    for _ in range(30):
+        cmd = ex.command(pose, None, v_current=v)
+        pose, v = unicycle_step(pose, cmd, DT), cmd.v
+    brake = v**2 / (2 * ex.follower.cfg.max_accel)
+    x_cut = pose[0]
+    centre_rule = MacroExecutor(lay, DT)  # the same run under the centre-stop rule
+    centre_rule.start(MacroAction.EAST, np.array([start[0], start[1], 0.0]))
+    centre_rule._goto((1, 8), start)
+    assert centre_rule.shorten(pose, v)
+    x_centre = lay.cell_to_xy(np.array(centre_rule.target))[0]
+    assert ex.shorten(pose, v, at_brake_point=True)
+    while ex.busy:
+        cmd = ex.command(pose, None, v_current=v)
+        pose, v = unicycle_step(pose, cmd, DT), cmd.v
+    assert ex.outcome.name == "ARRIVED" and abs(v) < 1e-6
+    assert abs(pose[0] - (x_cut + brake)) < 0.1  # stopped where braking ends
+    assert pose[0] < x_centre - 0.1  # short of the centre the centre rule drives to
+    assert tuple(int(c) for c in lay.xy_to_cell(pose[:2])) == ex.target
+
+    ex.start(MacroAction.EAST, np.array([start[0], start[1], 0.0]))  # 1 cell, braking into its end
+    near = np.array([start[0] + 0.8, start[1], 0.0])
+    assert not ex.shorten(near, 1.0, at_brake_point=True) and ex.target == (1, 2)
+
+
 def test_safety__rotation_circle():
     cfg = SafetyConfig()
     assert rotation_clear(np.array([[0.6, 0.0]]), cfg)

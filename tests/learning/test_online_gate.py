@@ -165,3 +165,27 @@ def test_learner__rehearsal_keeps_every_layouts_expert_data_and_mixes_it_in(layo
     assert reh.n_recent == second[1]["rows"] and reh.n_reservoir > 0  # the old map kept
     off = OnlineLearner(fast_config(), load_network_evaluator(), layout=layout, background=False)
     assert off.rehearsal is None  # 0 = off (the default)
+
+
+@pytest.mark.parametrize("source", ["production", "expert"])
+def test_learner__rehearsal_value_targets_come_from_the_configured_source(layout, source):
+    """rehearsal_value=production: every rehearsal row's value target is the production
+    network's value of that state (rl_pv's value is the continuing return, not the expert's
+    return to the first delivery); expert: the expert's targets, which differ from it."""
+    cfg = fast_config(rehearsal_situations=12, rehearsal_value=source, min_samples=40,
+                      min_new_samples=40, batch_size=32, steps_per_update=1,
+                      gate_situations=3, gate_horizon=5)
+    ev = load_network_evaluator()
+    learner = OnlineLearner(cfg, ev, layout=layout, background=False)
+    for t in expert_transitions(layout, 24, 30, seed=1)[:40]:
+        learner.observe(*t)
+    learner.step()
+    b = learner.rehearsal.sample(64, replay_fraction=0.0)
+    prod_values = np.asarray(ev.evaluate(b.obs)[1], np.float64)
+    log = next(e for e in learner.log if e["event"] == "rehearsal")
+    assert log["value"] == source
+    if source == "production":
+        np.testing.assert_allclose(b.value, prod_values, atol=1e-5)
+    else:
+        assert np.abs(b.value - prod_values).mean() > 0.1  # the two scales differ
+        assert abs(log["value_mean"] - log["expert_value_mean"]) < 1e-6  # float32 data, float64 mean
