@@ -197,6 +197,7 @@ class LearnerSection:
     gate_margin: float = 0.02
     gate_value_margin: float = 0.02
     gate_z: float = 2.0
+    gate_min_value_gain: float = 0.01
     gate_require_gain: bool = True
     gate_kinds: tuple[str, ...] = SITUATION_KINDS
     kpi_keys: tuple[str, ...] = ("completion_rate",)

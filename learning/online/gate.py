@@ -281,8 +281,10 @@ class ShadowGate:
       loss is never excused as noise; more situations make it less noisy);
     - **better** on the recent suite (``require_gain``): the mean return gain, or the mean
       per-situation value-MSE reduction, exceeds ``z`` standard errors of its paired
-      difference (and 0). A candidate that only differs from production by noise (or not
-      at all) is not swapped in: a swap must buy something measurable.
+      difference (and 0; a value-MSE reduction also at least ``min_value_gain``). A
+      candidate that only differs from production by noise (or not at all), or by a
+      significant but negligible value fit, is not swapped in: a swap must buy something
+      measurable.
 
     Args:
         recent: situations of the current layout.
@@ -298,6 +300,8 @@ class ShadowGate:
             learner does without the gate).
         search: further :class:`MCTSConfig` fields of the gate's search (the host
             planner's ``rule``, ``max_depth``, ...; default MCTSConfig's).
+        min_value_gain: the smallest value-MSE reduction (calibrated, reward units
+            squared) that counts as a gain (0 = any significant one).
     """
 
     def __init__(
@@ -312,8 +316,10 @@ class ShadowGate:
         z: float = 2.0,
         require_gain: bool = True,
         search: Mapping[str, Any] | None = None,
+        min_value_gain: float = 0.0,
     ) -> None:
         self.recent, self.heldout = recent, heldout
+        self.min_value_gain = float(min_value_gain)
         self.margin, self.value_margin = float(margin), float(value_margin)
         self.simulations, self.discount = int(simulations), float(discount)
         self.z, self.require_gain = float(z), bool(require_gain)
@@ -358,12 +364,13 @@ class ShadowGate:
             if s is self.recent:
                 if d > 0 and d > self.z * d_se:
                     gain.append("return")
-                if g > 0 and g > self.z * g_se:
+                if g > 0 and g > self.z * g_se and g >= self.min_value_gain:
                     gain.append("value error")
         if worse:
             reason = f"worse on {', '.join(worse)}"
         elif self.require_gain and not gain:
-            reason = f"no gain on recent beyond {self.z:g} standard errors (noise)"
+            reason = (f"no gain on recent beyond {self.z:g} standard errors (noise)"
+                      f"{'' if self.min_value_gain <= 0 else f' and a value gain >= {self.min_value_gain:g}'}")
         else:
             reason = ("better on recent " + " and ".join(gain) + ", not worse on every suite"
                       if gain else "not worse on every suite")

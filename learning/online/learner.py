@@ -200,6 +200,7 @@ class OnlineLearner:
             margin=cfg.gate_margin, value_margin=cfg.gate_value_margin,
             simulations=cfg.gate_simulations, discount=cfg.discount,
             z=cfg.gate_z, require_gain=cfg.gate_require_gain, search=gate_search,
+            min_value_gain=cfg.gate_min_value_gain,
         )
         self.monitor = KpiMonitor(cfg.kpi_keys, cfg.kpi_window, cfg.kpi_drop)
         self._queue: deque[Transition] = deque()

@@ -108,6 +108,33 @@ def test_gate__a_real_gain_passes_and_the_same_gain_inside_the_noise_does_not(la
     assert not _gate(layout).compare(bad, good, 0).accepted
 
 
+class _Jittered:
+    """``ev`` with a small deterministic per-state error on its value (same policy)."""
+
+    def __init__(self, ev: NetworkEvaluator, eps: float) -> None:
+        self.ev, self.eps = ev, eps
+
+    def evaluate(self, obs):
+        logits, v = self.ev.evaluate(obs)
+        key = np.asarray(obs["proprio"], np.float64).reshape(len(v), -1).sum(1)
+        return logits, np.asarray(v) + self.eps * np.sin(997.0 * key)
+
+
+def test_gate__a_value_gain_below_min_value_gain_is_not_a_gain(layout):
+    """Same policy (identical play, zero return difference), production's value slightly
+    jittered: the clean value's MSE reduction is significant, so it passes with
+    min_value_gain 0 and is rejected once min_value_gain exceeds it (a negligible fit is
+    not worth a swap: a shift run swapped on 0.0012 +- 0.0006)."""
+    ev = load_network_evaluator()
+    prod = _Jittered(ev, 0.3)
+    res = _gate(layout).compare(ev, prod, 0)
+    rec = res.scores["recent"]
+    assert rec["diff"] == 0.0 and rec["value_gain"] > 2 * rec["value_gain_se"] > 0
+    assert res.accepted and "value error" in res.reason, res.reason
+    strict = _gate(layout, min_value_gain=rec["value_gain"] * 1.01).compare(ev, prod, 0)
+    assert not strict.accepted and strict.reason.startswith("no gain"), strict.reason
+
+
 def test_learner__a_rejected_candidates_progress_is_kept_and_a_discard_drops_it(layout):
     """Updates the gate rejects continue from the last candidate (learning accumulates);
     a discarded one (too large) starts over from production."""
