@@ -125,7 +125,7 @@ class OnlineConfig:
     replay_fraction: float = 0.5
     rehearsal_situations: int = 0
     rehearsal_fraction: float = 0.25
-    rehearsal_value: str = "production"
+    rehearsal_value: Literal["production", "expert"] = "production"
     batch_size: int = 64
     steps_per_update: int = 50
     lr: float = 1e-3
