@@ -256,7 +256,17 @@ class Agent:
             return
         for i, ex in enumerate(self.execs):  # the claims shrink with the target (_update_claims)
             if ex.busy and goals[i][0] != prev[i]:
-                ex.shorten(pose_arr[i], float(self._v[i]), at_brake_point=self._behind_on_line(i, goals[i][0], pose_arr[i]))
+                behind = self._behind_on_line(i, goals[i][0], pose_arr[i])
+                if behind and self._not_started(i, pose_arr[i]):
+                    ex.outcome = type(ex.outcome).DONE  # still turning at its start: decide again now
+                else:
+                    ex.shorten(pose_arr[i], float(self._v[i]), at_brake_point=behind)
+
+    def _not_started(self, i: int, pose: np.ndarray) -> bool:
+        """Robot ``i``'s running straight has not left its start (within 0.1 m, below 0.05 m/s)."""
+        ex = self.execs[i]
+        return (ex._start_xy is not None and float(np.hypot(*(pose[:2] - ex._start_xy))) < 0.1
+                and abs(float(self._v[i])) < 0.05)
 
     def _behind_on_line(self, i: int, goal: Cell, pose: np.ndarray) -> bool:
         """Whether ``goal``'s centre lies behind robot ``i`` on its running straight's line
@@ -286,7 +296,7 @@ class Agent:
             ahead = self._ahead(i) - {self.robots[i].cell}
             if not any(blocked[c] for c in ahead):
                 continue
-            if float(np.hypot(*(pose_arr[i, :2] - ex._start_xy))) < 0.1 and abs(float(self._v[i])) < 0.05:
+            if self._not_started(i, pose_arr[i]):
                 ex.outcome = type(ex.outcome).DONE  # not started yet: decide again now
             else:
                 ex.shorten(pose_arr[i], float(self._v[i]))

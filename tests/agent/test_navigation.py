@@ -475,3 +475,40 @@ def test_safety__near_field_memory_is_kept_for_people_not_for_shelves(tmp_path):
     pose = facing((2, 4), (3, 4), off)
     assert shelf.near_field_cap(pose, point, 0.0) == float("inf")
     assert shelf.near_field_cap(pose, nothing, 1.0) == float("inf")
+
+
+def _agent_running_east(tmp_path, v: float, x_off: float):
+    """An Agent (no network) with one robot on a long eastward straight at speed ``v``,
+    ``x_off`` metres past its start (cell (1, 1)); its last goal was (1, 8)."""
+    from agent.agent import Agent, AgentConfig
+    from sim.env_parts import MacroExecutor
+
+    lay = make_layout(tmp_path, ["..........", "..........", ".........."])
+    agent = Agent(AgentConfig(planner="mcts_rollout"))
+    agent.layout = lay
+    ex = MacroExecutor(lay, DT)
+    start = np.asarray(lay.cell_to_xy(np.array([1, 1])), dtype=np.float64)
+    ex.start(MacroAction.EAST, np.array([start[0], start[1], 0.0]))
+    ex._goto((1, 8), start)
+    agent.execs, agent._v, agent._goal_cells = [ex], np.array([v]), [(1, 8)]
+    return agent, ex, np.array([[start[0] + x_off, start[1], 0.0]])
+
+
+def test_agent__a_goal_behind_on_the_line_stops_the_run_where_braking_ends(tmp_path):
+    """The goal jumps behind the robot on its straight (a load dropped on the way): the run
+    ends where braking ends (off centre), not at the next centre it can brake for; a new goal
+    off the line keeps the centre rule; a run still at its start is cancelled at once."""
+    agent, ex, pose = _agent_running_east(tmp_path, 1.5, 1.5)  # x = 3.0 at 1.5 m/s
+    brake = 1.5**2 / (2 * ex.follower.cfg.max_accel)  # 1.125 m
+    agent._retarget_on_goal_change([((1, 2), None, False, True)], pose)  # behind, on the line
+    end = ex.follower._path[-1]
+    assert ex.busy and abs(end[0] - (pose[0, 0] + brake + 0.02)) < 1e-6  # 4.145: off centre
+    assert ex.target == (1, 4)
+
+    agent, ex, pose = _agent_running_east(tmp_path, 1.5, 1.5)
+    agent._retarget_on_goal_change([((2, 2), None, False, True)], pose)  # another row
+    assert ex.target == (1, 4) and abs(ex.follower._path[-1][0] - 4.5) < 1e-6  # the centre rule
+
+    agent, ex, pose = _agent_running_east(tmp_path, 0.0, 0.0)  # still at its start
+    agent._retarget_on_goal_change([((1, 1), None, False, True)], pose)
+    assert not ex.busy
