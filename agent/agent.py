@@ -256,33 +256,14 @@ class Agent:
             return
         for i, ex in enumerate(self.execs):  # the claims shrink with the target (_update_claims)
             if ex.busy and goals[i][0] != prev[i]:
-                behind = self._behind_on_line(i, goals[i][0], pose_arr[i])
-                if behind and self._not_started(i, pose_arr[i]):
+                # a goal behind on the line (a load dropped on the way): stop where braking
+                # ends and come back along the line, or decide at once if not yet started
+                goal_xy = self.layout.cell_to_xy(np.array(goals[i][0]))
+                behind = ex.behind_on_line(pose_arr[i], goal_xy)
+                if behind and ex.at_start(pose_arr[i], float(self._v[i])):
                     ex.outcome = type(ex.outcome).DONE  # still turning at its start: decide again now
                 else:
                     ex.shorten(pose_arr[i], float(self._v[i]), at_brake_point=behind)
-
-    def _not_started(self, i: int, pose: np.ndarray) -> bool:
-        """Robot ``i``'s running straight has not left its start (within 0.1 m, below 0.05 m/s)."""
-        ex = self.execs[i]
-        return (ex._start_xy is not None and float(np.hypot(*(pose[:2] - ex._start_xy))) < 0.1
-                and abs(float(self._v[i])) < 0.05)
-
-    def _behind_on_line(self, i: int, goal: Cell, pose: np.ndarray) -> bool:
-        """Whether ``goal``'s centre lies behind robot ``i`` on its running straight's line
-        (within 0.25 m of it): a load dropped on the way. The robot then stops where its
-        braking ends and comes back along the line (``MacroExecutor.shorten``)."""
-        ex = self.execs[i]
-        if ex._start_xy is None or ex.action > MacroAction.WEST:
-            return False
-        end = np.asarray(self.layout.cell_to_xy(np.array(ex.target)), dtype=np.float64)
-        d = end - ex._start_xy
-        length = float(np.hypot(*d))
-        if length < 1e-6:
-            return False
-        u = d / length
-        g = np.asarray(self.layout.cell_to_xy(np.array(goal)), dtype=np.float64) - pose[:2]
-        return float(np.dot(g, u)) <= 0.0 and abs(float(u[0] * g[1] - u[1] * g[0])) <= 0.25
 
     def _stop_before_blockage(self, blocked: np.ndarray, pose_arr: np.ndarray) -> None:
         """A straight run whose cells ahead are now perceived blocked (a pallet seen after the
@@ -296,7 +277,7 @@ class Agent:
             ahead = self._ahead(i) - {self.robots[i].cell}
             if not any(blocked[c] for c in ahead):
                 continue
-            if self._not_started(i, pose_arr[i]):
+            if ex.at_start(pose_arr[i], float(self._v[i])):
                 ex.outcome = type(ex.outcome).DONE  # not started yet: decide again now
             else:
                 ex.shorten(pose_arr[i], float(self._v[i]))

@@ -170,34 +170,56 @@ class MacroExecutor:
             pose: (x, y, yaw) (m, rad).
             v_current: the base's forward speed (m/s, ``sim.follower.ramped_speed``).
         """
-        if not self.busy or self.action > MacroAction.WEST or self._start_xy is None:
+        line = self._straight()
+        if line is None:
             return False
-        start = self._start_xy
-        end = np.asarray(self.layout.cell_to_xy(np.array(self.target)), dtype=np.float64)
-        length = float(np.hypot(*(end - start)))
+        start, u, length = line
         cs = float(self.layout.cell_size)
         n = int(round(length / cs))
-        if n < 2 and not (at_brake_point and length > 1e-6):
+        if n < 2 and not at_brake_point:
             return False
-        u = (end - start) / length
         along = float(np.dot(np.asarray(pose, dtype=np.float64)[:2] - start, u))
         brake = float(v_current) ** 2 / (2.0 * self.follower.cfg.max_accel)
         if at_brake_point:
             stop = max(along, 0.0) + brake + 0.02  # 2 cm slack for the follower's last tick
             if stop >= length - 0.05:
                 return False
-            point = start + u * stop
-            cell = self.layout.xy_to_cell(point)
-            self.target = (int(cell[0]), int(cell[1]))
-            self.follower.set_path(np.stack([start, point]), reverse=self.follower.reversing)
-            return True
+            return self._cut_at(start, start + u * stop)
         k = next((k for k in range(1, n) if k * cs - along >= brake - 1e-9), n)
         if k == n:
             return False
-        centre = start + u * k * cs
-        cell = self.layout.xy_to_cell(centre)
+        return self._cut_at(start, start + u * k * cs)
+
+    def behind_on_line(self, pose: np.ndarray, xy: np.ndarray, lateral_m: float = 0.25) -> bool:
+        """Whether point ``xy`` (m) lies behind ``pose`` on the running straight's line (within
+        ``lateral_m`` of it): e.g. a load dropped on the way (``shorten(at_brake_point=True)``)."""
+        line = self._straight()
+        if line is None:
+            return False
+        _, u, _ = line
+        g = np.asarray(xy, dtype=np.float64) - np.asarray(pose, dtype=np.float64)[:2]
+        return float(np.dot(g, u)) <= 0.0 and abs(float(u[0] * g[1] - u[1] * g[0])) <= lateral_m
+
+    def at_start(self, pose: np.ndarray, v_current: float) -> bool:
+        """The running straight has not left its start yet (within 0.1 m, below 0.05 m/s)."""
+        return (self._start_xy is not None and abs(float(v_current)) < 0.05
+                and float(np.hypot(*(np.asarray(pose, dtype=np.float64)[:2] - self._start_xy))) < 0.1)
+
+    def _straight(self) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """(start [2], unit direction [2], length m) of the running move's straight, or None."""
+        if not self.busy or self.action > MacroAction.WEST or self._start_xy is None:
+            return None
+        end = np.asarray(self.layout.cell_to_xy(np.array(self.target)), dtype=np.float64)
+        length = float(np.hypot(*(end - self._start_xy)))
+        if length < 1e-6:
+            return None
+        return self._start_xy, (end - self._start_xy) / length, length
+
+    def _cut_at(self, start: np.ndarray, point: np.ndarray) -> bool:
+        """End the straight at ``point`` (the target becomes its cell); True."""
+        cell = self.layout.xy_to_cell(point)
         self.target = (int(cell[0]), int(cell[1]))
-        self.follower.set_path(np.stack([start, centre]), reverse=self.follower.reversing)
+        self.follower.set_path(np.stack([start, point]), reverse=self.follower.reversing)
         return True
 
     def _begin(self, target: Cell) -> None:

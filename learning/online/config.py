@@ -8,7 +8,7 @@ its description.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from planning.situations import SITUATION_KINDS
 
@@ -19,7 +19,8 @@ __all__ = ["DEFAULT_LORA_TARGETS", "REHEARSAL_VALUES", "WORKERS", "OnlineConfig"
 #: interpreter lock), "thread" = a daemon thread of the host process.
 WORKERS: tuple[str, ...] = ("process", "thread")
 #: where the rehearsal rows' value targets come from (``OnlineConfig.rehearsal_value``)
-REHEARSAL_VALUES: tuple[str, ...] = ("production", "expert")
+RehearsalValue = Literal["production", "expert"]
+REHEARSAL_VALUES: tuple[str, ...] = get_args(RehearsalValue)
 
 
 def check_worker(worker: object, field: str = "online.worker") -> str:
@@ -125,7 +126,7 @@ class OnlineConfig:
     replay_fraction: float = 0.5
     rehearsal_situations: int = 0
     rehearsal_fraction: float = 0.25
-    rehearsal_value: Literal["production", "expert"] = "production"
+    rehearsal_value: RehearsalValue = "production"
     batch_size: int = 64
     steps_per_update: int = 50
     lr: float = 1e-3
