@@ -330,8 +330,16 @@ class Agent:
         return p
 
     def _announce(self, goals: list, blocked: np.ndarray) -> None:
+        """Plan of each robot (its A* path from where its run ends, ``plan_horizon`` cells),
+        announced to the fleet. A robot that is down (:meth:`_watch_breakdowns`) announces
+        only the cell it stands in: it goes nowhere until its wheels turn, and the others'
+        searches must see a parked robot, not one driving home along a path."""
         key = np.packbits(blocked).tobytes()
         for i, rs in enumerate(self.robots):
+            if self._down[i]:
+                self._plans[i] = [rs.cell]
+                self.fleet.announce_route(i, np.asarray(self._plans[i], np.int64).reshape(-1, 2))
+                continue
             g = goals[i][0]
             ex = self.execs[i]
             start = ex.target if ex.busy else rs.cell

@@ -73,3 +73,40 @@ def test_monitor__each_exception_kind_is_opened_and_resolved():
     assert log["localization"]["duration_s"] == pytest.approx(4.0)
     assert log["blocked_route"]["resolved_t"] == 5.0 and log["load_dropped"]["resolved_t"] == 5.0
     assert log["stuck"]["onset_t"] == 3.5 and log["stuck"]["resolved_t"] == 5.0
+
+
+def test_agent__a_broken_down_robot_hands_over_and_announces_only_its_cell():
+    """A robot whose wheels stop turning while it is told to drive is down: its order goes
+    back to the dispatcher and, until its wheels turn again, its announced route is the cell
+    it stands in (the others plan around a parked robot; before, it announced a path home,
+    and the fault injector dropped pallets on that route: 14.3 s blocked-aisle events)."""
+    from sim.config import FaultsConfig, OrdersConfig
+    from sim.faults import PlannedFault
+    from sim.warehouse import WarehouseSim
+
+    cfg = SimConfig(n_robots=2, duration_s=20.0, faults=FaultsConfig(enabled=True),
+                    orders=OrdersConfig(rate_per_min=0.0, n_initial=2))
+    plan = [PlannedFault(t=2.0, kind="breakdown", robot=0, duration=6.0)]
+    sim = WarehouseSim(cfg, seed=0, fault_plan=plan)
+    frames = sim.reset(0)
+    agent = Agent(AgentConfig(planner="policy"))
+    agent.reset(sim)
+    order0 = None
+    down, up_after = [], None
+    while not sim.done and sim.time < 10.0:
+        if sim.time < 2.0:
+            order0 = agent.robots[0].order_id
+        frames = sim.step(agent.act(frames, sim.time))
+        st = sim.render_state()
+        if agent._down[0]:
+            down.append((sim.time, bool(st.broken[0]), st.routes[0].tolist(),
+                         list(agent.robots[0].cell), agent.robots[0].order_id))
+        elif down and up_after is None:
+            up_after = sim.time
+    sim.close()
+    assert order0 is not None and down, "robot 0 had an order and was detected down"
+    # detected within handover_after_s (+ the turn it was commanded), up within a tick or
+    # two of the wheels turning again (the window ends at 8 s)
+    assert 2.0 < down[0][0] < 4.0 and up_after is not None and 8.0 <= up_after <= 8.25
+    assert all(broken for t, broken, *_ in down if t < 8.0)
+    assert all(route == [cell] and oid is None for _t, _b, route, cell, oid in down)
