@@ -61,6 +61,8 @@ class OnlineHook:
         self.background = bool(background)
         self.kpi_period_s = float(kpi_period_s)
         self.seed = int(seed)
+        #: the gate's MCTS simulations (0: greedy), as built (``build_online_hook``)
+        self.gate_simulations: int | None = None
         self.failed = False
         self.errors: list[dict[str, Any]] = []
         self.kpi_reports: list[dict[str, float]] = []
@@ -161,6 +163,7 @@ class OnlineHook:
         """JSON-able: learner counters, version, swaps / rollbacks with evidence, hook errors."""
         log = [{k: v for k, v in e.items() if k != "traceback"} for e in self.learner.log]
         return {"version": int(self.learner.version), "worker": str(getattr(self.learner, "worker", "")),
+                "gate_simulations": self.gate_simulations,
                 "stats": dict(self.learner.stats),
                 "crashed": bool(self.learner.crashed), "hook_failed": self.failed,
                 "hook_errors": self.errors, "kpi_reports": self.kpi_reports, "log": log,
@@ -228,8 +231,14 @@ def build_online_hook(app: Any, evaluator: Any, layout: Any = None) -> OnlineHoo
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
     cfg = OnlineConfig(**{**dataclasses.asdict(lc.learner), "seed": app.seed + lc.learner.seed})
     p = app.planner  # the gate searches the way the agent plans (agent.agent's MCTSConfig)
+    if p.name == "policy":
+        # production plays the network greedily (no search): so does the gate, whatever
+        # learning.learner.gate_simulations says for the search planners (docs/ONLINE.md)
+        cfg = dataclasses.replace(cfg, gate_simulations=0)
     search = {"rule": p.algorithm, "max_depth": p.max_depth, "gumbel_scale": p.gumbel_scale, "c1": p.c_puct,
               "max_considered_actions": 5}
     learner = make_learner(cfg, evaluator, layout=layout if layout is not None else generate_layout(app.layout),
                            background=lc.background, worker=worker, gate_search=search)
-    return OnlineHook(learner, background=lc.background, kpi_period_s=lc.kpi_period_s, seed=cfg.seed)
+    hook = OnlineHook(learner, background=lc.background, kpi_period_s=lc.kpi_period_s, seed=cfg.seed)
+    hook.gate_simulations = int(cfg.gate_simulations)
+    return hook

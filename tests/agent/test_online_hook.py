@@ -243,3 +243,23 @@ def test_cli__online_learning_needs_a_network_planner(tmp_path, capsys):
     assert e.value.code == 2 and err.count("\n") == 1
     assert "learning.online=true: needs a network planner (mcts_rl, policy)" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("planner,gate", [("policy", 0), ("mcts_rl", 16)])
+def test_online_hook__the_gate_plays_the_way_production_plans(planner, gate):
+    """``learning=online`` gates with MCTS at 16 simulations; a greedy ``policy`` fleet is
+    gated on greedy play (what production runs), not on a search it never does."""
+    from agent.cli import compose_config
+    from agent.config import build_app_config
+    from agent.online_hook import build_online_hook
+    from learning.evaluator import load_network_evaluator
+
+    data, _ = compose_config(["learning=online", "learning.background=false", f"planner={planner}"])
+    app = build_app_config(data)
+    assert app.learning.learner.gate_simulations == 16
+    hook = build_online_hook(app, load_network_evaluator())
+    try:
+        assert hook.gate_simulations == gate and hook.learner.cfg.gate_simulations == gate
+        assert hook.summary()["gate_simulations"] == gate
+    finally:
+        hook.close()
