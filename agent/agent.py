@@ -336,16 +336,14 @@ class Agent:
         searches must see a parked robot, not one driving home along a path."""
         key = np.packbits(blocked).tobytes()
         for i, rs in enumerate(self.robots):
-            if self._down[i]:
-                self._plans[i] = [rs.cell]
-                self.fleet.announce_route(i, np.asarray(self._plans[i], np.int64).reshape(-1, 2))
-                continue
-            g = goals[i][0]
             ex = self.execs[i]
             start = ex.target if ex.busy else rs.cell
-            path = self._path(start, g, blocked, key)
-            if ex.busy and start != rs.cell:
-                path = [rs.cell, *path]
+            if self._down[i]:
+                path = [rs.cell]
+            else:
+                path = self._path(start, goals[i][0], blocked, key)
+                if ex.busy and start != rs.cell:
+                    path = [rs.cell, *path]
             self._plans[i] = path[: self.cfg.plan_horizon]
             self.fleet.announce_route(i, np.asarray(self._plans[i], np.int64).reshape(-1, 2))
 

@@ -56,13 +56,14 @@ class OnlineHook:
             count).
     """
 
-    def __init__(self, learner: Any, *, background: bool, kpi_period_s: float, seed: int = 0) -> None:
+    def __init__(self, learner: Any, *, background: bool, kpi_period_s: float, seed: int = 0,
+                 gate_simulations: int | None = None) -> None:
         self.learner = learner
         self.background = bool(background)
         self.kpi_period_s = float(kpi_period_s)
         self.seed = int(seed)
-        #: the gate's MCTS simulations (0: greedy), as built (``build_online_hook``)
-        self.gate_simulations: int | None = None
+        #: the gate's MCTS simulations (0: greedy), for the report
+        self.gate_simulations = gate_simulations
         self.failed = False
         self.errors: list[dict[str, Any]] = []
         self.kpi_reports: list[dict[str, float]] = []
@@ -239,6 +240,5 @@ def build_online_hook(app: Any, evaluator: Any, layout: Any = None) -> OnlineHoo
               "max_considered_actions": 5}
     learner = make_learner(cfg, evaluator, layout=layout if layout is not None else generate_layout(app.layout),
                            background=lc.background, worker=worker, gate_search=search)
-    hook = OnlineHook(learner, background=lc.background, kpi_period_s=lc.kpi_period_s, seed=cfg.seed)
-    hook.gate_simulations = int(cfg.gate_simulations)
-    return hook
+    return OnlineHook(learner, background=lc.background, kpi_period_s=lc.kpi_period_s, seed=cfg.seed,
+                      gate_simulations=int(cfg.gate_simulations))
